@@ -1,0 +1,28 @@
+# Two entry points do all set-up on a fresh machine: `make run` and `make test`.
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+SAMPLE := data/sample/manifest.jsonl
+OUTPUT ?= outputs/sample
+
+.PHONY: install run test benchmark clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+$(SAMPLE): $(STAMP)
+	$(PYTHON) -m pipeline fetch-sample --dest data/sample
+
+run: $(STAMP) $(SAMPLE)
+	$(PYTHON) -m pipeline diarize --manifest $(SAMPLE) --output $(OUTPUT) --evaluate --print-segments
+
+test: $(STAMP)
+	$(PYTHON) -m pytest -q -ra
+
+clean:
+	rm -rf outputs data/sample
