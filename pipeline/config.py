@@ -1,0 +1,78 @@
+"""NeMo's diarization inference configuration: `DiarizeConfig`, `InternalDiarizeConfig` and the
+post-processing parameters that NeMo reads from a YAML file with a top-level `parameters:` block."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any, Optional
+
+import fsspec
+import torch
+import yaml
+
+
+@dataclass
+class PostProcessingParams:
+    """Binarisation of per-frame speaker probabilities (NeMo's names and defaults).
+
+    `onset`/`offset`: hysteresis thresholds to start/end a speaker turn; `pad_onset`/`pad_offset`:
+    seconds added before/after each turn; `min_duration_on`: shorter turns are dropped;
+    `min_duration_off`: shorter gaps between two turns of one speaker are filled."""
+
+    onset: float = 0.5
+    offset: float = 0.5
+    pad_onset: float = 0.0
+    pad_offset: float = 0.0
+    min_duration_on: float = 0.0
+    min_duration_off: float = 0.0
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "PostProcessingParams":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown post-processing parameters {unknown}; expected some of {sorted(known)}")
+        return cls(**{k: float(v) for k, v in values.items()})
+
+
+def load_postprocessing_from_yaml(path: Optional[str]) -> PostProcessingParams:
+    """NeMo's post-processing YAML: `parameters: {onset: .., offset: .., ...}`; None gives defaults."""
+    if path is None:
+        return PostProcessingParams()
+    with fsspec.open(path, "r", encoding="utf-8") as f:
+        document = yaml.safe_load(f) or {}
+    if not isinstance(document, dict) or not isinstance(document.get("parameters", {}), dict):
+        raise ValueError(f"{path}: expected a mapping with a 'parameters:' block")
+    return PostProcessingParams.from_dict(document.get("parameters") or {})
+
+
+@dataclass
+class InternalDiarizeConfig:
+    """State `diarize_generator` keeps while it runs; restored by `_diarize_on_end`."""
+
+    device: Optional[torch.device] = None
+    dtype: Optional[torch.dtype] = None
+    training_mode: bool = False
+    logging_level: Optional[Any] = None
+    dither_value: float = 0.0
+    pad_to_value: int = 0
+    temp_dir: Optional[str] = None
+    manifest_filepath: Optional[str] = None
+
+
+@dataclass
+class DiarizeConfig:
+    """Inference configuration (NeMo's fields and defaults).
+
+    `max_num_speakers` is this project's addition for clustering models: the upper bound of the
+    estimated speaker count when a manifest row gives no `num_speakers`."""
+
+    session_len_sec: float = -1
+    batch_size: int = 1
+    num_workers: int = 1
+    postprocessing_yaml: Optional[str] = None
+    verbose: bool = True
+    include_tensor_outputs: bool = False
+    postprocessing_params: Optional[PostProcessingParams] = None
+    max_num_speakers: int = 8
+    _internal: Optional[InternalDiarizeConfig] = field(default=None, repr=False)

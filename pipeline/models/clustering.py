@@ -1,0 +1,89 @@
+"""Speaker clustering: normalized maximum eigengap spectral clustering (NME-SC, Park et al. 2019,
+the algorithm of NeMo's clustering diarizer), which estimates the number of speakers.
+
+For each candidate pruning value p, the cosine affinity keeps each row's p strongest neighbours;
+the graph Laplacian's eigengaps give a speaker count and a confidence; the p with the smallest
+(p / N) / normalized gap wins. The k smallest eigenvectors are then clustered with k-means.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.linalg import eigh
+from sklearn.cluster import KMeans
+
+
+@dataclass
+class ClusteringConfig:
+    max_num_speakers: int = 8
+    max_rp_threshold: float = 0.25  # largest pruning value tried, as a fraction of N
+    sparse_search_volume: int = 30  # how many pruning values are tried
+    min_windows_for_estimate: int = 4
+    seed: int = 0
+
+
+def cosine_affinity(embeddings: np.ndarray) -> np.ndarray:
+    normed = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True).clip(1e-8)
+    affinity = normed @ normed.T
+    low, high = affinity.min(), affinity.max()
+    return (affinity - low) / max(high - low, 1e-8)  # NeMo's min-max scaling
+
+
+def _pruned_graph(affinity: np.ndarray, p: int) -> np.ndarray:
+    """Keep each row's p largest affinities as 1, then symmetrise."""
+    order = np.argsort(-affinity, axis=1)[:, :p]
+    binary = np.zeros_like(affinity)
+    np.put_along_axis(binary, order, 1.0, axis=1)
+    return 0.5 * (binary + binary.T)
+
+
+def _laplacian_spectrum(graph: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    graph = graph.copy()
+    np.fill_diagonal(graph, 0.0)
+    laplacian = np.diag(graph.sum(1)) - graph
+    count = min(count, len(graph))
+    values, vectors = eigh(laplacian, subset_by_index=[0, count - 1])
+    return values, vectors
+
+
+def _eigengap_count(values: np.ndarray, max_speakers: int) -> tuple[int, float]:
+    gaps = np.diff(values[: max_speakers + 1])
+    k = int(np.argmax(gaps)) + 1
+    return k, float(gaps.max() / max(values.max(), 1e-10))
+
+
+def spectral_cluster(
+    embeddings: np.ndarray, num_speakers: int | None = None, config: ClusteringConfig | None = None
+) -> np.ndarray:
+    """Speaker label (0..k-1) of each embedding; `num_speakers` fixes k, else it is estimated in
+    1..`config.max_num_speakers`."""
+    config = config or ClusteringConfig()
+    n = len(embeddings)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    if num_speakers is not None and num_speakers <= 1 or n < 2:
+        return np.zeros(n, dtype=np.int64)
+    if num_speakers is None and n < config.min_windows_for_estimate:
+        return np.zeros(n, dtype=np.int64)
+
+    affinity = cosine_affinity(embeddings)
+    max_k = min(num_speakers or config.max_num_speakers, n - 1)
+    max_p = max(2, int(np.floor(n * config.max_rp_threshold)))
+    candidates = np.unique(np.linspace(1, max_p, min(config.sparse_search_volume, max_p)).astype(int))
+    candidates = candidates[candidates >= 2] if len(candidates) > 1 else candidates
+    best = None
+    for p in candidates:
+        values, _ = _laplacian_spectrum(_pruned_graph(affinity, int(p)), max_k + 1)
+        k, normalized_gap = _eigengap_count(values, max_k)
+        score = (p / n) / (normalized_gap + 1e-10)
+        if best is None or score < best[0]:
+            best = (score, int(p), k)
+    _, p, estimated_k = best
+    k = num_speakers if num_speakers is not None else estimated_k
+    k = max(1, min(k, n))
+    if k == 1:
+        return np.zeros(n, dtype=np.int64)
+    _, vectors = _laplacian_spectrum(_pruned_graph(affinity, p), k)
+    return KMeans(n_clusters=k, n_init=10, random_state=config.seed).fit_predict(vectors).astype(np.int64)

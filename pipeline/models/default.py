@@ -1,0 +1,143 @@
+"""The default model: a clustering diarizer in the spirit of NeMo's, from weights shipped in PyPI
+packages (Silero VAD, resemblyzer's GE2E encoder).
+
+`_diarize_forward` (neural, batched, the part that runs on GPU actors): speech probabilities for
+every 32 ms frame, then GE2E embeddings of the 1.6 s windows (hop 0.8 s) that contain speech, all
+windows of all recordings of the batch through the encoder together.
+`_diarize_output_processing` (CPU): NME-SC clustering of each recording's windows, per-frame
+speaker probabilities (speech probability x the speaker's share of the windows covering the frame),
+then NeMo's binarisation into turns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, List
+
+import numpy as np
+import torch
+from scipy.ndimage import distance_transform_edt
+from scipy.signal import lfilter
+from torch import nn
+
+from ..api import SpkDiarizationMixin
+from ..config import DiarizeConfig, PostProcessingParams
+from ..postprocessing import first_appearance_order, regions_to_turns, speaker_regions, turns_to_segments
+from . import register_model
+from .clustering import ClusteringConfig, spectral_cluster
+from .encoder import HOP_SAMPLES, WINDOW_FRAMES, MelFrontend, SpeakerEncoder, volume_gain
+from .vad import FRAME_SAMPLES, FRAME_SECONDS, SileroVAD
+
+# GE2E windows are 160 mel frames = 50 VAD frames; with a hop of 25 VAD frames (0.8 s) every window
+# start falls exactly on a mel frame (25 * 512 / 160 = 80).
+WINDOW_VAD_FRAMES = WINDOW_FRAMES * HOP_SAMPLES // FRAME_SAMPLES
+
+
+@dataclass
+class ClusteringDiarizerConfig:
+    hop_vad_frames: int = 25  # window hop: 0.8 s
+    speech_threshold: float = 0.5  # a frame counts as speech when selecting windows
+    min_window_speech: float = 0.3  # fraction of a window that must be speech for it to be embedded
+    overlap_sharpness: float = 4.0  # exponent on a speaker's share of a frame; large = no overlap
+    encoder_chunk: int = 512  # windows per encoder call
+    clustering: ClusteringConfig = None  # type: ignore[assignment]
+
+    def __post_init__(self):
+        self.clustering = self.clustering or ClusteringConfig()
+
+
+@register_model("default")
+class ClusteringDiarizer(nn.Module, SpkDiarizationMixin):
+    frame_seconds = FRAME_SECONDS
+
+    def __init__(self, config: ClusteringDiarizerConfig | None = None, pretrained: bool = True):
+        nn.Module.__init__(self)
+        SpkDiarizationMixin.__init__(self)
+        self.config = config or ClusteringDiarizerConfig()
+        self.vad = SileroVAD.pretrained() if pretrained else SileroVAD()
+        self.mel = MelFrontend()
+        self.encoder = SpeakerEncoder.pretrained() if pretrained else SpeakerEncoder()
+        self.eval()
+
+    # ------------------------------------------------------------ neural part (GPU actors)
+
+    def _diarize_forward(self, batch: dict[str, Any]) -> List[dict[str, Any]]:
+        """Padded batch -> one dict of numpy arrays per recording: `speech_probs` (frames,),
+        `embeddings` (windows, 256), `window_starts` (windows,) in VAD frames, plus `uniq_id`,
+        `offset`, `num_speakers` carried through for post-processing elsewhere."""
+        audio, lengths = batch["audio"], batch["audio_lengths"].to(batch["audio"].device)
+        frame_counts = torch.div(lengths + FRAME_SAMPLES - 1, FRAME_SAMPLES, rounding_mode="floor")
+        speech = self.vad(audio)
+        speech = speech * (torch.arange(speech.shape[1], device=speech.device)[None] < frame_counts[:, None])
+
+        sample_weights = speech.repeat_interleave(FRAME_SAMPLES, dim=1)[:, : audio.shape[1]]
+        gain = volume_gain(audio, lengths, sample_weights)
+        mels = self.mel(audio) * gain[:, None, None] ** 2
+
+        starts, recordings = self._speech_windows(speech, frame_counts)
+        mel_starts = starts * FRAME_SAMPLES // HOP_SAMPLES
+        mels = torch.nn.functional.pad(mels, (0, 0, 0, WINDOW_FRAMES))
+        windows = mels.unfold(1, WINDOW_FRAMES, 1).transpose(2, 3)[recordings, mel_starts]
+        embeddings = self.encoder.embed_windows(windows, self.config.encoder_chunk)
+
+        speech_np, starts_np = speech.float().cpu().numpy(), starts.cpu().numpy()
+        recordings_np, embeddings_np = recordings.cpu().numpy(), embeddings.float().cpu().numpy()
+        return [
+            {
+                "uniq_id": batch["uniq_ids"][b],
+                "offset": float(batch["offsets"][b]),
+                "num_speakers": int(batch["num_speakers"][b]),
+                "speech_probs": speech_np[b, : int(frame_counts[b])],
+                "embeddings": embeddings_np[recordings_np == b],
+                "window_starts": starts_np[recordings_np == b],
+            }
+            for b in range(audio.shape[0])
+        ]
+
+    def _speech_windows(self, speech: torch.Tensor, frame_counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Start frames and recording indices of the windows worth embedding (enough speech)."""
+        hop = self.config.hop_vad_frames
+        is_speech = (speech > self.config.speech_threshold).float()
+        cumulative = torch.nn.functional.pad(is_speech.cumsum(1), (1, WINDOW_VAD_FRAMES))
+        starts = torch.arange(0, speech.shape[1], hop, device=speech.device)
+        ends = torch.minimum(starts[None] + WINDOW_VAD_FRAMES, frame_counts[:, None])
+        speech_frames = cumulative.gather(1, ends) - cumulative[:, starts]
+        keep = (speech_frames >= self.config.min_window_speech * WINDOW_VAD_FRAMES) & (starts[None] < frame_counts[:, None])
+        recordings, index = keep.nonzero(as_tuple=True)
+        return starts[index], recordings
+
+    # ------------------------------------------------------------ post-processing (CPU)
+
+    def _diarize_output_processing(self, outputs: List[dict[str, Any]], uniq_ids: List[str], diarcfg: DiarizeConfig):
+        params = diarcfg.postprocessing_params or PostProcessingParams()
+        clustering = replace(self.config.clustering, max_num_speakers=diarcfg.max_num_speakers)
+        segments, tensors = [], []
+        for output in outputs:
+            probabilities = self.speaker_probabilities(output, clustering)
+            regions = speaker_regions(probabilities, self.frame_seconds, params)
+            segments.append(turns_to_segments(regions_to_turns(regions, output["offset"])))
+            tensors.append(torch.from_numpy(probabilities[:, first_appearance_order(regions)])[None])
+        if diarcfg.include_tensor_outputs:
+            return segments, tensors
+        return segments
+
+    def speaker_probabilities(self, output: dict[str, Any], clustering: ClusteringConfig) -> np.ndarray:
+        """(frames, speakers) probabilities of one recording from its forward outputs."""
+        speech = np.asarray(output["speech_probs"], dtype=np.float32)
+        embeddings = np.asarray(output["embeddings"], dtype=np.float32)
+        if len(embeddings) == 0:
+            return np.zeros((len(speech), 0), dtype=np.float32)
+        labels = spectral_cluster(embeddings, output["num_speakers"] or None, clustering)
+        num_clusters = int(labels.max()) + 1
+        # Each window spreads its label over the frames it covers with a Hann taper, so that the
+        # centre of a window counts more than its edges.
+        impulses = np.zeros((len(speech) + WINDOW_VAD_FRAMES, num_clusters), dtype=np.float32)
+        np.add.at(impulses, (np.asarray(output["window_starts"]), labels), 1.0)
+        taper = np.hanning(WINDOW_VAD_FRAMES + 2)[1:-1].astype(np.float32)
+        support = lfilter(taper, [1.0], impulses, axis=0)[: len(speech)]
+        total = support.sum(1)
+        if (total == 0).any():  # speech far from any embedded window takes the nearest window's labels
+            _, (nearest,) = distance_transform_edt(total == 0, return_indices=True)
+            support = support[nearest]
+        share = support / support.max(1, keepdims=True).clip(1e-8)
+        return (speech[:, None] * share ** self.config.overlap_sharpness).astype(np.float32)

@@ -1,0 +1,75 @@
+"""Per-frame speaker probabilities to speaker turns, with NeMo's post-processing parameters.
+
+Shared by every model whose forward pass gives (frames, speakers) probabilities. Vectorised over
+frames: hysteresis is a forward fill, turns come from run boundaries.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .config import PostProcessingParams
+from .rttm import Turn, format_segment
+
+
+def hysteresis(probabilities: np.ndarray, onset: float, offset: float) -> np.ndarray:
+    """Active where p > onset, inactive where p < offset, otherwise as the previous frame; for a
+    (frames,) or (frames, speakers) array."""
+    state = np.where(probabilities > onset, 1, np.where(probabilities < offset, 0, -1))
+    if state.size == 0:
+        return state.astype(bool)
+    state[0] = np.maximum(state[0], 0)
+    frames = np.arange(len(state)).reshape((-1,) + (1,) * (state.ndim - 1))
+    last_decided = np.maximum.accumulate(np.where(state >= 0, frames, 0), axis=0)
+    return np.take_along_axis(state, last_decided, axis=0) == 1
+
+
+def active_regions(active: np.ndarray, frame_seconds: float) -> np.ndarray:
+    """(n, 2) start/end seconds of the runs of True in a 1-D boolean array."""
+    padded = np.concatenate([[False], active, [False]]).astype(np.int8)
+    changes = np.flatnonzero(np.diff(padded))
+    return changes.reshape(-1, 2).astype(np.float64) * frame_seconds
+
+
+def clean_regions(regions: np.ndarray, params: PostProcessingParams, total_seconds: float) -> np.ndarray:
+    """Pad each region, fill gaps shorter than `min_duration_off` (overlaps from padding merge too),
+    then drop regions shorter than `min_duration_on` (pyannote's order)."""
+    if len(regions) == 0:
+        return regions
+    regions = regions + np.array([-params.pad_onset, params.pad_offset])
+    regions = regions.clip(0.0, total_seconds)
+    keep_gap = regions[1:, 0] - regions[:-1, 1] >= max(params.min_duration_off, 1e-9)
+    starts = np.concatenate([[True], keep_gap])
+    ends = np.concatenate([keep_gap, [True]])
+    regions = np.stack([regions[starts, 0], np.maximum.accumulate(regions[:, 1])[ends]], axis=1)
+    return regions[regions[:, 1] - regions[:, 0] >= max(params.min_duration_on, 1e-9)]
+
+
+def speaker_regions(probabilities: np.ndarray, frame_seconds: float, params: PostProcessingParams) -> list[np.ndarray]:
+    """Cleaned (n, 2) regions in seconds for each column of (frames, speakers) probabilities."""
+    total = probabilities.shape[0] * frame_seconds
+    active = hysteresis(probabilities, params.onset, params.offset)
+    return [clean_regions(active_regions(active[:, k], frame_seconds), params, total)
+            for k in range(probabilities.shape[1])]
+
+
+def first_appearance_order(regions: list[np.ndarray]) -> list[int]:
+    """Column indices sorted by when their speaker first speaks; silent columns last."""
+    firsts = [r[0, 0] if len(r) else np.inf for r in regions]
+    return [int(k) for k in np.argsort(firsts, kind="stable")]
+
+
+def regions_to_turns(regions: list[np.ndarray], offset: float = 0.0) -> list[Turn]:
+    """Turns sorted by time, shifted by `offset`, speakers named `speaker_k` with k in order of
+    first appearance."""
+    speaking = [k for k in first_appearance_order(regions) if len(regions[k])]
+    turns = [
+        Turn(float(start + offset), float(end + offset), f"speaker_{rank}")
+        for rank, k in enumerate(speaking)
+        for start, end in regions[k]
+    ]
+    return sorted(turns, key=lambda t: (t.start, t.end, t.speaker))
+
+
+def turns_to_segments(turns: list[Turn]) -> list[str]:
+    return [format_segment(t.start, t.end, int(t.speaker.rsplit("_", 1)[1])) for t in turns]
