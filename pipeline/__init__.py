@@ -15,4 +15,14 @@ __all__ = [
     "load_model",
     "load_postprocessing_from_yaml",
     "register_model",
+    "run_corpus",
 ]
+
+
+def __getattr__(name: str):
+    """`run_corpus` is imported on first use: it brings in Ray, which `diarize()` users don't need."""
+    if name == "run_corpus":
+        from .corpus import run_corpus
+
+        return run_corpus
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

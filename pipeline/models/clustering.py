@@ -39,19 +39,24 @@ def _pruned_graph(affinity: np.ndarray, p: int) -> np.ndarray:
     return 0.5 * (binary + binary.T)
 
 
-def _laplacian_spectrum(graph: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+def _laplacian(graph: np.ndarray) -> np.ndarray:
     graph = graph.copy()
     np.fill_diagonal(graph, 0.0)
-    laplacian = np.diag(graph.sum(1)) - graph
-    count = min(count, len(graph))
-    values, vectors = eigh(laplacian, subset_by_index=[0, count - 1])
-    return values, vectors
+    return np.diag(graph.sum(1)) - graph
 
 
-def _eigengap_count(values: np.ndarray, max_speakers: int) -> tuple[int, float]:
-    gaps = np.diff(values[: max_speakers + 1])
-    k = int(np.argmax(gaps)) + 1
-    return k, float(gaps.max() / max(values.max(), 1e-10))
+def _smallest_eigenpairs(laplacian: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    return eigh(laplacian, subset_by_index=[0, min(count, len(laplacian)) - 1])
+
+
+def _eigengap_count(laplacian: np.ndarray, max_speakers: int) -> tuple[int, float]:
+    """Speaker count at the largest gap among the smallest eigenvalues, and that gap normalised by
+    the largest eigenvalue of the whole spectrum (as NeMo does: a fragmented graph has tiny gaps
+    relative to it, so over-pruned p values lose)."""
+    values, _ = _smallest_eigenpairs(laplacian, max_speakers + 1)
+    largest = eigh(laplacian, eigvals_only=True, subset_by_index=[len(laplacian) - 1, len(laplacian) - 1])[0]
+    gaps = np.diff(values)
+    return int(np.argmax(gaps)) + 1, float(gaps.max() / max(largest, 1e-10))
 
 
 def spectral_cluster(
@@ -75,8 +80,7 @@ def spectral_cluster(
     candidates = candidates[candidates >= 2] if len(candidates) > 1 else candidates
     best = None
     for p in candidates:
-        values, _ = _laplacian_spectrum(_pruned_graph(affinity, int(p)), max_k + 1)
-        k, normalized_gap = _eigengap_count(values, max_k)
+        k, normalized_gap = _eigengap_count(_laplacian(_pruned_graph(affinity, int(p))), max_k)
         score = (p / n) / (normalized_gap + 1e-10)
         if best is None or score < best[0]:
             best = (score, int(p), k)
@@ -85,5 +89,5 @@ def spectral_cluster(
     k = max(1, min(k, n))
     if k == 1:
         return np.zeros(n, dtype=np.int64)
-    _, vectors = _laplacian_spectrum(_pruned_graph(affinity, p), k)
+    _, vectors = _smallest_eigenpairs(_laplacian(_pruned_graph(affinity, p)), k)
     return KMeans(n_clusters=k, n_init=10, random_state=config.seed).fit_predict(vectors).astype(np.int64)

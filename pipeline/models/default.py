@@ -28,17 +28,16 @@ from .clustering import ClusteringConfig, spectral_cluster
 from .encoder import HOP_SAMPLES, WINDOW_FRAMES, MelFrontend, SpeakerEncoder, volume_gain
 from .vad import FRAME_SAMPLES, FRAME_SECONDS, SileroVAD
 
-# GE2E windows are 160 mel frames = 50 VAD frames; with a hop of 25 VAD frames (0.8 s) every window
-# start falls exactly on a mel frame (25 * 512 / 160 = 80).
+# GE2E windows are 160 mel frames (1.6 s) = 50 VAD frames of 32 ms.
 WINDOW_VAD_FRAMES = WINDOW_FRAMES * HOP_SAMPLES // FRAME_SAMPLES
 
 
 @dataclass
 class ClusteringDiarizerConfig:
-    hop_vad_frames: int = 25  # window hop: 0.8 s
-    speech_threshold: float = 0.5  # a frame counts as speech when selecting windows
+    hop_vad_frames: int = 12  # window hop: 0.384 s (tuned: short recordings need enough windows to cluster)
+    speech_threshold: float = 0.2  # a frame counts as speech when selecting windows (low: far-field audio)
     min_window_speech: float = 0.3  # fraction of a window that must be speech for it to be embedded
-    overlap_sharpness: float = 4.0  # exponent on a speaker's share of a frame; large = no overlap
+    overlap_sharpness: float = 1.0  # exponent on a speaker's share of a frame; large = no overlap
     encoder_chunk: int = 512  # windows per encoder call
     clustering: ClusteringConfig = None  # type: ignore[assignment]
 

@@ -1,0 +1,150 @@
+"""Command line: `python -m pipeline diarize ...` (corpus run on Ray), `python -m pipeline fetch-sample`.
+
+Every subcommand is a thin layer over a library function (`pipeline.run_corpus`,
+`pipeline.sample.fetch_sample`), so notebooks and Ray jobs get the same behaviour."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Sequence
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    diarize = commands.add_parser("diarize", help="label every row of one or more manifests with Ray Data")
+    diarize.add_argument("--manifest", nargs="+", required=True, metavar="URI", help="manifest URIs or globs (s3://, gs://, file://, paths)")
+    diarize.add_argument("--output", required=True, metavar="URI", help="output folder (local or object store)")
+    diarize.add_argument("--model", default="default", help="registered model name (default: %(default)s)")
+    diarize.add_argument("--batch-size", type=int, default=4, help="recordings per model batch (default: %(default)s)")
+    diarize.add_argument("--num-actors", default="1", metavar="N|MIN,MAX", help="model actor pool size (default: %(default)s)")
+    diarize.add_argument("--gpus-per-actor", type=float, default=0.0, help="GPUs per model actor; >0 requires CUDA (default: CPU)")
+    diarize.add_argument("--actor-cpus", type=float, default=0.5, help="CPUs reserved per model actor (default: %(default)s)")
+    diarize.add_argument("--resume", action="store_true", help="skip inputs already recorded in --output")
+    diarize.add_argument("--fail-on-error", action="store_true", help="exit 1 when any input row is an error row")
+    diarize.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
+    diarize.add_argument("--endpoint-url", default=None, help="S3 endpoint URL (default: AWS_ENDPOINT_URL / AWS's)")
+    diarize.add_argument("--anonymous", action="store_true", help="read object storage without credentials")
+    diarize.add_argument("--profile", default=None, help="AWS profile for object storage")
+    diarize.add_argument("--max-num-speakers", type=int, default=8, help="upper bound when a row gives no num_speakers")
+    diarize.add_argument("--postprocessing-yaml", default=None, help="NeMo post-processing YAML (parameters: onset, offset, ...)")
+    diarize.add_argument("--evaluate", action="store_true", help="score against the rows' rttm_filepath (DER, collar 0.25 s, UEM honoured)")
+    diarize.add_argument("--print-segments", action="store_true", help="print every recording's speaker turns")
+    diarize.set_defaults(handler=run_diarize)
+
+    fetch = commands.add_parser("fetch-sample", help="download the small sample corpus")
+    fetch.add_argument("--dest", required=True, help="folder to write the sample into")
+    fetch.set_defaults(handler=run_fetch_sample)
+    return parser
+
+
+def run_diarize(args: argparse.Namespace) -> int:
+    from .corpus import run_corpus
+    from .corpus.outputs import OutputLayout
+    from .corpus.storage import storage_options
+
+    options = storage_options(args.endpoint_url, args.anonymous, args.profile)
+    summary = run_corpus(
+        args.manifest,
+        args.output,
+        model=args.model,
+        batch_size=args.batch_size,
+        num_actors=args.num_actors,
+        gpus_per_actor=args.gpus_per_actor,
+        actor_cpus=args.actor_cpus,
+        resume=args.resume,
+        storage_options=options,
+        max_num_speakers=args.max_num_speakers,
+        postprocessing_yaml=args.postprocessing_yaml,
+        address=args.address,
+    )
+    layout = OutputLayout(args.output, options)
+    if args.print_segments:
+        print_segments(layout)
+    if args.evaluate:
+        print_scores(layout, options)
+    print_summary(summary, layout)
+    return 1 if args.fail_on_error and summary["errors"] else 0
+
+
+def print_segments(layout) -> None:
+    segments = layout.read_table("segments").sort_by([("uniq_id", "ascending"), ("start", "ascending")])
+    current = None
+    for row in segments.to_pylist():
+        if row["uniq_id"] != current:
+            current = row["uniq_id"]
+            print(f"\n{current}  ({row['audio_filepath']})")
+        print(f"  {row['start']:9.3f} {row['end']:9.3f}  {row['speaker']}")
+
+
+def print_scores(layout, options: dict) -> None:
+    """DER per recording and overall for the ok rows whose input named a reference RTTM."""
+    from .corpus.storage import options_for
+    from .manifest import iter_manifest
+    from .rttm import read_rttm, read_uem
+    from .scoring import ScoringItem, score_corpus
+
+    items = []
+    for row in iter_manifest(layout.manifest_uri, **options_for(layout.uri, options)):
+        reference_path = row.extra.get("reference_rttm_filepath")
+        if not reference_path:
+            continue
+        reference = read_rttm(reference_path, **options_for(reference_path, options))
+        hypothesis = read_rttm(row.rttm_filepath, **options_for(row.rttm_filepath, options))
+        uem = read_uem(row.uem_filepath, **options_for(row.uem_filepath, options)) if row.uem_filepath else None
+        items.append(ScoringItem(row.uniq_id, of_recording(reference, row.uniq_id), hypothesis.get(row.uniq_id, []),
+                                 of_recording(uem, row.uniq_id) if uem is not None else None))
+    if not items:
+        print("\nevaluate: no ok row names a reference rttm_filepath; nothing to score")
+        return
+    per_recording, overall = score_corpus(items, collar=0.25)
+    print(f"\n{'recording':<24} {'DER':>7} {'miss':>7} {'FA':>7} {'conf':>7}")
+    for score in per_recording + [{**overall, "uri": "OVERALL"}]:
+        print(f"{score['uri']:<24} {score['der']:7.2%} {score['missed_speech']:7.2%} {score['false_alarm']:7.2%} {score['confusion']:7.2%}")
+
+
+def of_recording(by_file_id: dict, uniq_id: str) -> list:
+    """A reference file's entries for one recording: those under its id, or all of them when the
+    file describes one recording under another name."""
+    if uniq_id in by_file_id or len(by_file_id) != 1:
+        return by_file_id.get(uniq_id, [])
+    return next(iter(by_file_id.values()))
+
+
+def print_summary(summary: dict, layout) -> None:
+    import pyarrow.compute as pc
+
+    print(
+        f"\n{summary['input_rows']} input rows: {summary['ok']} ok, {summary['errors']} errors "
+        f"({summary['skipped_by_resume']} already done, {summary['processed_this_run']} processed this run)\n"
+        f"{summary['audio_hours'] * 3600:.1f} s of audio in {summary['wall_seconds']:.1f} s "
+        f"({summary['audio_seconds_per_wall_second']:.1f} audio s per wall s)\n"
+        f"outputs: {layout.uri}  (rttm/, segments/, recordings/, manifest.jsonl, summary.json)"
+    )
+    if summary["errors"]:
+        errors = layout.read_table("recordings").filter(pc.field("status") == "error").to_pylist()
+        for row in errors[:20]:
+            print(f"  error: {row['error']}")
+        if len(errors) > 20:
+            print(f"  ... {len(errors) - 20} more in recordings/ (status == 'error')")
+
+
+def run_fetch_sample(args: argparse.Namespace) -> int:
+    from .sample import fetch_sample
+
+    fetch_sample(args.dest)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code = args.handler(args)
+    sys.stdout.flush()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

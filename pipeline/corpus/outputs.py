@@ -1,0 +1,113 @@
+"""The output folder of a corpus run and how a rerun finds what is already done.
+
+    rttm/<uniq_id>.rttm            one per ok recording
+    segments/part-<token>.parquet  speaker turns of one written block
+    recordings/part-<token>.parquet  one row per input row of that block: the block's commit record
+    manifest.jsonl, summary.json   written by the driver once the plan has finished
+
+A block's files are written RTTMs first, segments next, its recordings part last, each atomically.
+So a recordings part means the block is complete; `--resume` skips the inputs it names, deletes
+segments parts whose recordings part never came (a run killed mid-block), and redoes the rest."""
+
+from __future__ import annotations
+
+import io
+import os
+import posixpath
+import uuid
+from typing import Iterable
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
+
+from .inputs import resume_key
+from .storage import filesystem, join
+from .tables import RECORDINGS_SCHEMA, SEGMENTS_SCHEMA
+
+PART_PREFIX, PART_SUFFIX = "part-", ".parquet"
+
+
+class OutputLayout:
+    def __init__(self, uri: str, storage_options: dict | None = None):
+        self.uri = uri.rstrip("/")
+        self.fs, self.root = filesystem(self.uri, storage_options)
+        self.root = self.root.rstrip("/")
+
+    def path(self, *parts: str) -> str:
+        return posixpath.join(self.root, *parts)
+
+    def rttm_path(self, uniq_id: str) -> str:
+        return self.path("rttm", f"{uniq_id}.rttm")
+
+    def rttm_uri(self, uniq_id: str) -> str:
+        """The RTTM's address as users see it (what `manifest.jsonl` points at)."""
+        return join(self.uri, "rttm", f"{uniq_id}.rttm")
+
+    @property
+    def manifest_uri(self) -> str:
+        return join(self.uri, "manifest.jsonl")
+
+    def part_path(self, table: str, token: str) -> str:
+        return self.path(table, f"{PART_PREFIX}{token}{PART_SUFFIX}")
+
+    # ---------------------------------------------------------------- writing
+
+    def write_atomically(self, path: str, data: bytes) -> None:
+        """Readers see the whole file or none of it: a local file is written under a hidden temporary
+        name and renamed; an object store PUT is already all-or-nothing."""
+        if isinstance(self.fs, LocalFileSystem):
+            directory, name = posixpath.split(path)
+            os.makedirs(directory, exist_ok=True)
+            temporary = posixpath.join(directory, f".{name}.{uuid.uuid4().hex}.tmp")
+            with open(temporary, "wb") as f:
+                f.write(data)
+            os.replace(temporary, path)
+        else:
+            self.fs.pipe_file(path, data)
+
+    def write_part(self, table_name: str, token: str, table: pa.Table) -> None:
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer)
+        self.write_atomically(self.part_path(table_name, token), buffer.getvalue())
+
+    # ---------------------------------------------------------------- reading back
+
+    def part_tokens(self, table_name: str) -> set[str]:
+        self.fs.invalidate_cache()
+        directory = self.path(table_name)
+        if not self.fs.exists(directory):
+            return set()
+        names = (posixpath.basename(p) for p in self.fs.ls(directory, detail=False))
+        return {n[len(PART_PREFIX):-len(PART_SUFFIX)] for n in names if n.startswith(PART_PREFIX) and n.endswith(PART_SUFFIX)}
+
+    def read_table(self, table_name: str, columns: Iterable[str] | None = None) -> pa.Table:
+        """All committed parts of `segments` or `recordings` (an empty table when there are none)."""
+        schema = {"segments": SEGMENTS_SCHEMA, "recordings": RECORDINGS_SCHEMA}[table_name]
+        tokens = sorted(self.part_tokens(table_name))
+        if table_name == "segments":
+            tokens = sorted(set(tokens) & self.part_tokens("recordings"))
+        paths = [self.part_path(table_name, token) for token in tokens]
+        if not paths:
+            return schema.empty_table().select(list(columns) if columns else schema.names)
+        dataset = pads.dataset(paths, schema=schema, format="parquet", filesystem=self.fs)
+        return dataset.to_table(columns=list(columns) if columns else None)
+
+    def completed_keys(self) -> set[str]:
+        """Resume keys (see `inputs.resume_key`) of every input already recorded, ok or error."""
+        table = self.read_table("recordings", ["uniq_id", "manifest", "line_number"])
+        return {resume_key(u, m, n) for u, m, n in zip(*(table[c].to_pylist() for c in table.column_names))}
+
+    def prepare(self, resume: bool) -> set[str]:
+        """Make the folder ready for a run; returns the keys a resumed run skips."""
+        if not self.part_tokens("recordings") and not self.part_tokens("segments"):
+            return set()
+        if not resume:
+            raise FileExistsError(
+                f"{self.uri} already holds outputs of a run; pass --resume to complete it, "
+                "or choose an empty output folder"
+            )
+        for orphan in self.part_tokens("segments") - self.part_tokens("recordings"):
+            self.fs.rm(self.part_path("segments", orphan))
+        return self.completed_keys()

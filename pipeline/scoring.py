@@ -1,0 +1,136 @@
+"""Diarization scoring (DER, JER, speaker counts) with pyannote.metrics, under NeMo's conventions.
+
+`collar` here means what it means to NeMo and md-eval: ± seconds around each reference boundary.
+pyannote's `collar` is the whole width of that window, so it gets `2 * collar`, exactly as NeMo's
+`score_labels` does. Without a UEM the scored region is the extent of reference ∪ hypothesis (what
+pyannote does for `uem=None`; it is built here so that pyannote has nothing to warn about).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, NamedTuple, Sequence
+
+from pyannote.core import Annotation, Segment, Timeline
+from pyannote.metrics.diarization import DiarizationErrorRate, JaccardErrorRate
+from pyannote.metrics.identification import IER_CONFUSION, IER_FALSE_ALARM, IER_MISS, IER_TOTAL
+
+from pipeline.rttm import Turn
+
+SCORING_PRESETS = {
+    "full": {"collar": 0.0, "skip_overlap": False},
+    "fair": {"collar": 0.25, "skip_overlap": False},
+    "forgiving": {"collar": 0.25, "skip_overlap": True},
+}
+
+
+class ScoringItem(NamedTuple):
+    """One recording to score; `uem` is a list of `(start, end)` scored regions or None."""
+
+    uri: str
+    reference: Sequence[Turn]
+    hypothesis: Sequence[Turn]
+    uem: Sequence[tuple[float, float]] | None = None
+
+
+def to_annotation(turns: Iterable[Turn], uri: str) -> Annotation:
+    annotation = Annotation(uri=uri)
+    for track, turn in enumerate(turns):
+        if turn.end > turn.start:
+            annotation[Segment(turn.start, turn.end), track] = turn.speaker
+    return annotation
+
+
+def to_timeline(regions: Iterable[tuple[float, float]], uri: str) -> Timeline:
+    return Timeline([Segment(start, end) for start, end in regions if end > start], uri=uri)
+
+
+def extent_uem(reference: Annotation, hypothesis: Annotation) -> Timeline:
+    """pyannote's scored region when there is no UEM: the extent of reference ∪ hypothesis."""
+    extent = reference.get_timeline().extent() | hypothesis.get_timeline().extent()
+    return Timeline([extent] if extent else [], uri=reference.uri)
+
+
+def _metrics(collar: float, skip_overlap: bool) -> tuple[DiarizationErrorRate, JaccardErrorRate]:
+    return (
+        DiarizationErrorRate(collar=2 * collar, skip_overlap=skip_overlap),
+        JaccardErrorRate(collar=2 * collar, skip_overlap=skip_overlap),
+    )
+
+
+def _fraction(seconds: float, total: float) -> float:
+    """Share of reference speech; with no reference speech, any error counts as 100% (pyannote's rule)."""
+    if total > 0:
+        return seconds / total
+    return 1.0 if seconds > 0 else 0.0
+
+
+def _error_summary(components: dict, der: float, jer: float) -> dict:
+    total = components[IER_TOTAL]
+    seconds = {
+        "missed_speech": components[IER_MISS],
+        "false_alarm": components[IER_FALSE_ALARM],
+        "confusion": components[IER_CONFUSION],
+    }
+    return {
+        "der": der,
+        **{name: _fraction(value, total) for name, value in seconds.items()},
+        **{f"{name}_sec": value for name, value in seconds.items()},
+        "reference_speech_sec": total,
+        "jer": jer,
+    }
+
+
+def _score_into(
+    der_metric: DiarizationErrorRate,
+    jer_metric: JaccardErrorRate,
+    item: ScoringItem,
+) -> dict:
+    """Score one recording, adding its components to the metrics' corpus totals."""
+    reference = to_annotation(item.reference, item.uri)
+    hypothesis = to_annotation(item.hypothesis, item.uri)
+    uem = to_timeline(item.uem, item.uri) if item.uem is not None else extent_uem(reference, hypothesis)
+    components = der_metric(reference, hypothesis, uem=uem, detailed=True)
+    jer = jer_metric(reference, hypothesis, uem=uem)
+    reference_speakers = len(reference.crop(uem).labels())
+    hypothesis_speakers = len(hypothesis.crop(uem).labels())
+    return {
+        "uri": item.uri,
+        **_error_summary(components, components[der_metric.metric_name_], jer),
+        "reference_speakers": reference_speakers,
+        "hypothesis_speakers": hypothesis_speakers,
+        "speaker_count_error": hypothesis_speakers - reference_speakers,
+    }
+
+
+def score_recording(
+    reference_turns: Sequence[Turn],
+    hypothesis_turns: Sequence[Turn],
+    uem_regions: Sequence[tuple[float, float]] | None = None,
+    collar: float = 0.25,
+    skip_overlap: bool = False,
+    uri: str = "recording",
+) -> dict:
+    """DER and its parts (fractions of reference speech, and seconds), JER, and speaker counts
+    (speakers with speech in the scored region). `collar` is ± seconds, NeMo's meaning."""
+    item = ScoringItem(uri, reference_turns, hypothesis_turns, uem_regions)
+    return _score_into(*_metrics(collar, skip_overlap), item)
+
+
+def score_corpus(
+    items: Iterable[ScoringItem | tuple],
+    collar: float = 0.25,
+    skip_overlap: bool = False,
+) -> tuple[list[dict], dict]:
+    """Per-recording scores and the corpus totals. Corpus DER is total error seconds over total
+    reference seconds (not a mean of ratios); corpus JER is pyannote's: the mean over every
+    reference speaker of every recording."""
+    der_metric, jer_metric = _metrics(collar, skip_overlap)
+    per_recording = [_score_into(der_metric, jer_metric, ScoringItem(*item)) for item in items]
+    count_errors = [abs(row["speaker_count_error"]) for row in per_recording]
+    overall = {
+        "recordings": len(per_recording),
+        **_error_summary({name: der_metric[name] for name in der_metric.components_}, abs(der_metric), abs(jer_metric)),
+        "speaker_count_accuracy": sum(e == 0 for e in count_errors) / len(count_errors) if count_errors else 0.0,
+        "mean_abs_speaker_count_error": sum(count_errors) / len(count_errors) if count_errors else 0.0,
+    }
+    return per_recording, overall

@@ -1,0 +1,96 @@
+"""Shared fixtures: real data from ../shared/data, a local Ray, and a real S3 endpoint on loopback."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+AMI = DATA / "ami-excerpts"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ami_rows(*names: str) -> list[dict]:
+    """The AMI excerpt manifest rows for `names` (e.g. "trn02"), paths as written (relative)."""
+    rows = [json.loads(line) for line in (AMI / "manifest.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+    by_name = {Path(row["audio_filepath"]).stem: row for row in rows}
+    return [by_name[name] for name in names]
+
+
+def with_absolute_paths(row: dict, folder: Path = AMI) -> dict:
+    return {key: str(folder / value) if key.endswith("_filepath") and value else value for key, value in row.items()}
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def aws_env():
+    """Fake credentials, set before Ray starts so that its workers inherit them too."""
+    patch = pytest.MonkeyPatch()
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        patch.setenv(name, value)
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "RAY_ADDRESS"):
+        patch.delenv(name, raising=False)
+    yield
+    patch.undo()
+
+
+@pytest.fixture(scope="session")
+def local_ray(aws_env):
+    """A Ray of this process only (`address="local"` never joins a cluster already running)."""
+    import ray
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(aws_env):
+    """A real S3 API (moto's server) on 127.0.0.1 at a free port."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+def segments_by_recording(segments_table) -> dict[str, list[str]]:
+    """A segments table back to NeMo's `"begin end speaker_k"` strings per recording, in table order."""
+    by_id: dict[str, list[str]] = {}
+    for row in segments_table.to_pylist():
+        by_id.setdefault(row["uniq_id"], []).append(f"{row['start']:.3f} {row['end']:.3f} {row['speaker']}")
+    return by_id
+
+
+_IN_PROCESS: dict[tuple[str, ...], dict[str, list[str]]] = {}
+
+
+def in_process_segments(*names: str) -> dict[str, list[str]]:
+    """What `load_model("default").diarize(manifest)` gives for these AMI files, per uniq_id
+    (computed once per session; the reference every Ray run is checked against)."""
+    if names not in _IN_PROCESS:
+        import tempfile
+
+        from pipeline import load_model
+
+        with tempfile.TemporaryDirectory() as folder:
+            manifest = write_jsonl(Path(folder) / "manifest.jsonl", [with_absolute_paths(r) for r in ami_rows(*names)])
+            segments = load_model("default", device="cpu").diarize(str(manifest), num_workers=0)
+        _IN_PROCESS[names] = {name: list(s) for name, s in zip(names, segments) if s}
+    return _IN_PROCESS[names]

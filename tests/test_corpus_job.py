@@ -1,0 +1,69 @@
+"""The Ray job entry point on a real head node (`ray start --head` on loopback, with Ray's default
+token authentication), submitted with `ray job submit --working-dir .`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import AMI, REPO, ami_rows, free_port, in_process_segments, segments_by_recording, write_jsonl
+
+NAMES = ("trñ00", "trn02", "trn03")
+
+
+def venv_env() -> dict:
+    """The venv first on PATH (the job's `python` must have the project's dependencies), no RAY_ADDRESS."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["PATH"] = f"{os.path.dirname(sys.executable)}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+@pytest.fixture
+def ray_head(tmp_path):
+    """A head node in its own session, ended by killing that session's processes (never `ray stop`,
+    which would also end the test session's own local Ray)."""
+    port, dashboard_port = free_port(), free_port()
+    ray = os.path.join(os.path.dirname(sys.executable), "ray")
+    command = [ray, "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(port),
+               "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard_port), "--num-cpus", "2",
+               "--temp-dir", str(tmp_path / "ray"), "--disable-usage-stats"]
+    head = subprocess.Popen(command, env=venv_env(), start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    address = f"http://127.0.0.1:{dashboard_port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert head.poll() is None, "ray start --head exited"
+            try:
+                urllib.request.urlopen(f"{address}/api/version", timeout=2)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the head's dashboard never came up"
+                time.sleep(1)
+        yield address
+    finally:
+        os.killpg(head.pid, signal.SIGKILL)
+        head.wait()
+
+
+@pytest.mark.slow
+def test_job_submit_labels_the_corpus(ray_head, tmp_path):
+    for row in ami_rows(*NAMES):
+        shutil.copy(AMI / row["audio_filepath"], tmp_path / row["audio_filepath"])
+    manifest = write_jsonl(tmp_path / "manifest.jsonl", [{"audio_filepath": r["audio_filepath"], "num_speakers": r["num_speakers"]} for r in ami_rows(*NAMES)])
+    output = tmp_path / "output"
+    submit = [os.path.join(os.path.dirname(sys.executable), "ray"), "job", "submit", "--address", ray_head,
+              "--working-dir", ".", "--", "python", "jobs/diarize_corpus.py",
+              "--manifest", str(manifest), "--output", str(output), "--batch-size", "2"]
+    finished = subprocess.run(submit, cwd=REPO, env=venv_env(), capture_output=True, text=True, timeout=400)
+    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
+    assert "3 input rows: 3 ok, 0 errors" in finished.stdout
+    assert segments_by_recording(pq.read_table(output / "segments")) == in_process_segments(*NAMES)
+    assert sorted(p.name for p in (output / "rttm").iterdir()) == sorted(f"{name}.rttm" for name in NAMES)

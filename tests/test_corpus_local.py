@@ -1,0 +1,98 @@
+"""A corpus run from a local manifest into a local folder, read back with pyarrow."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import AMI, ami_rows, in_process_segments, segments_by_recording, write_jsonl
+
+NAMES = ("trñ00", "trn02", "trn03")
+
+
+@pytest.fixture(scope="module")
+def finished_run(local_ray, tmp_path_factory):
+    """One complete run over a manifest with relative paths, sitting next to copies of the audio."""
+    import pipeline
+
+    corpus = tmp_path_factory.mktemp("corpus")
+    for row in ami_rows(*NAMES):
+        for key in ("audio_filepath", "rttm_filepath", "uem_filepath"):
+            shutil.copy(AMI / row[key], corpus / row[key])
+    manifest = write_jsonl(corpus / "manifest.jsonl", ami_rows(*NAMES))
+    output = tmp_path_factory.mktemp("output")
+    summary = pipeline.run_corpus([str(manifest)], str(output), batch_size=2)
+    return manifest, output, summary
+
+
+def test_segments_equal_in_process_diarize(finished_run):
+    _, output, _ = finished_run
+    segments = pq.read_table(output / "segments")
+    assert segments_by_recording(segments) == in_process_segments(*NAMES)
+    assert set(segments.column("model").to_pylist()) == {"default"}
+
+
+def test_one_recordings_row_per_input_row(finished_run):
+    _, output, summary = finished_run
+    recordings = pq.read_table(output / "recordings").to_pylist()
+    assert sorted(r["uniq_id"] for r in recordings) == sorted(NAMES)
+    assert all(r["status"] == "ok" and r["error"] is None for r in recordings)
+    assert all(r["duration"] == pytest.approx(30.0, abs=0.01) for r in recordings)
+    assert (summary["input_rows"], summary["ok"], summary["errors"]) == (3, 3, 0)
+
+
+def test_rttm_per_recording_matches_segments(finished_run):
+    _, output, _ = finished_run
+    expected = in_process_segments(*NAMES)
+    for name in NAMES:
+        lines = (output / "rttm" / f"{name}.rttm").read_text(encoding="utf-8").splitlines()
+        assert len(lines) == len(expected.get(name, []))
+        assert all(line.split()[1] == name for line in lines)
+    assert not list((output / "rttm").glob(".*")), "no temporary files are left behind"
+
+
+def test_output_manifest_points_at_written_rttms(finished_run):
+    _, output, _ = finished_run
+    rows = [json.loads(line) for line in (output / "manifest.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [r["uniq_id"] for r in rows] == list(NAMES)
+    assert all(r["rttm_filepath"] == str(output / "rttm" / f"{r['uniq_id']}.rttm") for r in rows)
+    assert all(r["reference_rttm_filepath"].endswith(f"{r['uniq_id']}.rttm") for r in rows)
+
+
+def test_summary_json_has_counts_config_and_versions(finished_run):
+    _, output, _ = finished_run
+    summary = json.loads((output / "summary.json").read_text(encoding="utf-8"))
+    assert summary["audio_hours"] == pytest.approx(3 * 30 / 3600, rel=1e-3)
+    assert summary["audio_seconds_per_wall_second"] > 0
+    assert summary["config"]["model"] == "default" and "ray" in summary["versions"]
+
+
+def test_resume_of_a_finished_run_adds_nothing(finished_run):
+    import pipeline
+
+    manifest, output, _ = finished_run
+    summary = pipeline.run_corpus([str(manifest)], str(output), batch_size=2, resume=True)
+    assert (summary["processed_this_run"], summary["skipped_by_resume"], summary["recorded_rows"]) == (0, 3, 3)
+
+
+def test_rerun_without_resume_refuses_to_mix_outputs(finished_run):
+    import pipeline
+
+    manifest, output, _ = finished_run
+    with pytest.raises(FileExistsError, match="--resume"):
+        pipeline.run_corpus([str(manifest)], str(output))
+
+
+def test_cli_evaluates_and_prints_segments(finished_run, capsys):
+    from pipeline.__main__ import main
+
+    manifest, output, _ = finished_run
+    assert main(["diarize", "--manifest", str(manifest), "--output", str(output), "--resume", "--evaluate", "--print-segments"]) == 0
+    printed = capsys.readouterr().out
+    assert "OVERALL" in printed and "DER" in printed and "conf" in printed
+    first = in_process_segments(*NAMES)["trñ00"][0].split()
+    assert f"{float(first[0]):9.3f} {float(first[1]):9.3f}  {first[2]}" in printed
+    assert "3 input rows: 3 ok, 0 errors" in printed

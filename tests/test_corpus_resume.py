@@ -1,0 +1,63 @@
+"""Resume: a run killed part-way, rerun with --resume, gives exactly one row per input and the RTTMs
+an uninterrupted run gives."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import AMI, REPO, ami_rows, in_process_segments, segments_by_recording, write_jsonl
+from pipeline.rttm import parse_segment, rttm_text
+
+NAMES = ("trñ00", "trn02", "trn03")
+
+
+def start_cli_run(manifest, output) -> subprocess.Popen:
+    """`python -m pipeline diarize` in its own session, so that it and its local Ray can be killed together."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["PATH"] = f"{os.path.dirname(sys.executable)}{os.pathsep}{env.get('PATH', '')}"
+    command = [sys.executable, "-m", "pipeline", "diarize", "--manifest", str(manifest), "--output", str(output), "--batch-size", "1"]
+    return subprocess.Popen(command, cwd=REPO, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def kill_after_first_block(process: subprocess.Popen, output, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    try:
+        while not list((output / "recordings").glob("part-*.parquet")):
+            assert process.poll() is None, "the run ended before writing anything"
+            assert time.monotonic() < deadline, "no block was written in time"
+            time.sleep(0.1)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_one_row_per_input_and_identical_rttms(local_ray, tmp_path):
+    for row in ami_rows(*NAMES):
+        shutil.copy(AMI / row["audio_filepath"], tmp_path / row["audio_filepath"])
+    manifest = write_jsonl(tmp_path / "manifest.jsonl", [{"audio_filepath": r["audio_filepath"], "num_speakers": r["num_speakers"]} for r in ami_rows(*NAMES)])
+    output = tmp_path / "output"
+
+    kill_after_first_block(start_cli_run(manifest, output), output)
+    interrupted = pq.read_table(output / "recordings").num_rows
+    assert 1 <= interrupted < len(NAMES), "the run was killed part-way"
+
+    from pipeline.__main__ import main
+
+    assert main(["diarize", "--manifest", str(manifest), "--output", str(output), "--batch-size", "1", "--resume"]) == 0
+    recordings = pq.read_table(output / "recordings").to_pylist()
+    assert sorted(r["uniq_id"] for r in recordings) == sorted(NAMES)
+    assert all(r["status"] == "ok" for r in recordings)
+    expected = in_process_segments(*NAMES)
+    assert segments_by_recording(pq.read_table(output / "segments")) == expected
+    for name in NAMES:
+        written = (output / "rttm" / f"{name}.rttm").read_text(encoding="utf-8")
+        assert written == rttm_text(name, [parse_segment(s) for s in expected.get(name, [])])
