@@ -173,18 +173,20 @@ def disambiguated_id(row: ManifestRow) -> str:
 
 
 def assign_unique_ids(rows: list[ManifestRow]) -> list[ManifestRow]:
-    """Give rows that share an id (same base name in different folders, or several slices of one
-    file) the id `<base>-<8 hex digits of sha1(audio_filepath|offset|duration)>`.
+    """Give rows that share an id (same base name in different folders, several slices of one file,
+    or one row repeated) the id `<base>-<8 hex digits of sha1(audio_filepath|offset|duration)>`,
+    and repeats of the very same recording a further `-2`, `-3`... in input order.
 
-    NeMo silently overwrites such rows; here every distinct recording keeps its own outputs, and the
-    suffix depends only on the row itself, so reruns and resumed runs give the same ids. Rows that are
-    exact repeats of one recording keep one id (they are the same work)."""
-    keys_per_id: dict[str, set[str]] = {}
+    NeMo silently overwrites such rows; here every input row keeps its own outputs, and the suffix
+    depends only on the row (and, for exact repeats, its rank), so reruns give the same ids."""
+    counts = Counter(row.uniq_id for row in rows)
+    seen: Counter = Counter()
     for row in rows:
-        keys_per_id.setdefault(row.uniq_id, set()).add(recording_key(row))
-    for row in rows:
-        if len(keys_per_id[row.uniq_id]) > 1:
+        if counts[row.uniq_id] > 1:
             row.uniq_id = disambiguated_id(row)
+            seen[row.uniq_id] += 1
+            if seen[row.uniq_id] > 1:
+                row.uniq_id = f"{row.uniq_id}-{seen[row.uniq_id]}"
     return rows
 
 

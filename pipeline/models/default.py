@@ -2,7 +2,7 @@
 packages (Silero VAD, resemblyzer's GE2E encoder).
 
 `_diarize_forward` (neural, batched, the part that runs on GPU actors): speech probabilities for
-every 32 ms frame, then GE2E embeddings of the 1.6 s windows (hop 0.8 s) that contain speech, all
+every 32 ms frame, then GE2E embeddings of the 1.6 s windows (hop 0.384 s) that contain speech, all
 windows of all recordings of the batch through the encoder together.
 `_diarize_output_processing` (CPU): NME-SC clustering of each recording's windows, per-frame
 speaker probabilities (speech probability x the speaker's share of the windows covering the frame),
@@ -60,6 +60,7 @@ class ClusteringDiarizer(nn.Module, SpkDiarizationMixin):
 
     # ------------------------------------------------------------ neural part (GPU actors)
 
+    @torch.inference_mode()
     def _diarize_forward(self, batch: dict[str, Any]) -> List[dict[str, Any]]:
         """Padded batch -> one dict of numpy arrays per recording: `speech_probs` (frames,),
         `embeddings` (windows, 256), `window_starts` (windows,) in VAD frames, plus `uniq_id`,
