@@ -134,3 +134,31 @@ def score_corpus(
         "mean_abs_speaker_count_error": sum(count_errors) / len(count_errors) if count_errors else 0.0,
     }
     return per_recording, overall
+
+
+def score_rows(
+    rows: Iterable["ManifestRow"],
+    hypotheses: dict[str, Sequence[Turn]],
+    collar: float = 0.25,
+    skip_overlap: bool = False,
+    storage_options: dict | None = None,
+) -> tuple[list[dict], dict]:
+    """Score hypotheses (per `uniq_id`) against the references that manifest rows name by
+    `rttm_filepath` (and `uem_filepath`); rows without a reference are skipped. A reference RTTM
+    is looked up under the row's id and, failing that, under the audio's base name."""
+    from .manifest import base_uniq_id
+    from .rttm import read_rttm, read_uem
+
+    items = []
+    for row in rows:
+        if not row.rttm_filepath or row.uniq_id not in hypotheses:
+            continue
+        references = read_rttm(row.rttm_filepath, **(storage_options or {}))
+        names = (row.uniq_id, base_uniq_id(row.audio_filepath))
+        reference = next((references[n] for n in names if n in references), [])
+        uem = None
+        if row.uem_filepath:
+            regions = read_uem(row.uem_filepath, **(storage_options or {}))
+            uem = next((regions[n] for n in names if n in regions), None)
+        items.append(ScoringItem(row.uniq_id, reference, list(hypotheses[row.uniq_id]), uem))
+    return score_corpus(items, collar=collar, skip_overlap=skip_overlap)

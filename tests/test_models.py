@@ -1,0 +1,62 @@
+"""The neural parts against their reference implementations, with the packaged weights."""
+
+import numpy as np
+import torch
+
+from pipeline.audio import decode_audio
+from pipeline.models.clustering import spectral_cluster
+from pipeline.models.encoder import MelFrontend, SpeakerEncoder, volume_gain
+from pipeline.models.vad import FRAME_SAMPLES, SileroVAD
+
+from helpers import AMI, LIBRISPEECH
+
+
+def test_batched_vad_matches_the_streaming_silero_model():
+    import silero_vad
+
+    threads = torch.get_num_threads()
+    reference = silero_vad.load_silero_vad()  # importing silero_vad sets torch to 1 thread
+    torch.set_num_threads(threads)
+    audio = torch.from_numpy(decode_audio(str(AMI / "trn03.wav")))[: 312 * FRAME_SAMPLES]
+    with torch.inference_mode():
+        ours = SileroVAD.pretrained()(audio[None])[0]
+        streamed = torch.cat([reference(chunk[None], 16_000)[:, 0] for chunk in audio.split(FRAME_SAMPLES)])
+    assert ours.shape == streamed.shape
+    assert torch.allclose(ours, streamed, atol=1e-4)
+    assert (ours > 0.5).float().mean() > 0.5  # trn03 is mostly speech
+
+
+def test_encoder_matches_resemblyzer_within_1e_4_cosine():
+    from resemblyzer import VoiceEncoder
+    from resemblyzer.audio import normalize_volume, wav_to_mel_spectrogram
+
+    threads = torch.get_num_threads()
+    wav = decode_audio(str(next(LIBRISPEECH.glob("*.flac"))))
+    normalized = normalize_volume(wav, -30, increase_only=True)
+    reference_encoder = VoiceEncoder("cpu", verbose=False)
+    torch.set_num_threads(threads)
+    _, reference_partials, slices = reference_encoder.embed_utterance(normalized, return_partials=True)
+
+    audio = torch.from_numpy(wav)[None]
+    mel = MelFrontend()(audio * volume_gain(audio, torch.tensor([audio.shape[1]]))[:, None])[0]
+    reference_mel = torch.from_numpy(wav_to_mel_spectrogram(normalized))
+    assert torch.allclose(mel[: len(reference_mel)], reference_mel, rtol=1e-3, atol=1e-6 * float(reference_mel.max()))
+
+    padded = torch.nn.functional.pad(mel, (0, 0, 0, 160))
+    windows = torch.stack([padded[s.start // 160 : s.start // 160 + 160] for s in slices])
+    with torch.inference_mode():
+        ours = SpeakerEncoder.pretrained()(windows).numpy()
+    cosine = (ours * reference_partials).sum(1)
+    assert cosine.min() > 1 - 1e-4
+
+
+def test_spectral_clustering_finds_well_separated_speakers():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 64))
+    embeddings = np.concatenate([c + 0.15 * rng.normal(size=(40, 64)) for c in centres])
+    labels = spectral_cluster(embeddings)
+    assert len(set(labels)) == 3
+    for block in np.split(labels, 3):
+        assert len(set(block)) == 1
+    assert len(set(spectral_cluster(embeddings, num_speakers=2))) == 2
+    assert len(set(spectral_cluster(embeddings[:40]))) == 1
