@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import time
 from dataclasses import replace
 
 import torch
 
+from .audio import audio_info
 from .config import DiarizeConfig, InternalDiarizeConfig, load_postprocessing_from_yaml
 from .dataset import DiarizationDataset, collate_recordings
 from .manifest import read_manifest
@@ -90,8 +92,14 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.what == "accuracy":
-        per_recording, overall = diarize_and_score(args.manifest, postprocessing_yaml=args.postprocessing_yaml,
+        model = load_model("default", device="cpu")
+        began = time.perf_counter()
+        per_recording, overall = diarize_and_score(args.manifest, model, postprocessing_yaml=args.postprocessing_yaml,
                                                    estimate_speakers=args.estimate_speakers)
+        overall["wall_seconds"] = time.perf_counter() - began  # decode + diarize + scoring
+        overall["audio_seconds"] = sum(audio_info(row.audio_filepath).duration for row in read_manifest(args.manifest))
+        overall["rtf_including_decode"] = overall["wall_seconds"] / overall["audio_seconds"]
+        overall["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
         for row in per_recording:
             print(json.dumps(row))
         print(json.dumps(overall, indent=2))

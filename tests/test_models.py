@@ -5,7 +5,7 @@ import torch
 
 from pipeline.audio import decode_audio
 from pipeline.models.clustering import spectral_cluster
-from pipeline.models.encoder import MelFrontend, SpeakerEncoder, volume_gain
+from pipeline.models.encoder import MelFrontend, SpeakerEncoder, frame_power, volume_gain
 from pipeline.models.vad import FRAME_SAMPLES, SileroVAD
 
 from helpers import AMI, LIBRISPEECH
@@ -38,7 +38,8 @@ def test_encoder_matches_resemblyzer_within_1e_4_cosine():
     _, reference_partials, slices = reference_encoder.embed_utterance(normalized, return_partials=True)
 
     audio = torch.from_numpy(wav)[None]
-    mel = MelFrontend()(audio * volume_gain(audio, torch.tensor([audio.shape[1]]))[:, None])[0]
+    power = frame_power(audio, 160)
+    mel = MelFrontend()(audio * volume_gain(power, torch.ones_like(power))[:, None])[0]
     reference_mel = torch.from_numpy(wav_to_mel_spectrogram(normalized))
     assert torch.allclose(mel[: len(reference_mel)], reference_mel, rtol=1e-3, atol=1e-6 * float(reference_mel.max()))
 
@@ -60,3 +61,19 @@ def test_spectral_clustering_finds_well_separated_speakers():
         assert len(set(block)) == 1
     assert len(set(spectral_cluster(embeddings, num_speakers=2))) == 2
     assert len(set(spectral_cluster(embeddings[:40]))) == 1
+
+
+def test_long_form_clustering_agrees_with_direct_clustering():
+    from dataclasses import replace
+
+    from pipeline.models.clustering import ClusteringConfig
+
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(4, 64))
+    truth = rng.integers(0, 4, size=3000)
+    embeddings = centres[truth] + 0.3 * rng.normal(size=(3000, 64))
+    long_form = spectral_cluster(embeddings, config=replace(ClusteringConfig(), max_direct_windows=500, long_form_chunk=400))
+    from sklearn.metrics import adjusted_rand_score
+
+    assert len(set(long_form)) == 4
+    assert adjusted_rand_score(truth, long_form) > 0.99

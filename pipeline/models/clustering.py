@@ -21,6 +21,9 @@ class ClusteringConfig:
     max_rp_threshold: float = 0.25  # largest pruning value tried, as a fraction of N
     sparse_search_volume: int = 30  # how many pruning values are tried
     min_windows_for_estimate: int = 4
+    max_direct_windows: int = 2000  # above this, long-form clustering (bounded memory and time)
+    long_form_chunk: int = 1000  # windows per chunk in long-form clustering
+    centroids_per_chunk: int = 64
     seed: int = 0
 
 
@@ -72,6 +75,8 @@ def spectral_cluster(
         return np.zeros(n, dtype=np.int64)
     if num_speakers is None and n < config.min_windows_for_estimate:
         return np.zeros(n, dtype=np.int64)
+    if n > config.max_direct_windows:
+        return _long_form_cluster(embeddings, num_speakers, config)
 
     affinity = cosine_affinity(embeddings)
     max_k = min(num_speakers or config.max_num_speakers, n - 1)
@@ -91,3 +96,18 @@ def spectral_cluster(
         return np.zeros(n, dtype=np.int64)
     _, vectors = _smallest_eigenpairs(_laplacian(_pruned_graph(affinity, p)), k)
     return KMeans(n_clusters=k, n_init=10, random_state=config.seed).fit_predict(vectors).astype(np.int64)
+
+
+def _long_form_cluster(embeddings: np.ndarray, num_speakers: int | None, config: ClusteringConfig) -> np.ndarray:
+    """NeMo's long-form idea: summarise each chunk of consecutive windows by k-means centroids,
+    cluster all centroids with NME-SC, and give each window its centroid's speaker. Nothing of
+    size N x N is ever built, so hours of audio cluster in bounded memory."""
+    centroids, window_to_centroid = [], np.empty(len(embeddings), dtype=np.int64)
+    for begin in range(0, len(embeddings), config.long_form_chunk):
+        chunk = embeddings[begin : begin + config.long_form_chunk]
+        count = min(config.centroids_per_chunk, len(chunk))
+        kmeans = KMeans(n_clusters=count, n_init=1, random_state=config.seed).fit(chunk)
+        window_to_centroid[begin : begin + len(chunk)] = kmeans.labels_ + sum(len(c) for c in centroids)
+        centroids.append(kmeans.cluster_centers_)
+    centroid_labels = spectral_cluster(np.concatenate(centroids), num_speakers, config)
+    return centroid_labels[window_to_centroid]

@@ -25,7 +25,7 @@ from ..config import DiarizeConfig, PostProcessingParams
 from ..postprocessing import first_appearance_order, regions_to_turns, speaker_regions, turns_to_segments
 from . import register_model
 from .clustering import ClusteringConfig, spectral_cluster
-from .encoder import HOP_SAMPLES, WINDOW_FRAMES, MelFrontend, SpeakerEncoder, volume_gain
+from .encoder import HOP_SAMPLES, WINDOW_FRAMES, MelFrontend, SpeakerEncoder, frame_power, volume_gain
 from .vad import FRAME_SAMPLES, FRAME_SECONDS, SileroVAD
 
 # GE2E windows are 160 mel frames (1.6 s) = 50 VAD frames of 32 ms.
@@ -39,6 +39,7 @@ class ClusteringDiarizerConfig:
     min_window_speech: float = 0.3  # fraction of a window that must be speech for it to be embedded
     overlap_sharpness: float = 1.0  # exponent on a speaker's share of a frame; large = no overlap
     encoder_chunk: int = 512  # windows per encoder call
+    embedding_chunk_seconds: float = 300.0  # audio whose mel features are held at once
     clustering: ClusteringConfig = None  # type: ignore[assignment]
 
     def __post_init__(self):
@@ -69,16 +70,9 @@ class ClusteringDiarizer(nn.Module, SpkDiarizationMixin):
         frame_counts = torch.div(lengths + FRAME_SAMPLES - 1, FRAME_SAMPLES, rounding_mode="floor")
         speech = self.vad(audio)
         speech = speech * (torch.arange(speech.shape[1], device=speech.device)[None] < frame_counts[:, None])
-
-        sample_weights = speech.repeat_interleave(FRAME_SAMPLES, dim=1)[:, : audio.shape[1]]
-        gain = volume_gain(audio, lengths, sample_weights)
-        mels = self.mel(audio) * gain[:, None, None] ** 2
-
+        gain = volume_gain(frame_power(audio, FRAME_SAMPLES), speech)
         starts, recordings = self._speech_windows(speech, frame_counts)
-        mel_starts = starts * FRAME_SAMPLES // HOP_SAMPLES
-        mels = torch.nn.functional.pad(mels, (0, 0, 0, WINDOW_FRAMES))
-        windows = mels.unfold(1, WINDOW_FRAMES, 1).transpose(2, 3)[recordings, mel_starts]
-        embeddings = self.encoder.embed_windows(windows, self.config.encoder_chunk)
+        embeddings = self._embed_windows(audio, gain, starts, recordings)
 
         speech_np, starts_np = speech.float().cpu().numpy(), starts.cpu().numpy()
         recordings_np, embeddings_np = recordings.cpu().numpy(), embeddings.float().cpu().numpy()
@@ -93,6 +87,26 @@ class ClusteringDiarizer(nn.Module, SpkDiarizationMixin):
             }
             for b in range(audio.shape[0])
         ]
+
+    def _embed_windows(self, audio: torch.Tensor, gain: torch.Tensor, starts: torch.Tensor, recordings: torch.Tensor) -> torch.Tensor:
+        """GE2E embeddings of the given windows. Mel features are computed one stretch of
+        `embedding_chunk_seconds` at a time, so memory stays bounded for recordings of any length."""
+        embeddings = audio.new_zeros(len(starts), SpeakerEncoder.embedding_size)
+        chunk_frames = max(1, int(self.config.embedding_chunk_seconds / FRAME_SECONDS))
+        window_samples = WINDOW_VAD_FRAMES * FRAME_SAMPLES
+        for first_frame in range(0, int(starts.max()) + 1 if len(starts) else 0, chunk_frames):
+            selected = ((starts >= first_frame) & (starts < first_frame + chunk_frames)).nonzero(as_tuple=True)[0]
+            if len(selected) == 0:
+                continue
+            begin = first_frame * FRAME_SAMPLES
+            stretch = audio[:, begin : begin + chunk_frames * FRAME_SAMPLES + window_samples]
+            stretch = torch.nn.functional.pad(stretch, (0, max(0, window_samples - stretch.shape[1])))
+            mels = self.mel(stretch) * gain[:, None, None] ** 2
+            mel_starts = (starts[selected] - first_frame) * FRAME_SAMPLES // HOP_SAMPLES
+            mel_starts = mel_starts.clamp(max=mels.shape[1] - WINDOW_FRAMES)
+            windows = mels.unfold(1, WINDOW_FRAMES, 1).transpose(2, 3)[recordings[selected], mel_starts]
+            embeddings[selected] = self.encoder.embed_windows(windows, self.config.encoder_chunk)
+        return embeddings
 
     def _speech_windows(self, speech: torch.Tensor, frame_counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Start frames and recording indices of the windows worth embedding (enough speech)."""

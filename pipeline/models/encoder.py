@@ -35,15 +35,18 @@ class MelFrontend(nn.Module):
         return self.mel(audio).transpose(1, 2)
 
 
-def volume_gain(audio: torch.Tensor, lengths: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+def frame_power(audio: torch.Tensor, frame_samples: int) -> torch.Tensor:
+    """(B, T) -> (B, ceil(T / frame_samples)) mean power of each frame."""
+    return F.avg_pool1d(audio.square()[:, None], frame_samples, frame_samples, ceil_mode=True)[:, 0]
+
+
+def volume_gain(power: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Per-recording gain that brings the RMS level to -30 dBFS, never attenuating (resemblyzer's
-    `normalize_volume(increase_only=True)`). `weights` (B, T) in [0, 1] restricts the level
-    measurement to speech, so long silences do not inflate the gain."""
-    mask = (torch.arange(audio.shape[1], device=audio.device)[None] < lengths[:, None]).to(audio.dtype)
-    if weights is not None:
-        mask = mask * weights
-    power = (audio.square() * mask).sum(1) / mask.sum(1).clamp_min(1.0)
-    level_db = 10 * torch.log10(power.clamp_min(1e-10))
+    `normalize_volume(increase_only=True)`). `power` (B, F) is each frame's mean power; `weights`
+    (B, F) in [0, 1] (speech probability, 0 past the end) restricts the level measurement to speech,
+    so long silences do not inflate the gain."""
+    mean_power = (power * weights).sum(1) / weights.sum(1).clamp_min(1e-6)
+    level_db = 10 * torch.log10(mean_power.clamp_min(1e-10))
     return torch.pow(10.0, ((TARGET_DBFS - level_db) / 20).clamp_min(0.0))
 
 

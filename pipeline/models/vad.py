@@ -62,7 +62,12 @@ class SileroVAD(nn.Module):
         batch, length = audio.shape
         num_frames = -(-length // FRAME_SAMPLES)
         padded = F.pad(audio, (CONTEXT_SAMPLES, num_frames * FRAME_SAMPLES - length))
-        frames = padded.unfold(1, FRAME_SAMPLES + CONTEXT_SAMPLES, FRAME_SAMPLES).reshape(-1, FRAME_SAMPLES + CONTEXT_SAMPLES)
-        features = torch.cat([self.frame_features(chunk) for chunk in frames.split(chunk_frames)])
-        hidden, _ = self.rnn(features.reshape(batch, num_frames, -1))
+        frames = padded.unfold(1, FRAME_SAMPLES + CONTEXT_SAMPLES, FRAME_SAMPLES)  # a view: (B, frames, 576)
+        step = max(1, chunk_frames // max(batch, 1))
+        features = torch.cat(
+            [self.frame_features(chunk.reshape(-1, chunk.shape[-1])).reshape(batch, chunk.shape[1], -1)
+             for chunk in frames.split(step, dim=1)],
+            dim=1,
+        )
+        hidden, _ = self.rnn(features)
         return torch.sigmoid(self.head(F.relu(hidden).transpose(1, 2))).squeeze(1)
