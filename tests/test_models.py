@@ -77,3 +77,10 @@ def test_long_form_clustering_agrees_with_direct_clustering():
 
     assert len(set(long_form)) == 4
     assert adjusted_rand_score(truth, long_form) > 0.99
+
+
+def test_vad_chunking_does_not_change_probabilities():
+    audio = torch.from_numpy(decode_audio(str(AMI / "trn03.wav")))[None].repeat(2, 1)
+    vad = SileroVAD.pretrained()
+    with torch.inference_mode():
+        assert torch.equal(vad(audio, chunk_frames=100_000), vad(audio, chunk_frames=64))

@@ -58,16 +58,16 @@ class SileroVAD(nn.Module):
     def forward(self, audio: torch.Tensor, chunk_frames: int = 8192) -> torch.Tensor:
         """(B, T) 16 kHz audio -> (B, ceil(T / 512)) speech probabilities, one per 32 ms frame.
 
-        `chunk_frames` bounds the memory of the front-end: frames are independent there."""
+        Frames are processed `chunk_frames` (over the batch) at a time, so memory beyond the
+        input and output stays bounded for recordings of any length."""
         batch, length = audio.shape
         num_frames = -(-length // FRAME_SAMPLES)
         padded = F.pad(audio, (CONTEXT_SAMPLES, num_frames * FRAME_SAMPLES - length))
         frames = padded.unfold(1, FRAME_SAMPLES + CONTEXT_SAMPLES, FRAME_SAMPLES)  # a view: (B, frames, 576)
         step = max(1, chunk_frames // max(batch, 1))
-        features = torch.cat(
-            [self.frame_features(chunk.reshape(-1, chunk.shape[-1])).reshape(batch, chunk.shape[1], -1)
-             for chunk in frames.split(step, dim=1)],
-            dim=1,
-        )
-        hidden, _ = self.rnn(features)
-        return torch.sigmoid(self.head(F.relu(hidden).transpose(1, 2))).squeeze(1)
+        probabilities, state = [], None
+        for chunk in frames.split(step, dim=1):  # the LSTM state carries over: same result, bounded memory
+            features = self.frame_features(chunk.reshape(-1, chunk.shape[-1])).reshape(batch, chunk.shape[1], -1)
+            hidden, state = self.rnn(features, state)
+            probabilities.append(torch.sigmoid(self.head(F.relu(hidden).transpose(1, 2))).squeeze(1))
+        return torch.cat(probabilities, dim=1) if probabilities else audio.new_zeros(batch, 0)
