@@ -83,4 +83,4 @@ def test_vad_chunking_does_not_change_probabilities():
     audio = torch.from_numpy(decode_audio(str(AMI / "trn03.wav")))[None].repeat(2, 1)
     vad = SileroVAD.pretrained()
     with torch.inference_mode():
-        assert torch.equal(vad(audio, chunk_frames=100_000), vad(audio, chunk_frames=64))
+        assert torch.allclose(vad(audio, chunk_frames=100_000), vad(audio, chunk_frames=64), atol=1e-5)
