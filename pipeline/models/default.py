@@ -67,6 +67,9 @@ class ClusteringDiarizer(nn.Module, SpkDiarizationMixin):
         `embeddings` (windows, 256), `window_starts` (windows,) in VAD frames, plus `uniq_id`,
         `offset`, `num_speakers` carried through for post-processing elsewhere."""
         audio, lengths = batch["audio"], batch["audio_lengths"].to(batch["audio"].device)
+        valid = torch.arange(audio.shape[1], device=audio.device)[None] < lengths[:, None]
+        # A DC offset reads as speech to the VAD's lowest STFT bin: remove each recording's mean.
+        audio = (audio - audio.sum(1, keepdim=True) / lengths.clamp_min(1)[:, None]) * valid
         frame_counts = torch.div(lengths + FRAME_SAMPLES - 1, FRAME_SAMPLES, rounding_mode="floor")
         speech = self.vad(audio)
         speech = speech * (torch.arange(speech.shape[1], device=speech.device)[None] < frame_counts[:, None])

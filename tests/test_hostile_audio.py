@@ -1,0 +1,102 @@
+"""Odd and broken audio: each gives a correct result or a clear error, never a hang or a crash."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import torchaudio
+
+from pipeline.audio import AudioDecodeError, audio_info, decode_audio
+from pipeline.rttm import parse_segment
+
+from helpers import AMI, cpu_model
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module")
+def speech():
+    return decode_audio(str(AMI / "trn03.wav"))
+
+
+@pytest.fixture(scope="module")
+def reference_speech_seconds(speech):
+    (segments,) = cpu_model().diarize([speech], num_workers=0)
+    return sum(parse_segment(s).duration for s in segments)
+
+
+def diarized_speech_seconds(path):
+    (segments,) = cpu_model().diarize(str(path), num_workers=0)
+    return sum(parse_segment(s).duration for s in segments)
+
+
+def resampled(samples, rate):
+    return torchaudio.functional.resample(torch.from_numpy(samples), 16_000, rate).numpy()
+
+
+@pytest.mark.parametrize("name,rate,channels,subtype,transform", [
+    ("pcm_u8", 16_000, 1, "PCM_U8", None),
+    ("float32", 16_000, 1, "FLOAT", None),
+    ("96khz", 96_000, 1, "PCM_24", None),
+    ("six_channels", 16_000, 6, "PCM_16", None),
+    ("dc_offset", 16_000, 1, "FLOAT", lambda x: x + 0.3),
+    ("clipped", 16_000, 1, "PCM_16", lambda x: np.clip(x * 40, -1, 1)),
+])
+def test_odd_formats_give_about_the_same_speech(tmp_path, speech, reference_speech_seconds, name, rate, channels, subtype, transform):
+    samples = transform(speech) if transform else speech
+    samples = resampled(samples, rate) if rate != 16_000 else samples
+    path = tmp_path / f"{name}.wav"
+    sf.write(path, np.stack([samples] * channels, axis=1).astype(np.float32), rate, subtype=subtype)
+    assert diarized_speech_seconds(path) == pytest.approx(reference_speech_seconds, rel=0.2)
+
+
+def test_nan_and_inf_samples_are_zeroed_not_propagated(tmp_path, speech, reference_speech_seconds):
+    samples = speech.copy()
+    samples[1000:1100] = np.nan
+    samples[5000:5010] = np.inf
+    path = tmp_path / "nan.wav"
+    sf.write(path, samples, 16_000, subtype="FLOAT")
+    decoded = decode_audio(str(path))
+    assert np.isfinite(decoded).all()
+    assert diarized_speech_seconds(path) == pytest.approx(reference_speech_seconds, rel=0.2)
+
+
+def test_header_claiming_more_data_than_the_file_holds_decodes_what_is_there(tmp_path, speech):
+    path = tmp_path / "truncated.wav"
+    sf.write(path, speech, 16_000, subtype="PCM_16")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # the header still claims the full length
+    decoded = decode_audio(str(path))
+    assert 0 < len(decoded) <= len(speech) // 2 + 16
+
+
+def test_text_named_mp3_is_a_clear_error(tmp_path):
+    path = tmp_path / "not_audio.mp3"
+    path.write_text("this is a transcript, not an MP3\n" * 50)
+    with pytest.raises(AudioDecodeError, match="not_audio.mp3"):
+        decode_audio(str(path))
+
+
+def test_zero_byte_file_is_a_clear_error(tmp_path):
+    path = tmp_path / "empty.wav"
+    path.write_bytes(b"")
+    with pytest.raises(AudioDecodeError, match="empty"):
+        decode_audio(str(path))
+
+
+def test_offset_past_the_end_is_a_clear_error():
+    with pytest.raises(AudioDecodeError, match="past the end"):
+        decode_audio(str(AMI / "trn03.wav"), offset=100.0)
+
+
+def test_slice_reads_only_the_asked_frames(speech):
+    sliced = decode_audio(str(AMI / "trn03.wav"), offset=10.0, duration=2.5)
+    assert len(sliced) == 40_000
+    np.testing.assert_allclose(sliced, speech[160_000:200_000], atol=1e-6)
+
+
+def test_long_silence_gives_no_segments(tmp_path):
+    path = tmp_path / "silence.flac"
+    sf.write(path, np.zeros(30 * 60 * 16_000, dtype=np.float32), 16_000)  # 30 minutes (10 h in BENCHMARKS.md)
+    assert audio_info(str(path)).duration == pytest.approx(1800)
+    assert cpu_model().diarize(str(path), num_workers=0) == [[]]
