@@ -136,6 +136,23 @@ def score_corpus(
     return per_recording, overall
 
 
+def load_reference(row: "ManifestRow", storage_options: dict | None = None):
+    """A manifest row's reference turns and UEM regions (None when it names no UEM). The RTTM and
+    UEM are searched under the row's id, then under the audio's base name (a disambiguated id,
+    `<base>-<hash>`, still finds a reference written for `<base>`)."""
+    from .manifest import base_uniq_id
+    from .rttm import read_rttm, read_uem
+
+    names = (row.uniq_id, base_uniq_id(row.audio_filepath))
+    turns = read_rttm(row.rttm_filepath, **(storage_options or {}))
+    reference = next((turns[n] for n in names if n in turns), [])
+    uem = None
+    if row.uem_filepath:
+        regions = read_uem(row.uem_filepath, **(storage_options or {}))
+        uem = next((regions[n] for n in names if n in regions), None)
+    return reference, uem
+
+
 def score_rows(
     rows: Iterable["ManifestRow"],
     hypotheses: dict[str, Sequence[Turn]],
@@ -143,22 +160,11 @@ def score_rows(
     skip_overlap: bool = False,
     storage_options: dict | None = None,
 ) -> tuple[list[dict], dict]:
-    """Score hypotheses (per `uniq_id`) against the references that manifest rows name by
-    `rttm_filepath` (and `uem_filepath`); rows without a reference are skipped. A reference RTTM
-    is looked up under the row's id and, failing that, under the audio's base name."""
-    from .manifest import base_uniq_id
-    from .rttm import read_rttm, read_uem
-
+    """Score hypotheses (per `uniq_id`) against the references that manifest rows name;
+    rows without a reference are skipped."""
     items = []
     for row in rows:
-        if not row.rttm_filepath or row.uniq_id not in hypotheses:
-            continue
-        references = read_rttm(row.rttm_filepath, **(storage_options or {}))
-        names = (row.uniq_id, base_uniq_id(row.audio_filepath))
-        reference = next((references[n] for n in names if n in references), [])
-        uem = None
-        if row.uem_filepath:
-            regions = read_uem(row.uem_filepath, **(storage_options or {}))
-            uem = next((regions[n] for n in names if n in regions), None)
-        items.append(ScoringItem(row.uniq_id, reference, list(hypotheses[row.uniq_id]), uem))
+        if row.rttm_filepath and row.uniq_id in hypotheses:
+            reference, uem = load_reference(row, storage_options)
+            items.append(ScoringItem(row.uniq_id, reference, list(hypotheses[row.uniq_id]), uem))
     return score_corpus(items, collar=collar, skip_overlap=skip_overlap)

@@ -1,0 +1,119 @@
+"""Score a corpus run against the references its manifests name (`rttm_filepath`, `uem_filepath`).
+
+Scoring runs as Ray tasks, a chunk of recordings each, so it scales with the corpus; the corpus
+figures are sums of the per-recording seconds (DER) and speaker-weighted means (JER), exactly what
+one pyannote.metrics accumulator over all recordings would give.
+Writes `eval/recordings.parquet` (one row per scored recording) and `eval/summary.json`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import ray
+
+from .rttm import Turn
+from .scoring import ScoringItem, load_reference, score_corpus
+
+EVAL_SCHEMA = pa.schema([
+    ("uniq_id", pa.string()),
+    ("der", pa.float64()), ("missed_speech", pa.float64()), ("false_alarm", pa.float64()), ("confusion", pa.float64()),
+    ("missed_speech_sec", pa.float64()), ("false_alarm_sec", pa.float64()), ("confusion_sec", pa.float64()),
+    ("reference_speech_sec", pa.float64()), ("jer", pa.float64()),
+    ("reference_speakers", pa.int64()), ("hypothesis_speakers", pa.int64()), ("speaker_count_error", pa.int64()),
+])
+
+
+@ray.remote(num_cpus=1)
+def _score_chunk(rows: list, hypotheses: dict[str, list[Turn]], collar: float, skip_overlap: bool,
+                 storage_options: dict | None) -> list[dict]:
+    items = []
+    for row in rows:
+        reference, uem = load_reference(row, storage_options)
+        items.append(ScoringItem(row.uniq_id, reference, hypotheses.get(row.uniq_id, []), uem))
+    per_recording, _ = score_corpus(items, collar=collar, skip_overlap=skip_overlap)
+    return per_recording
+
+
+def overall_scores(per_recording: list[dict]) -> dict[str, Any]:
+    def total(key: str) -> float:
+        return float(sum(r[key] for r in per_recording))
+
+    reference = total("reference_speech_sec")
+    errors = {name: total(f"{name}_sec") for name in ("missed_speech", "false_alarm", "confusion")}
+    speakers = total("reference_speakers")
+    count_errors = [abs(r["speaker_count_error"]) for r in per_recording]
+    return {
+        "recordings": len(per_recording),
+        "der": sum(errors.values()) / reference if reference else 0.0,
+        **{name: seconds / reference if reference else 0.0 for name, seconds in errors.items()},
+        **{f"{name}_sec": seconds for name, seconds in errors.items()},
+        "reference_speech_sec": reference,
+        "jer": sum(r["jer"] * r["reference_speakers"] for r in per_recording) / speakers if speakers else 0.0,
+        "speaker_count_accuracy": sum(e == 0 for e in count_errors) / len(count_errors) if count_errors else 0.0,
+        "mean_abs_speaker_count_error": sum(count_errors) / len(count_errors) if count_errors else 0.0,
+    }
+
+
+def evaluate_run(
+    output: str,
+    manifests: Iterable[str] | None = None,
+    collar: float = 0.25,
+    skip_overlap: bool = False,
+    storage_options: dict | None = None,
+    chunk_size: int = 64,
+) -> tuple[list[dict], dict]:
+    """Per-recording and overall scores of the run in `output`. `manifests` default to the ones the
+    run was given (its `summary.json`). Only ok recordings whose row names a reference are scored."""
+    from .corpus.inputs import read_input_rows
+    from .corpus.outputs import OutputLayout
+
+    layout = OutputLayout(output, storage_options)
+    if manifests is None:
+        with layout.fs.open(layout.path("summary.json"), "r") as f:
+            manifests = json.load(f)["config"]["manifests"]
+    rows = [i.row for i in read_input_rows(list(manifests), storage_options) if i.row is not None and not i.error]
+    recordings = layout.read_table("recordings", ["uniq_id", "status"]).to_pylist()
+    ok = {r["uniq_id"] for r in recordings if r["status"] == "ok"}
+    rows = [row for row in rows if row.rttm_filepath and row.uniq_id in ok]
+
+    hypotheses: dict[str, list[Turn]] = {}
+    for turn in layout.read_table("segments", ["uniq_id", "start", "end", "speaker"]).to_pylist():
+        hypotheses.setdefault(turn["uniq_id"], []).append(Turn(turn["start"], turn["end"], turn["speaker"]))
+
+    if not ray.is_initialized():
+        ray.init(address="local", include_dashboard=False, log_to_driver=False)
+    chunks = [rows[i : i + chunk_size] for i in range(0, len(rows), chunk_size)]
+    futures = [
+        _score_chunk.remote(chunk, {r.uniq_id: hypotheses.get(r.uniq_id, []) for r in chunk}, collar, skip_overlap, storage_options)
+        for chunk in chunks
+    ]
+    per_recording = [score for chunk in ray.get(futures) for score in chunk]
+    overall = overall_scores(per_recording)
+    overall.update({"collar": collar, "skip_overlap": skip_overlap, "manifests": list(manifests)})
+
+    table = pa.Table.from_pylist([{k: r[k] for k in EVAL_SCHEMA.names} for r in per_recording], schema=EVAL_SCHEMA)
+    buffer = pa.BufferOutputStream()
+    pq.write_table(table, buffer)
+    layout.write_atomically(layout.path("eval", "recordings.parquet"), buffer.getvalue().to_pybytes())
+    layout.write_atomically(layout.path("eval", "summary.json"), json.dumps(overall, indent=2).encode())
+    return per_recording, overall
+
+
+def format_table(per_recording: list[dict], overall: dict) -> str:
+    header = f"{'recording':<24} {'DER':>7} {'miss':>7} {'FA':>7} {'conf':>7} {'JER':>7} {'spk ref/hyp':>12}"
+    lines = [header, "-" * len(header)]
+    for r in sorted(per_recording, key=lambda r: r["uniq_id"]):
+        lines.append(
+            f"{r['uniq_id'][:24]:<24} {r['der']:7.2%} {r['missed_speech']:7.2%} {r['false_alarm']:7.2%} "
+            f"{r['confusion']:7.2%} {r['jer']:7.2%} {r['reference_speakers']:>5}/{r['hypothesis_speakers']:<6}"
+        )
+    lines.append("-" * len(header))
+    lines.append(
+        f"{'OVERALL (' + str(overall['recordings']) + ')':<24} {overall['der']:7.2%} {overall['missed_speech']:7.2%} "
+        f"{overall['false_alarm']:7.2%} {overall['confusion']:7.2%} {overall['jer']:7.2%} "
+        f"{'count acc ' + format(overall['speaker_count_accuracy'], '.0%'):>12}"
+    )
+    return "\n".join(lines)
