@@ -83,6 +83,21 @@ def base_uniq_id(audio_filepath: str) -> str:
     return os.path.splitext(name)[0]
 
 
+MAX_ID_LENGTH = 200  # leaves room for the disambiguation suffix and ".rttm" within a 255-byte file name
+
+
+def check_uniq_id(uniq_id: str) -> str:
+    """Ids name output files (`rttm/<uniq_id>.rttm`), so one that could leave the output folder or
+    that no file system accepts is rejected with the reason."""
+    if not uniq_id.strip():
+        raise ValueError("empty uniq_id")
+    if any(c in uniq_id for c in "/\\\x00") or uniq_id in (".", "..") or uniq_id.startswith("."):
+        raise ValueError(f"uniq_id {uniq_id[:80]!r} contains a path separator, NUL or a leading dot")
+    if len(uniq_id.encode("utf-8")) > MAX_ID_LENGTH:
+        raise ValueError(f"uniq_id is longer than {MAX_ID_LENGTH} bytes: {uniq_id[:40]!r}...")
+    return uniq_id
+
+
 def _optional_float(value: Any, name: str) -> float | None:
     if value is None:
         return None
@@ -112,7 +127,7 @@ def parse_row(record: Any, base_dir: str = "") -> ManifestRow:
         name: resolve_path(record[name], base_dir) if isinstance(record.get(name), str) and record[name] else None
         for name in _PATH_FIELDS
     }
-    uniq_id = record.get("uniq_id") or base_uniq_id(paths["audio_filepath"])
+    uniq_id = check_uniq_id(str(record.get("uniq_id") or base_uniq_id(paths["audio_filepath"])))
     return ManifestRow(
         audio_filepath=paths["audio_filepath"],
         uniq_id=str(uniq_id),

@@ -60,3 +60,15 @@ def test_same_base_name_in_two_folders_gets_distinct_stable_ids():
     ids = [row.uniq_id for row in rows]
     assert len(set(ids)) == 3 and ids[2] == "b"
     assert ids[0].startswith("a-") and ids == [row.uniq_id for row in rows_from_paths(["/x/a.wav", "/y/a.wav", "/x/b.wav"])]
+
+
+@pytest.mark.parametrize("record,reason", [
+    ({"audio_filepath": "a.wav", "uniq_id": "../../etc/passwd"}, "path separator"),
+    ({"audio_filepath": "a.wav", "uniq_id": "/abs/id"}, "path separator"),
+    ({"audio_filepath": "a.wav", "uniq_id": ".."}, "path separator"),
+    ({"audio_filepath": "/x/" + "n" * 300 + ".wav"}, "longer than 200 bytes"),
+    ({"audio_filepath": "a\u0000b.wav"}, "NUL"),
+])
+def test_ids_that_could_escape_the_output_folder_are_rejected(record, reason):
+    with pytest.raises(ManifestError, match=reason):
+        parse_line(json.dumps(record), "m.jsonl", 1)
