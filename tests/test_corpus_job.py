@@ -3,12 +3,15 @@ token authentication), submitted with `ray job submit --working-dir .`."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.error
 import urllib.request
 
 import pyarrow.parquet as pq
@@ -20,21 +23,27 @@ NAMES = ("trñ00", "trn02", "trn03")
 
 
 def venv_env() -> dict:
-    """The venv first on PATH (the job's `python` must have the project's dependencies), no RAY_ADDRESS."""
+    """The venv first on PATH (the job's `python` must have the project's dependencies), no RAY_ADDRESS,
+    and one RAY_AUTH_MODE for head and client (token: what Ray 2.59+ turns on by itself)."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["RAY_AUTH_MODE"] = "token"
     env["PATH"] = f"{os.path.dirname(sys.executable)}{os.pathsep}{env.get('PATH', '')}"
     return env
 
 
 @pytest.fixture
-def ray_head(tmp_path):
+def ray_head():
     """A head node in its own session, ended by killing that session's processes (never `ray stop`,
     which would also end the test session's own local Ray)."""
     port, dashboard_port = free_port(), free_port()
+    temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
     ray = os.path.join(os.path.dirname(sys.executable), "ray")
     command = [ray, "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(port),
                "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard_port), "--num-cpus", "2",
-               "--temp-dir", str(tmp_path / "ray"), "--disable-usage-stats"]
+               "--temp-dir", temp_dir, "--disable-usage-stats",
+               # the test session's own local Ray already holds the default agent ports
+               "--dashboard-agent-listen-port", str(free_port()), "--dashboard-agent-grpc-port", str(free_port()),
+               "--metrics-export-port", str(free_port())]
     head = subprocess.Popen(command, env=venv_env(), start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     address = f"http://127.0.0.1:{dashboard_port}"
     try:
@@ -44,13 +53,27 @@ def ray_head(tmp_path):
             try:
                 urllib.request.urlopen(f"{address}/api/version", timeout=2)
                 break
+            except urllib.error.HTTPError:  # up, and asking for the token (authentication is on)
+                break
             except OSError:
                 assert time.monotonic() < deadline, "the head's dashboard never came up"
                 time.sleep(1)
         yield address
     finally:
-        os.killpg(head.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(head.pid, signal.SIGKILL)
         head.wait()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def submit_when_agent_ready(submit: list[str], attempts: int = 30) -> subprocess.CompletedProcess:
+    """The dashboard answers before its job agent is up; Ray then says to try again later."""
+    for _ in range(attempts):
+        finished = subprocess.run(submit, cwd=REPO, env=venv_env(), capture_output=True, text=True, timeout=400)
+        if "No available agent to submit job" not in finished.stdout + finished.stderr:
+            return finished
+        time.sleep(2)
+    return finished
 
 
 @pytest.mark.slow
@@ -62,7 +85,7 @@ def test_job_submit_labels_the_corpus(ray_head, tmp_path):
     submit = [os.path.join(os.path.dirname(sys.executable), "ray"), "job", "submit", "--address", ray_head,
               "--working-dir", ".", "--", "python", "jobs/diarize_corpus.py",
               "--manifest", str(manifest), "--output", str(output), "--batch-size", "2"]
-    finished = subprocess.run(submit, cwd=REPO, env=venv_env(), capture_output=True, text=True, timeout=400)
+    finished = submit_when_agent_ready(submit)
     assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
     assert "3 input rows: 3 ok, 0 errors" in finished.stdout
     assert segments_by_recording(pq.read_table(output / "segments")) == in_process_segments(*NAMES)

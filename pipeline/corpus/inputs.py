@@ -93,18 +93,8 @@ def read_manifest_lines(manifest: str, options: dict | None = None) -> list[Inpu
 
 
 def read_input_rows(manifests: Iterable[str], options: dict | None = None) -> list[InputRow]:
-    """All rows of all manifests with unique ids. Two rows naming the same recording (same audio,
-    offset and duration) are the same work: the later one is an error row pointing at the first."""
+    """All rows of all manifests, with ids unique over all of them (`manifest.assign_unique_ids`:
+    a shared base name or a repeated row gets a deterministic suffix, so every line is labelled)."""
     rows = [row for manifest in expand_manifests(manifests, options) for row in read_manifest_lines(manifest, options)]
     assign_unique_ids([r.row for r in rows if r.row is not None])
-    first_seen: dict[str, InputRow] = {}
-    for row in rows:
-        if row.row is None:
-            continue
-        first = first_seen.setdefault(row.row.uniq_id, row)
-        if first is not row:
-            row.error = (
-                f"{row.manifest}:{row.line_number}: duplicate of {first.manifest}:{first.line_number} "
-                f"(same recording, uniq_id {row.row.uniq_id!r})"
-            )
     return rows
