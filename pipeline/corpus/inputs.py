@@ -28,7 +28,7 @@ class InputRow:
 
     @property
     def uniq_id(self) -> str:
-        """The recording's id; "" for an error row (a duplicate row's outputs belong to the first)."""
+        """The recording's id; "" for an error row."""
         return self.row.uniq_id if self.row is not None and not self.error else ""
 
     @property
