@@ -1,6 +1,6 @@
-"""Command line: `python -m pipeline diarize ...` (corpus run on Ray), `python -m pipeline fetch-sample`.
+"""Command line: `python -m pipeline diarize ...` (corpus run on Ray), `evaluate` (score a run), `fetch-sample`.
 
-Every subcommand is a thin layer over a library function (`pipeline.run_corpus`,
+Every subcommand is a thin layer over a library function (`pipeline.run_corpus`, `pipeline.evaluate.evaluate_run`,
 `pipeline.sample.fetch_sample`), so notebooks and Ray jobs get the same behaviour."""
 
 from __future__ import annotations
@@ -35,6 +35,17 @@ def build_parser() -> argparse.ArgumentParser:
     diarize.add_argument("--print-segments", action="store_true", help="print every recording's speaker turns")
     diarize.set_defaults(handler=run_diarize)
 
+    evaluate = commands.add_parser("evaluate", help="score a run's RTTMs against the manifests' references")
+    evaluate.add_argument("--output", required=True, metavar="URI", help="the run's output folder")
+    evaluate.add_argument("--manifest", nargs="+", default=None, metavar="URI", help="manifests with rttm_filepath (default: the run's)")
+    evaluate.add_argument("--preset", choices=["full", "fair", "forgiving"], default="fair", help="NeMo's scoring presets (default: %(default)s)")
+    evaluate.add_argument("--collar", type=float, default=None, help="seconds around each reference boundary, md-eval/NeMo meaning (default: the preset's)")
+    evaluate.add_argument("--skip-overlap", action="store_true", help="do not score overlapped speech")
+    evaluate.add_argument("--endpoint-url", default=None)
+    evaluate.add_argument("--anonymous", action="store_true")
+    evaluate.add_argument("--profile", default=None)
+    evaluate.set_defaults(handler=run_evaluate)
+
     fetch = commands.add_parser("fetch-sample", help="download the small sample corpus")
     fetch.add_argument("--dest", required=True, help="folder to write the sample into")
     fetch.set_defaults(handler=run_fetch_sample)
@@ -65,7 +76,7 @@ def run_diarize(args: argparse.Namespace) -> int:
     if args.print_segments:
         print_segments(layout)
     if args.evaluate:
-        print_scores(layout, options)
+        print_scores(args.output, args.manifest, 0.25, False, options)
     print_summary(summary, layout)
     return 1 if args.fail_on_error and summary["errors"] else 0
 
@@ -80,38 +91,26 @@ def print_segments(layout) -> None:
         print(f"  {row['start']:9.3f} {row['end']:9.3f}  {row['speaker']}")
 
 
-def print_scores(layout, options: dict) -> None:
-    """DER per recording and overall for the ok rows whose input named a reference RTTM."""
-    from .corpus.storage import options_for
-    from .manifest import iter_manifest
-    from .rttm import read_rttm, read_uem
-    from .scoring import ScoringItem, score_corpus
+def print_scores(output: str, manifests: Sequence[str] | None, collar: float, skip_overlap: bool, options: dict) -> None:
+    from .evaluate import evaluate_run, format_table
 
-    items = []
-    for row in iter_manifest(layout.manifest_uri, **options_for(layout.uri, options)):
-        reference_path = row.extra.get("reference_rttm_filepath")
-        if not reference_path:
-            continue
-        reference = read_rttm(reference_path, **options_for(reference_path, options))
-        hypothesis = read_rttm(row.rttm_filepath, **options_for(row.rttm_filepath, options))
-        uem = read_uem(row.uem_filepath, **options_for(row.uem_filepath, options)) if row.uem_filepath else None
-        items.append(ScoringItem(row.uniq_id, of_recording(reference, row.uniq_id), hypothesis.get(row.uniq_id, []),
-                                 of_recording(uem, row.uniq_id) if uem is not None else None))
-    if not items:
+    per_recording, overall = evaluate_run(output, manifests, collar=collar, skip_overlap=skip_overlap, storage_options=options)
+    if not per_recording:
         print("\nevaluate: no ok row names a reference rttm_filepath; nothing to score")
         return
-    per_recording, overall = score_corpus(items, collar=0.25)
-    print(f"\n{'recording':<24} {'DER':>7} {'miss':>7} {'FA':>7} {'conf':>7}")
-    for score in per_recording + [{**overall, "uri": "OVERALL"}]:
-        print(f"{score['uri']:<24} {score['der']:7.2%} {score['missed_speech']:7.2%} {score['false_alarm']:7.2%} {score['confusion']:7.2%}")
+    print(f"\nDER (collar {collar} s around reference boundaries, overlap {'skipped' if skip_overlap else 'scored'})")
+    print(format_table(per_recording, overall))
 
 
-def of_recording(by_file_id: dict, uniq_id: str) -> list:
-    """A reference file's entries for one recording: those under its id, or all of them when the
-    file describes one recording under another name."""
-    if uniq_id in by_file_id or len(by_file_id) != 1:
-        return by_file_id.get(uniq_id, [])
-    return next(iter(by_file_id.values()))
+def run_evaluate(args: argparse.Namespace) -> int:
+    from .corpus.storage import storage_options
+    from .scoring import SCORING_PRESETS
+
+    preset = SCORING_PRESETS[args.preset]
+    collar = preset["collar"] if args.collar is None else args.collar
+    skip_overlap = preset["skip_overlap"] or args.skip_overlap
+    print_scores(args.output, args.manifest, collar, skip_overlap, storage_options(args.endpoint_url, args.anonymous, args.profile))
+    return 0
 
 
 def print_summary(summary: dict, layout) -> None:

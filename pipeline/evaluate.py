@@ -1,7 +1,7 @@
 """Score a corpus run against the references its manifests name (`rttm_filepath`, `uem_filepath`).
 
 Scoring runs as Ray tasks, a chunk of recordings each, so it scales with the corpus; the corpus
-figures are sums of the per-recording seconds (DER) and speaker-weighted means (JER), exactly what
+figures are sums of the per-recording components (DER seconds, JER speaker errors), exactly what
 one pyannote.metrics accumulator over all recordings would give.
 Writes `eval/recordings.parquet` (one row per scored recording) and `eval/summary.json`."""
 
@@ -22,6 +22,7 @@ EVAL_SCHEMA = pa.schema([
     ("der", pa.float64()), ("missed_speech", pa.float64()), ("false_alarm", pa.float64()), ("confusion", pa.float64()),
     ("missed_speech_sec", pa.float64()), ("false_alarm_sec", pa.float64()), ("confusion_sec", pa.float64()),
     ("reference_speech_sec", pa.float64()), ("jer", pa.float64()),
+    ("jer_speaker_count", pa.float64()), ("jer_speaker_error", pa.float64()),
     ("reference_speakers", pa.int64()), ("hypothesis_speakers", pa.int64()), ("speaker_count_error", pa.int64()),
 ])
 
@@ -34,7 +35,7 @@ def _score_chunk(rows: list, hypotheses: dict[str, list[Turn]], collar: float, s
         reference, uem = load_reference(row, storage_options)
         items.append(ScoringItem(row.uniq_id, reference, hypotheses.get(row.uniq_id, []), uem))
     per_recording, _ = score_corpus(items, collar=collar, skip_overlap=skip_overlap)
-    return per_recording
+    return [{"uniq_id": score.pop("uri"), **score} for score in per_recording]
 
 
 def overall_scores(per_recording: list[dict]) -> dict[str, Any]:
@@ -43,7 +44,7 @@ def overall_scores(per_recording: list[dict]) -> dict[str, Any]:
 
     reference = total("reference_speech_sec")
     errors = {name: total(f"{name}_sec") for name in ("missed_speech", "false_alarm", "confusion")}
-    speakers = total("reference_speakers")
+    speakers = total("jer_speaker_count")
     count_errors = [abs(r["speaker_count_error"]) for r in per_recording]
     return {
         "recordings": len(per_recording),
@@ -51,7 +52,7 @@ def overall_scores(per_recording: list[dict]) -> dict[str, Any]:
         **{name: seconds / reference if reference else 0.0 for name, seconds in errors.items()},
         **{f"{name}_sec": seconds for name, seconds in errors.items()},
         "reference_speech_sec": reference,
-        "jer": sum(r["jer"] * r["reference_speakers"] for r in per_recording) / speakers if speakers else 0.0,
+        "jer": total("jer_speaker_error") / speakers if speakers else 1.0,  # pyannote's convention
         "speaker_count_accuracy": sum(e == 0 for e in count_errors) / len(count_errors) if count_errors else 0.0,
         "mean_abs_speaker_count_error": sum(count_errors) / len(count_errors) if count_errors else 0.0,
     }

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Iterable, NamedTuple, Sequence
 
 from pyannote.core import Annotation, Segment, Timeline
-from pyannote.metrics.diarization import DiarizationErrorRate, JaccardErrorRate
+from pyannote.metrics.diarization import JER_SPEAKER_COUNT, JER_SPEAKER_ERROR, DiarizationErrorRate, JaccardErrorRate
 from pyannote.metrics.identification import IER_CONFUSION, IER_FALSE_ALARM, IER_MISS, IER_TOTAL
 
 from pipeline.rttm import Turn
@@ -90,12 +90,15 @@ def _score_into(
     hypothesis = to_annotation(item.hypothesis, item.uri)
     uem = to_timeline(item.uem, item.uri) if item.uem is not None else extent_uem(reference, hypothesis)
     components = der_metric(reference, hypothesis, uem=uem, detailed=True)
-    jer = jer_metric(reference, hypothesis, uem=uem)
+    jer_components = jer_metric(reference, hypothesis, uem=uem, detailed=True)
     reference_speakers = len(reference.crop(uem).labels())
     hypothesis_speakers = len(hypothesis.crop(uem).labels())
     return {
         "uri": item.uri,
-        **_error_summary(components, components[der_metric.metric_name_], jer),
+        **_error_summary(components, components[der_metric.metric_name_], jer_components[jer_metric.metric_name_]),
+        # JER's own components, so that corpus JER can be summed from per-recording rows
+        "jer_speaker_count": jer_components[JER_SPEAKER_COUNT],
+        "jer_speaker_error": jer_components[JER_SPEAKER_ERROR],
         "reference_speakers": reference_speakers,
         "hypothesis_speakers": hypothesis_speakers,
         "speaker_count_error": hypothesis_speakers - reference_speakers,
@@ -137,19 +140,23 @@ def score_corpus(
 
 
 def load_reference(row: "ManifestRow", storage_options: dict | None = None):
-    """A manifest row's reference turns and UEM regions (None when it names no UEM). The RTTM and
-    UEM are searched under the row's id, then under the audio's base name (a disambiguated id,
-    `<base>-<hash>`, still finds a reference written for `<base>`)."""
-    from .manifest import base_uniq_id
+    """A manifest row's reference turns and UEM regions (None when it names no UEM). Entries are
+    looked up under the row's id, then the audio's base name (a disambiguated `<base>-<hash>` id
+    still finds `<base>`), then, when the file describes a single recording, under whatever id it uses."""
+    from .manifest import base_uniq_id, is_uri
     from .rttm import read_rttm, read_uem
 
-    names = (row.uniq_id, base_uniq_id(row.audio_filepath))
-    turns = read_rttm(row.rttm_filepath, **(storage_options or {}))
-    reference = next((turns[n] for n in names if n in turns), [])
-    uem = None
-    if row.uem_filepath:
-        regions = read_uem(row.uem_filepath, **(storage_options or {}))
-        uem = next((regions[n] for n in names if n in regions), None)
+    def of_recording(by_file_id: dict):
+        for name in (row.uniq_id, base_uniq_id(row.audio_filepath)):
+            if name in by_file_id:
+                return by_file_id[name]
+        return next(iter(by_file_id.values())) if len(by_file_id) == 1 else None
+
+    def options(path: str) -> dict:
+        return (storage_options or {}) if is_uri(path) and not path.startswith("file://") else {}
+
+    reference = of_recording(read_rttm(row.rttm_filepath, **options(row.rttm_filepath))) or []
+    uem = of_recording(read_uem(row.uem_filepath, **options(row.uem_filepath))) if row.uem_filepath else None
     return reference, uem
 
 

@@ -1,0 +1,68 @@
+"""Scoring a corpus run (`python -m pipeline evaluate`): figures equal pyannote.metrics called
+directly, outputs written to eval/, presets and collar as md-eval/NeMo mean them."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+from pyannote.metrics.diarization import DiarizationErrorRate, JaccardErrorRate
+
+from pipeline.__main__ import main
+from pipeline.evaluate import evaluate_run
+from pipeline.rttm import read_rttm, read_uem
+from pipeline.scoring import to_annotation, to_timeline
+
+from conftest import AMI
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def ami_run(local_ray, tmp_path_factory):
+    import pipeline
+
+    output = tmp_path_factory.mktemp("ami_run")
+    pipeline.run_corpus([str(AMI / "manifest.jsonl")], str(output), batch_size=4)
+    return output
+
+
+def pyannote_directly(output, collar, skip_overlap):
+    """The same scores, computed without this project's scoring code."""
+    der = DiarizationErrorRate(collar=2 * collar, skip_overlap=skip_overlap)
+    jer = JaccardErrorRate(collar=2 * collar, skip_overlap=skip_overlap)
+    for line in (AMI / "manifest.jsonl").read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        name = row["audio_filepath"][:-4]
+        hypothesis_path = output / "rttm" / f"{name}.rttm"
+        if not hypothesis_path.exists():
+            continue
+        reference = to_annotation(read_rttm(str(AMI / row["rttm_filepath"]))[name], name)
+        hypothesis = to_annotation(read_rttm(str(hypothesis_path)).get(name, []), name)
+        uem = to_timeline(read_uem(str(AMI / row["uem_filepath"]))[name], name)
+        der(reference, hypothesis, uem=uem)
+        jer(reference, hypothesis, uem=uem)
+    return abs(der), abs(jer), der
+
+
+@pytest.mark.parametrize("collar,skip_overlap", [(0.25, False), (0.0, False), (0.25, True)])
+def test_run_scores_equal_pyannote_metrics_called_directly(ami_run, collar, skip_overlap):
+    per_recording, overall = evaluate_run(str(ami_run), [str(AMI / "manifest.jsonl")], collar=collar, skip_overlap=skip_overlap)
+    expected_der, expected_jer, metric = pyannote_directly(ami_run, collar, skip_overlap)
+    assert len(per_recording) == 10  # every excerpt with a reference (silence-1s has none)
+    assert overall["der"] == pytest.approx(expected_der, abs=1e-9)
+    assert overall["jer"] == pytest.approx(expected_jer, abs=1e-9)
+    assert overall["missed_speech_sec"] == pytest.approx(metric["missed detection"], abs=1e-6)
+    assert overall["confusion_sec"] == pytest.approx(metric["confusion"], abs=1e-6)
+
+
+def test_cli_writes_eval_tables_and_prints_the_table(ami_run, capsys):
+    assert main(["evaluate", "--output", str(ami_run), "--preset", "forgiving"]) == 0
+    printed = capsys.readouterr().out
+    assert "OVERALL (10)" in printed and "trñ00" in printed and "overlap skipped" in printed
+    table = pq.read_table(ami_run / "eval" / "recordings.parquet")
+    assert table.num_rows == 10 and table.schema.field("der").type == "double"
+    summary = json.loads((ami_run / "eval" / "summary.json").read_text())
+    assert summary["collar"] == 0.25 and summary["skip_overlap"] is True
+    assert summary["der"] == pytest.approx(pyannote_directly(ami_run, 0.25, True)[0], abs=1e-9)
