@@ -4,6 +4,7 @@ factor split into VAD, embeddings and clustering. The figures in BENCHMARKS.md c
     python -m pipeline.benchmark accuracy --manifest ../shared/data/ami-excerpts/manifest.jsonl \
         --postprocessing-yaml pipeline/conf/far_field.yaml --estimate-speakers
     python -m pipeline.benchmark rtf --manifest SIMULATED/manifest.jsonl
+    python -m pipeline.benchmark corpus --manifest SIMULATED/manifest.jsonl --compare-in-process
 """
 
 from __future__ import annotations
@@ -81,14 +82,117 @@ def real_time_factor(manifest: str, model=None, batch_size: int = 4) -> dict:
     }
 
 
+class PeakMemory:
+    """Peak resident memory of this process (the driver) and of Ray's worker processes, sampled
+    from a background thread (psutil ships with Ray)."""
+
+    def __init__(self, interval: float = 0.25):
+        import threading
+
+        self.interval, self.driver, self.workers = interval, 0, {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        import os
+
+        import psutil
+
+        me = psutil.Process(os.getpid())
+        while not self._stop.is_set():
+            self.driver = max(self.driver, me.memory_info().rss)
+            for process in psutil.process_iter(["name", "cmdline"]):
+                try:
+                    name = " ".join(process.info["cmdline"] or [])[:60]
+                    if name.startswith("ray::"):
+                        key = name.split("(")[0] if "MapWorker" not in name else "model actor"
+                        self.workers[key] = max(self.workers.get(key, 0), process.memory_info().rss)
+                except (psutil.NoSuchProcess, psutil.AccessDenied):
+                    continue
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def report(self) -> dict:
+        gib = 2**30
+        return {"driver_peak_gib": self.driver / gib, "worker_peak_gib": {k: v / gib for k, v in sorted(self.workers.items())}}
+
+
+def corpus_throughput(manifest: str, output: str, compare_in_process: bool, **run_options) -> dict:
+    """Audio seconds per wall second of `run_corpus` and, when asked, of a plain in-process loop of
+    `model.diarize()` over the same files, in one process on the same cores."""
+    import shutil
+
+    from .corpus import run_corpus
+
+    result: dict = {}
+    if compare_in_process:
+        model = load_model("default", device="cpu")
+        rows = read_manifest(manifest)
+        began = time.perf_counter()
+        for row in rows:
+            model.diarize(_one_row_manifest(row), num_workers=0)
+        wall = time.perf_counter() - began
+        audio = sum(row.duration or audio_info(row.audio_filepath).duration for row in rows)
+        result["in_process"] = {"audio_seconds": audio, "wall_seconds": wall, "audio_seconds_per_wall_second": audio / wall}
+    shutil.rmtree(output, ignore_errors=True)
+    with PeakMemory() as memory:
+        summary = run_corpus([manifest], output, **run_options)
+    result["ray"] = {
+        "rows": summary["input_rows"], "ok": summary["ok"], "errors": summary["errors"],
+        "audio_seconds": summary["audio_hours"] * 3600, "wall_seconds": summary["wall_seconds"],
+        "audio_seconds_per_wall_second": summary["audio_seconds_per_wall_second"], **memory.report(),
+    }
+    if compare_in_process:
+        result["ray_over_in_process"] = result["ray"]["audio_seconds_per_wall_second"] / result["in_process"]["audio_seconds_per_wall_second"]
+    return result
+
+
+def sliced_manifest(manifest: str, rows: int, slice_seconds: float, path: str) -> str:
+    """A manifest of `rows` rows, each a `slice_seconds` slice of the files of `manifest`, cycling
+    through files and offsets: a corpus of any row count from a few files (memory benchmarks)."""
+    from .manifest import ManifestRow, write_manifest
+
+    sources = [(row.audio_filepath, audio_info(row.audio_filepath).duration) for row in read_manifest(manifest)]
+    sliced = []
+    for index in range(rows):
+        audio, duration = sources[index % len(sources)]
+        slots = max(1, int(duration // slice_seconds))
+        offset = ((index // len(sources)) % slots) * slice_seconds
+        sliced.append(ManifestRow(audio, uniq_id="", offset=offset, duration=slice_seconds).to_json() | {"uniq_id": None})
+    write_manifest(path, sliced)
+    return path
+
+
+def _one_row_manifest(row) -> str:
+    import tempfile
+
+    from .manifest import write_manifest
+
+    path = tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False).name
+    write_manifest(path, [row])
+    return path
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m pipeline.benchmark", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["accuracy", "rtf"])
+    parser.add_argument("what", choices=["accuracy", "rtf", "corpus"])
     parser.add_argument("--manifest", required=True)
     parser.add_argument("--postprocessing-yaml")
     parser.add_argument("--estimate-speakers", action="store_true", help="hide num_speakers from the model")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--output", default="outputs/benchmark", help="corpus: where run_corpus writes")
+    parser.add_argument("--compare-in-process", action="store_true", help="corpus: also time a loop of model.diarize()")
+    parser.add_argument("--batch-size", type=int, default=4, help="corpus: recordings per model batch")
+    parser.add_argument("--rows", type=int, help="corpus: run on this many slices of the manifest's files instead")
+    parser.add_argument("--slice-seconds", type=float, default=5.0, help="corpus: length of each slice with --rows")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.what == "accuracy":
@@ -103,8 +207,15 @@ def main(argv=None) -> None:
         for row in per_recording:
             print(json.dumps(row))
         print(json.dumps(overall, indent=2))
-    else:
+    elif args.what == "rtf":
         print(json.dumps(real_time_factor(args.manifest), indent=2))
+    else:
+        if args.rows:
+            import os
+
+            os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+            args.manifest = sliced_manifest(args.manifest, args.rows, args.slice_seconds, f"{args.output}.rows{args.rows}.jsonl")
+        print(json.dumps(corpus_throughput(args.manifest, args.output, args.compare_in_process, batch_size=args.batch_size), indent=2))
 
 
 if __name__ == "__main__":
