@@ -21,6 +21,7 @@ from ..audio import SAMPLE_RATE, decode_audio
 from ..config import DiarizeConfig
 from ..dataset import collate_recordings, move_to_device, recording_item
 from ..models import load_model
+from .storage import options_for
 
 Batch = dict[str, np.ndarray]
 
@@ -40,7 +41,7 @@ def decode_recording(row: dict[str, Any], storage_options: dict | None) -> dict[
     if row["status"] == "ok":
         duration = None if math.isnan(row["slice_duration"]) else float(row["slice_duration"])
         try:
-            audio = decode_audio(row["audio_filepath"], float(row["offset"]), duration, storage_options)
+            audio = decode_audio(row["audio_filepath"], float(row["offset"]), duration, options_for(row["audio_filepath"], storage_options))
         except Exception as error:  # noqa: BLE001 - any failure is this row's error, not the run's
             row = {**row, "status": "error", "error": describe(error)}
     return {**row, "audio": audio, "audio_seconds": len(audio) / SAMPLE_RATE, "decode_seconds": time.perf_counter() - started}

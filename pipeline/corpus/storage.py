@@ -16,6 +16,11 @@ from fsspec.core import url_to_fs
 # Options that may appear in summaries and logs; everything else (keys, secrets, tokens) never does.
 PUBLIC_OPTION_KEYS = ("endpoint_url", "anon", "profile")
 
+# Transient S3 errors (HTTP 500/502/503/504, throttling, connection resets) are retried by botocore
+# with exponential backoff and jitter; s3fs retries timeouts and cut-short reads on top. Options given
+# by the caller win.
+S3_RETRIES = {"retries": {"max_attempts": 10, "mode": "standard"}}
+
 
 def storage_options(endpoint_url: str | None = None, anonymous: bool = False, profile: str | None = None) -> dict[str, Any]:
     """s3fs options from the CLI flags; credentials stay with the AWS environment/profile chain."""
@@ -34,8 +39,13 @@ def is_local(uri: str) -> bool:
 
 
 def options_for(uri: str, options: dict[str, Any] | None) -> dict[str, Any]:
-    """Storage options apply to object stores only; local paths take none."""
-    return {} if is_local(uri) else dict(options or {})
+    """Storage options apply to object stores only; local paths take none; S3 gets retries."""
+    if is_local(uri):
+        return {}
+    options = dict(options or {})
+    if uri.split("://", 1)[0] in ("s3", "s3a"):
+        options["config_kwargs"] = {**S3_RETRIES, **options.get("config_kwargs", {})}
+    return options
 
 
 def filesystem(uri: str, options: dict[str, Any] | None = None) -> tuple[fsspec.AbstractFileSystem, str]:

@@ -1,0 +1,128 @@
+"""Storage credentials never appear in what a run leaves behind or prints: outputs (summary.json,
+manifest.jsonl, Parquet tables, RTTMs), error rows, exceptions, stdout/stderr and Ray's logs.
+Credentials are distinctive fakes (moto accepts any), given as storage options or as the usual AWS
+environment variables, on a corpus with failing rows."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import AMI, REPO
+
+SECRET = "fAk3-S3cr3t-Ky9QwZ"
+SESSION_TOKEN = "fAk3-S3ss10n-T0k3nVb"
+GOOD = ("trn02", "trn03")
+
+
+@pytest.fixture(scope="module")
+def corpus(s3_endpoint):
+    """Two good recordings, one missing object and one corrupt object on moto."""
+    import s3fs
+
+    fs = s3fs.S3FileSystem(endpoint_url=s3_endpoint, skip_instance_cache=True)
+    fs.mkdir("secrets")
+    for name in GOOD:
+        fs.put_file(str(AMI / f"{name}.wav"), f"secrets/in/{name}.wav")
+    fs.pipe_file("secrets/in/corrupt.wav", b"RIFF not audio" * 20)
+    rows = [{"audio_filepath": f"{name}.wav", "num_speakers": 1} for name in GOOD]
+    rows += [{"audio_filepath": "missing.wav"}, {"audio_filepath": "corrupt.wav"}]
+    fs.pipe_file("secrets/in/manifest.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode())
+    return fs
+
+
+def assert_secret_free(texts: dict[str, str], *secrets: str) -> None:
+    leaks = [name for name, text in texts.items() for secret in secrets if secret in text]
+    assert leaks == [], f"credentials found in: {leaks}"
+
+
+def output_texts(fs, prefix: str) -> dict[str, str]:
+    """Every object the run wrote, as text (Parquet bytes included: a string column stays readable)."""
+    fs.invalidate_cache()
+    return {path: fs.cat_file(path).decode("utf-8", errors="replace") for path in fs.find(prefix)}
+
+
+def folder_texts(folder: str | Path) -> dict[str, str]:
+    texts = {}
+    for path in Path(folder).rglob("*"):
+        if path.is_file() and not path.is_socket():
+            try:
+                texts[str(path)] = path.read_bytes().decode("utf-8", errors="replace")
+            except OSError:
+                continue
+    return texts
+
+
+def assert_rows(fs, prefix: str) -> list[dict]:
+    recordings = pq.read_table(f"{prefix}/recordings", filesystem=fs).to_pylist()
+    by_id = {r["uniq_id"]: r for r in recordings}
+    assert sorted(by_id) == sorted(GOOD + ("missing", "corrupt"))
+    assert [by_id[name]["status"] for name in GOOD] == ["ok", "ok"]
+    assert by_id["missing"]["status"] == by_id["corrupt"]["status"] == "error"
+    return recordings
+
+
+@pytest.mark.slow
+def test_storage_option_secrets_stay_out_of_outputs_errors_logs_and_exceptions(local_ray, corpus, s3_endpoint, capfd):
+    import pipeline
+    from ray._private.worker import _global_node
+
+    options = {"endpoint_url": s3_endpoint, "key": "AKIDFAKEFAULTTEST", "secret": SECRET, "token": SESSION_TOKEN}
+    summary = pipeline.run_corpus("s3://secrets/in/manifest.jsonl", "s3://secrets/out-options", batch_size=2, storage_options=options)
+    assert (summary["input_rows"], summary["ok"], summary["errors"]) == (4, 2, 2)
+    assert summary["config"]["storage_options"] == {"endpoint_url": s3_endpoint}
+
+    failures = []
+    for call in (
+        lambda: pipeline.run_corpus("s3://secrets/in/manifest.jsonl", "s3://secrets/out-options", storage_options=options),
+        lambda: pipeline.run_corpus("s3://secrets/in/no-such-manifest.jsonl", "s3://secrets/out-x", storage_options=options),
+        lambda: pipeline.run_corpus("s3://no-such-bucket/manifest.jsonl", "s3://secrets/out-y", storage_options=options),
+    ):
+        with pytest.raises(Exception) as raised:
+            call()
+        failures.append("".join(traceback.format_exception(raised.value)))
+
+    assert "FileExistsError" in failures[0] and "FileNotFoundError" in failures[1]
+    recordings = assert_rows(corpus, "secrets/out-options")
+    captured = capfd.readouterr()
+    texts = {
+        **output_texts(corpus, "secrets/out-options"),
+        **{f"error row {r['uniq_id']}": r["error"] or "" for r in recordings},
+        **{f"exception {i}": text for i, text in enumerate(failures)},
+        "stdout": captured.out, "stderr": captured.err,
+        **folder_texts(_global_node.get_logs_dir_path()),
+    }
+    assert any(name.endswith(".log") for name in texts), "Ray's logs were searched"
+    assert_secret_free(texts, SECRET, SESSION_TOKEN)
+
+
+@pytest.mark.slow
+def test_environment_secrets_stay_out_of_cli_output_and_ray_logs(corpus, s3_endpoint):
+    ray_temp = tempfile.mkdtemp(prefix="rs", dir="/tmp")  # short: Ray's socket paths must fit
+    try:
+        env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "AWS_PROFILE")}
+        env.update(AWS_ACCESS_KEY_ID="AKIDFAKEFAULTTEST", AWS_SECRET_ACCESS_KEY=SECRET, AWS_SESSION_TOKEN=SESSION_TOKEN,
+                   AWS_DEFAULT_REGION="us-east-1", RAY_TMPDIR=ray_temp,
+                   PATH=f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}")
+        command = [sys.executable, "-m", "pipeline", "diarize", "--manifest", "s3://secrets/in/manifest.jsonl",
+                   "--output", "s3://secrets/out-env", "--endpoint-url", s3_endpoint, "--batch-size", "2", "--print-segments"]
+        run = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert_rows(corpus, "secrets/out-env")
+        summary = json.loads(corpus.cat_file("secrets/out-env/summary.json"))
+        assert (summary["ok"], summary["errors"]) == (2, 2)
+
+        texts = {**output_texts(corpus, "secrets/out-env"), "stdout": run.stdout, "stderr": run.stderr, **folder_texts(ray_temp)}
+        assert any("/logs/" in name for name in texts), "Ray's logs were searched"
+        assert_secret_free(texts, SECRET, SESSION_TOKEN)
+    finally:
+        shutil.rmtree(ray_temp, ignore_errors=True)
