@@ -19,6 +19,7 @@ $(SAMPLE): $(STAMP)
 	$(PYTHON) -m pipeline fetch-sample --dest data/sample
 
 run: $(STAMP) $(SAMPLE)
+	rm -rf $(OUTPUT)
 	$(PYTHON) -m pipeline diarize --manifest $(SAMPLE) --output $(OUTPUT) --evaluate --print-segments
 
 test: $(STAMP)

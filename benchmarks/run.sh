@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Reproduces every figure of BENCHMARKS.md, in one run on one machine (2 threads per process).
+# Usage: bash benchmarks/run.sh [WORKDIR]   (needs `make install`; takes about 30 minutes on 2 cores)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+W=${1:-outputs/benchmarks}
+PY=.venv/bin/python
+AMI=../shared/data/ami-excerpts/manifest.jsonl
+mkdir -p "$W"
+sim() { [ -f "$1/manifest.jsonl" ] || $PY -m pipeline.simulate --out "$1" "${@:2}" > /dev/null; }
+
+# Core model (issue 2): accuracy and real-time factor.
+sim "$W/sim20" --num 20 --min-speakers 2 --max-speakers 5 --min-duration 60 --max-duration 180 --overlap 0.1 --seed 0
+$PY -m pipeline.benchmark rtf --manifest "$W/sim20/manifest.jsonl" > "$W/rtf_sim20.json"
+$PY -m pipeline.benchmark accuracy --manifest "$AMI" --postprocessing-yaml pipeline/conf/far_field.yaml --estimate-speakers > "$W/accuracy_ami.jsonl"
+$PY -m pipeline.benchmark accuracy --manifest "$W/sim20/manifest.jsonl" --estimate-speakers > "$W/accuracy_sim20.jsonl"
+
+# Corpus runs scored by the evaluate command (issue 4).
+rm -rf "$W/run_ami" "$W/run_sim20"
+$PY -m pipeline diarize --manifest "$AMI" --output "$W/run_ami" --postprocessing-yaml pipeline/conf/far_field.yaml > /dev/null
+$PY -m pipeline evaluate --output "$W/run_ami" > "$W/evaluate_ami.txt"
+$PY -m pipeline diarize --manifest "$W/sim20/manifest.jsonl" --output "$W/run_sim20" > /dev/null
+$PY -m pipeline evaluate --output "$W/run_sim20" > "$W/evaluate_sim20.txt"
+
+# Ray pipeline (issue 3): throughput against an in-process loop; driver and worker memory vs rows.
+sim "$W/sim1h" --num 30 --min-speakers 2 --max-speakers 5 --min-duration 120 --max-duration 180 --overlap 0.1 --seed 7
+$PY -m pipeline.benchmark corpus --manifest "$W/sim1h/manifest.jsonl" --compare-in-process --output "$W/run_sim1h" > "$W/throughput_sim1h.json"
+for rows in 100 2000; do
+  $PY -m pipeline.benchmark corpus --manifest "$W/sim20/manifest.jsonl" --rows $rows --slice-seconds 5 --output "$W/run_rows$rows" > "$W/memory_rows$rows.json"
+done
+
+# Long recordings (issue 5): RTF, peak memory and DER against length.
+for seconds in 600 3600 10800; do
+  sim "$W/long$seconds" --num 1 --min-speakers 4 --max-speakers 4 --min-duration $seconds --max-duration $seconds --overlap 0.1 --seed 1
+  $PY -m pipeline.benchmark accuracy --manifest "$W/long$seconds/manifest.jsonl" --estimate-speakers > "$W/long$seconds.jsonl"
+done
+echo "results in $W"
