@@ -1,0 +1,36 @@
+"""Long recordings take the bounded-memory paths (mel features a stretch at a time, long-form
+clustering over chunk centroids) and stay as accurate as short ones. CI uses a 12-minute meeting;
+the 10 min / 1 h / 3 h figures are in BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.benchmark import diarize_and_score
+from pipeline.models.clustering import ClusteringConfig
+from pipeline.simulate import SimulationConfig, write_corpus
+
+from helpers import cpu_model
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def long_meeting(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("long")
+    return write_corpus(str(folder), 1, SimulationConfig(num_speakers=4, duration_sec=720, overlap_ratio=0.1, seed=3), seed=3)
+
+
+def test_long_meeting_uses_the_bounded_paths_and_finds_every_speaker(long_meeting):
+    model = cpu_model()
+    from pipeline.dataset import DiarizationDataset, collate_recordings
+    from pipeline.manifest import read_manifest
+
+    (row,) = read_manifest(long_meeting)
+    output = model._diarize_forward(collate_recordings([DiarizationDataset([row])[0]]))[0]
+    assert len(output["embeddings"]) > ClusteringConfig().max_direct_windows  # long-form clustering
+    assert len(output["speech_probs"]) * model.frame_seconds > 2 * model.config.embedding_chunk_seconds  # chunked mel
+
+    per_recording, overall = diarize_and_score(long_meeting, model, estimate_speakers=True)
+    assert per_recording[0]["hypothesis_speakers"] == 4
+    assert overall["der"] < 0.10
