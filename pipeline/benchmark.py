@@ -103,9 +103,9 @@ class PeakMemory:
             self.driver = max(self.driver, me.memory_info().rss)
             for process in psutil.process_iter(["name", "cmdline"]):
                 try:
-                    name = " ".join(process.info["cmdline"] or [])[:60]
+                    name = " ".join(process.info["cmdline"] or [])
                     if name.startswith("ray::"):
-                        key = name.split("(")[0] if "MapWorker" not in name else "model actor"
+                        key = "model actor" if "MapWorker" in name else name.split("(")[0].split()[0].split(".")[0]
                         self.workers[key] = max(self.workers.get(key, 0), process.memory_info().rss)
                 except (psutil.NoSuchProcess, psutil.AccessDenied):
                     continue

@@ -4,6 +4,8 @@ the 10 min / 1 h / 3 h figures are in BENCHMARKS.md."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from pipeline.benchmark import diarize_and_score
@@ -21,16 +23,27 @@ def long_meeting(tmp_path_factory):
     return write_corpus(str(folder), 1, SimulationConfig(num_speakers=4, duration_sec=720, overlap_ratio=0.1, seed=3), seed=3)
 
 
-def test_long_meeting_uses_the_bounded_paths_and_finds_every_speaker(long_meeting):
-    model = cpu_model()
+def test_long_meeting_uses_the_bounded_feature_path(long_meeting):
     from pipeline.dataset import DiarizationDataset, collate_recordings
     from pipeline.manifest import read_manifest
 
+    model = cpu_model()
     (row,) = read_manifest(long_meeting)
     output = model._diarize_forward(collate_recordings([DiarizationDataset([row])[0]]))[0]
-    assert len(output["embeddings"]) > ClusteringConfig().max_direct_windows  # long-form clustering
     assert len(output["speech_probs"]) * model.frame_seconds > 2 * model.config.embedding_chunk_seconds  # chunked mel
+    assert len(output["embeddings"]) > ClusteringConfig().max_search_windows  # subsampled pruning search
 
-    per_recording, overall = diarize_and_score(long_meeting, model, estimate_speakers=True)
+
+@pytest.mark.parametrize("max_direct_windows", [ClusteringConfig().max_direct_windows, 1000])
+def test_long_meeting_is_as_accurate_as_short_ones(long_meeting, max_direct_windows):
+    """With the default settings (pruning searched on a subset) and with long-form clustering
+    forced (chunk centroids), every speaker is found and DER stays near the short conversations'."""
+    model = cpu_model()
+    default = model.config.clustering
+    model.config.clustering = replace(default, max_direct_windows=max_direct_windows)
+    try:
+        per_recording, overall = diarize_and_score(long_meeting, model, estimate_speakers=True)
+    finally:
+        model.config.clustering = default
     assert per_recording[0]["hypothesis_speakers"] == 4
     assert overall["der"] < 0.10

@@ -27,7 +27,8 @@ class ClusteringConfig:
     sparse_search_volume: int = 30  # how many pruning values are tried (NeMo's default)
     min_windows_for_estimate: int = 4
     min_windows_for_spectral: int = 120  # with a known count, fewer windows are clustered by AHC
-    max_direct_windows: int = 1200  # above this, long-form clustering (bounded memory and time)
+    max_direct_windows: int = 3000  # above this, long-form clustering (bounded memory and time)
+    max_search_windows: int = 600  # the pruning search runs on at most this many windows
     long_form_chunk: int = 1000  # windows per chunk in long-form clustering
     centroids_per_chunk: int = 32  # (64 over-split a 1 h meeting: 6 speakers for 4; 32 found 4)
     seed: int = 0
@@ -109,24 +110,36 @@ def spectral_cluster(
         k = min(num_speakers, n)
         return AgglomerativeClustering(n_clusters=k, metric="cosine", linkage="average").fit_predict(embeddings).astype(np.int64)
 
-    neighbours = np.argsort(-cosine_affinity(embeddings), axis=1)
     max_k = min(num_speakers or config.max_num_speakers, n - 1)
+    # The pruning search solves one eigenproblem per candidate p; above `max_search_windows` it runs
+    # on an evenly spaced subset of the windows and the chosen p is scaled back up.
+    stride = -(-n // config.max_search_windows)
+    p, estimated_k = _nme_search(embeddings[::stride], max_k, num_speakers, config)
+    p = min(max(2, p * stride), n - 1)
+    k = max(1, min(num_speakers if num_speakers is not None else estimated_k, n))
+    if k == 1:
+        return np.zeros(n, dtype=np.int64)
+    neighbours = np.argsort(-cosine_affinity(embeddings), axis=1)
+    _, vectors = _smallest_eigenpairs(_pruned_laplacian(neighbours, p), k)
+    return KMeans(n_clusters=k, n_init=10, random_state=config.seed).fit_predict(vectors).astype(np.int64)
+
+
+def _nme_search(embeddings: np.ndarray, max_k: int, known: int | None, config: ClusteringConfig) -> tuple[int, int]:
+    """NME-SC's choice of pruning value p (smallest (p / N) / normalised eigengap) and the speaker
+    count at that p."""
+    n = len(embeddings)
+    neighbours = np.argsort(-cosine_affinity(embeddings), axis=1)
+    max_k = min(max_k, n - 1)
     max_p = max(2, int(np.floor(n * config.max_rp_threshold)))
     candidates = np.unique(np.linspace(1, max_p, min(config.sparse_search_volume, max_p)).astype(int))
     candidates = candidates[candidates >= 2] if len(candidates) > 1 else candidates
     best = None
     for p in candidates:
-        k, normalized_gap = _eigengap_count(_pruned_laplacian(neighbours, int(p)), max_k, known=num_speakers and max_k)
+        k, normalized_gap = _eigengap_count(_pruned_laplacian(neighbours, int(p)), max_k, known=known and max_k)
         score = (p / n) / (normalized_gap + 1e-10)
         if best is None or score < best[0]:
             best = (score, int(p), k)
-    _, p, estimated_k = best
-    k = num_speakers if num_speakers is not None else estimated_k
-    k = max(1, min(k, n))
-    if k == 1:
-        return np.zeros(n, dtype=np.int64)
-    _, vectors = _smallest_eigenpairs(_pruned_laplacian(neighbours, p), k)
-    return KMeans(n_clusters=k, n_init=10, random_state=config.seed).fit_predict(vectors).astype(np.int64)
+    return best[1], best[2]
 
 
 def _long_form_cluster(embeddings: np.ndarray, num_speakers: int | None, config: ClusteringConfig) -> np.ndarray:
