@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     diarize.add_argument("--num-actors", default="1", metavar="N|MIN,MAX", help="model actor pool size (default: %(default)s)")
     diarize.add_argument("--gpus-per-actor", type=float, default=0.0, help="GPUs per model actor; >0 requires CUDA (default: CPU)")
     diarize.add_argument("--actor-cpus", type=float, default=0.5, help="CPUs reserved per model actor (default: %(default)s)")
+    diarize.add_argument("--actor-threads", type=int, default=None, help="torch threads per CPU model actor (default: the node's cores / pool size)")
     diarize.add_argument("--resume", action="store_true", help="skip inputs already recorded in --output")
     diarize.add_argument("--fail-on-error", action="store_true", help="exit 1 when any input row is an error row")
     diarize.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
@@ -66,6 +67,7 @@ def run_diarize(args: argparse.Namespace) -> int:
         num_actors=args.num_actors,
         gpus_per_actor=args.gpus_per_actor,
         actor_cpus=args.actor_cpus,
+        actor_threads=args.actor_threads,
         resume=args.resume,
         storage_options=options,
         max_num_speakers=args.max_num_speakers,

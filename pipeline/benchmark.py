@@ -191,6 +191,7 @@ def main(argv=None) -> None:
     parser.add_argument("--output", default="outputs/benchmark", help="corpus: where run_corpus writes")
     parser.add_argument("--compare-in-process", action="store_true", help="corpus: also time a loop of model.diarize()")
     parser.add_argument("--batch-size", type=int, default=4, help="corpus: recordings per model batch")
+    parser.add_argument("--actor-threads", type=int, default=None, help="corpus: torch threads per model actor")
     parser.add_argument("--rows", type=int, help="corpus: run on this many slices of the manifest's files instead")
     parser.add_argument("--slice-seconds", type=float, default=5.0, help="corpus: length of each slice with --rows")
     args = parser.parse_args(argv)
@@ -215,7 +216,8 @@ def main(argv=None) -> None:
 
             os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
             args.manifest = sliced_manifest(args.manifest, args.rows, args.slice_seconds, f"{args.output}.rows{args.rows}.jsonl")
-        print(json.dumps(corpus_throughput(args.manifest, args.output, args.compare_in_process, batch_size=args.batch_size), indent=2))
+        print(json.dumps(corpus_throughput(args.manifest, args.output, args.compare_in_process, batch_size=args.batch_size,
+                                          actor_threads=args.actor_threads), indent=2))
 
 
 if __name__ == "__main__":

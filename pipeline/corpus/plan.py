@@ -41,6 +41,7 @@ def run_corpus(
     postprocessing_yaml: str | None = None,
     address: str | None = None,
     actor_cpus: float = 0.5,
+    actor_threads: int | None = None,
     task_cpus: float = 1.0,
 ) -> dict[str, Any]:
     """Diarize every row of `manifests` (URIs or globs) into `output`; returns the run summary
@@ -67,7 +68,8 @@ def run_corpus(
         decoded = recordings.map(decode_recording, fn_kwargs={"storage_options": storage_options}, num_cpus=task_cpus)
         forwarded = decoded.map_batches(
             DiarizeForward,
-            fn_constructor_kwargs={"model_name": model, "use_gpu": gpus_per_actor > 0},
+            fn_constructor_kwargs={"model_name": model, "use_gpu": gpus_per_actor > 0, "threads": actor_threads,
+                                   "pool_size": max_actors},
             batch_size=batch_size,
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(min_size=min_actors, max_size=max_actors),
@@ -90,7 +92,7 @@ def run_corpus(
         inputs, recorded, {item["uniq_id"] for item in todo if item["uniq_id"]}, time.perf_counter() - started,
         config={
             "manifests": manifests, "output": output, "model": model, "batch_size": batch_size,
-            "num_actors": [min_actors, max_actors], "gpus_per_actor": gpus_per_actor, "actor_cpus": actor_cpus,
+            "num_actors": [min_actors, max_actors], "gpus_per_actor": gpus_per_actor, "actor_cpus": actor_cpus, "actor_threads": actor_threads,
             "task_cpus": task_cpus, "resume": resume, "max_num_speakers": max_num_speakers,
             "postprocessing_yaml": postprocessing_yaml, "storage_options": public_options(storage_options),
         },
