@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduces every figure of BENCHMARKS.md, in one run on one machine (2 threads per process).
-# Usage: bash benchmarks/run.sh [WORKDIR]   (needs `make install`; takes about 30 minutes on 2 cores)
+# Usage: bash benchmarks/run.sh [WORKDIR]   (needs `make install`; takes about 35 minutes on 2 cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 W=${1:-outputs/benchmarks}
@@ -34,4 +34,12 @@ for seconds in 600 3600 10800; do
   sim "$W/long$seconds" --num 1 --min-speakers 4 --max-speakers 4 --min-duration $seconds --max-duration $seconds --overlap 0.1 --seed 1
   $PY -m pipeline.benchmark accuracy --manifest "$W/long$seconds/manifest.jsonl" --estimate-speakers > "$W/long$seconds.jsonl"
 done
+
+# Ten hours of digital silence (issue 5): no segments, time and peak memory.
+if [ ! -f "$W/silence10h/manifest.jsonl" ]; then
+  mkdir -p "$W/silence10h"
+  $PY -c "import numpy as np, soundfile as sf; sf.write('$W/silence10h/silence10h.flac', np.zeros(10 * 3600 * 16000, dtype=np.int16), 16000)"
+  echo '{"audio_filepath": "silence10h.flac", "offset": 0.0, "duration": null}' > "$W/silence10h/manifest.jsonl"
+fi
+$PY -m pipeline.benchmark rtf --manifest "$W/silence10h/manifest.jsonl" > "$W/silence10h.json"
 echo "results in $W"

@@ -52,6 +52,7 @@ def real_time_factor(manifest: str, model=None, batch_size: int = 4) -> dict:
     audio_seconds = sum(len(item["audio"]) for item in items) / 16_000
     config = DiarizeConfig(postprocessing_params=load_postprocessing_from_yaml(None), _internal=InternalDiarizeConfig())
     timings = {"vad": 0.0, "embeddings": 0.0, "clustering": 0.0, "segments": 0.0}
+    segments = 0
     with torch.inference_mode():
         for start in range(0, len(items), batch_size):
             batch = collate_recordings(items[start : start + batch_size])
@@ -66,7 +67,7 @@ def real_time_factor(manifest: str, model=None, batch_size: int = 4) -> dict:
                 spectral_cluster(output["embeddings"], output["num_speakers"] or None, model.config.clustering)
             clustering = time.perf_counter() - began
             began = time.perf_counter()
-            model._diarize_output_processing(outputs, batch["uniq_ids"], config)  # clusters again
+            segments += sum(map(len, model._diarize_output_processing(outputs, batch["uniq_ids"], config)))  # clusters again
             post = time.perf_counter() - began
             timings["vad"] += vad
             timings["embeddings"] += max(forward - vad, 0.0)  # mel features + encoder
@@ -79,6 +80,8 @@ def real_time_factor(manifest: str, model=None, batch_size: int = 4) -> dict:
         "rtf": total / audio_seconds,
         "rtf_by_stage": {name: seconds / audio_seconds for name, seconds in timings.items()},
         "threads": torch.get_num_threads(),
+        "segments_found": segments,
+        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
     }
 
 
