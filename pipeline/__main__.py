@@ -6,7 +6,6 @@ Every subcommand is a thin layer over a library function (`pipeline.run_corpus`,
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Sequence
 

@@ -8,13 +8,16 @@ pyannote does for `uem=None`; it is built here so that pyannote has nothing to w
 
 from __future__ import annotations
 
-from typing import Iterable, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Iterable, NamedTuple, Sequence
 
 from pyannote.core import Annotation, Segment, Timeline
 from pyannote.metrics.diarization import JER_SPEAKER_COUNT, JER_SPEAKER_ERROR, DiarizationErrorRate, JaccardErrorRate
 from pyannote.metrics.identification import IER_CONFUSION, IER_FALSE_ALARM, IER_MISS, IER_TOTAL
 
 from pipeline.rttm import Turn
+
+if TYPE_CHECKING:
+    from pipeline.manifest import ManifestRow
 
 SCORING_PRESETS = {
     "full": {"collar": 0.0, "skip_overlap": False},

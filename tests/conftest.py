@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 from pathlib import Path
 
@@ -33,6 +34,15 @@ def with_absolute_paths(row: dict, folder: Path = AMI) -> dict:
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
     return path
+
+
+def copied_ami_corpus(folder: Path, *names: str) -> Path:
+    """Copies of the named excerpts in `folder` with a manifest of relative paths (audio and known
+    speaker count only); returns the manifest."""
+    for row in ami_rows(*names):
+        shutil.copy(AMI / row["audio_filepath"], folder / row["audio_filepath"])
+    rows = [{"audio_filepath": r["audio_filepath"], "num_speakers": r["num_speakers"]} for r in ami_rows(*names)]
+    return write_jsonl(folder / "manifest.jsonl", rows)
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ import urllib.request
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import AMI, REPO, ami_rows, free_port, in_process_segments, segments_by_recording, write_jsonl
+from conftest import REPO, copied_ami_corpus, free_port, in_process_segments, segments_by_recording
 
 NAMES = ("trñ00", "trn02", "trn03")
 
@@ -78,9 +78,7 @@ def submit_when_agent_ready(submit: list[str], attempts: int = 30) -> subprocess
 
 @pytest.mark.slow
 def test_job_submit_labels_the_corpus(ray_head, tmp_path):
-    for row in ami_rows(*NAMES):
-        shutil.copy(AMI / row["audio_filepath"], tmp_path / row["audio_filepath"])
-    manifest = write_jsonl(tmp_path / "manifest.jsonl", [{"audio_filepath": r["audio_filepath"], "num_speakers": r["num_speakers"]} for r in ami_rows(*NAMES)])
+    manifest = copied_ami_corpus(tmp_path, *NAMES)
     output = tmp_path / "output"
     submit = [os.path.join(os.path.dirname(sys.executable), "ray"), "job", "submit", "--address", ray_head,
               "--working-dir", ".", "--", "python", "jobs/diarize_corpus.py",

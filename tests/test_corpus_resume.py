@@ -4,7 +4,6 @@ an uninterrupted run gives."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import time
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import AMI, REPO, ami_rows, in_process_segments, segments_by_recording, write_jsonl
+from conftest import REPO, copied_ami_corpus, in_process_segments, segments_by_recording
 from pipeline.rttm import parse_segment, rttm_text
 
 NAMES = ("trñ00", "trn02", "trn03")
@@ -41,9 +40,7 @@ def kill_after_first_block(process: subprocess.Popen, output, timeout: float = 3
 
 @pytest.mark.slow
 def test_killed_run_resumes_to_one_row_per_input_and_identical_rttms(local_ray, tmp_path):
-    for row in ami_rows(*NAMES):
-        shutil.copy(AMI / row["audio_filepath"], tmp_path / row["audio_filepath"])
-    manifest = write_jsonl(tmp_path / "manifest.jsonl", [{"audio_filepath": r["audio_filepath"], "num_speakers": r["num_speakers"]} for r in ami_rows(*NAMES)])
+    manifest = copied_ami_corpus(tmp_path, *NAMES)
     output = tmp_path / "output"
 
     kill_after_first_block(start_cli_run(manifest, output), output)
