@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from .audio import SAMPLE_RATE
 from .config import DiarizeConfig, InternalDiarizeConfig, load_postprocessing_from_yaml
 from .dataset import DiarizationDataset, collate_recordings, move_to_device
-from .manifest import MANIFEST_SUFFIXES, ManifestRow, read_manifest, rows_from_paths
+from .manifest import MANIFEST_SUFFIXES, ManifestRow, read_manifest, rows_from_paths, write_manifest
 
 logger = logging.getLogger("pipeline")
 
@@ -184,8 +184,6 @@ class SpkDiarizationMixin(ABC):
         self, audio_files: List[ManifestRow], temp_dir: str, diarcfg: DiarizeConfig
     ) -> dict[str, Any]:
         """Write the rows as a manifest in `temp_dir` (as NeMo does) and return the dataloader config."""
-        from .manifest import write_manifest
-
         manifest_path = os.path.join(temp_dir, "manifest.json")
         write_manifest(manifest_path, audio_files)
         return {

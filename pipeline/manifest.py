@@ -205,11 +205,6 @@ def assign_unique_ids(rows: list[ManifestRow]) -> list[ManifestRow]:
     return rows
 
 
-def duplicate_ids(rows: Iterable[ManifestRow]) -> list[str]:
-    counts = Counter(row.uniq_id for row in rows)
-    return [uniq_id for uniq_id, count in counts.items() if count > 1]
-
-
 def rows_from_paths(paths: Iterable[str]) -> list[ManifestRow]:
     """NeMo's `_input_audio_to_rttm_processing` rows for a plain list of audio paths."""
     return assign_unique_ids([
