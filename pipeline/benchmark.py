@@ -52,7 +52,7 @@ def real_time_factor(manifest: str, model=None, batch_size: int = 4) -> dict:
     audio_seconds = sum(len(item["audio"]) for item in items) / 16_000
     config = DiarizeConfig(postprocessing_params=load_postprocessing_from_yaml(None), _internal=InternalDiarizeConfig())
     timings = {"vad": 0.0, "embeddings": 0.0, "clustering": 0.0, "segments": 0.0}
-    segments = 0
+    segments = windows = 0
     with torch.inference_mode():
         for start in range(0, len(items), batch_size):
             batch = collate_recordings(items[start : start + batch_size])
@@ -71,6 +71,7 @@ def real_time_factor(manifest: str, model=None, batch_size: int = 4) -> dict:
             post = time.perf_counter() - began
             timings["vad"] += vad
             timings["embeddings"] += max(forward - vad, 0.0)  # mel features + encoder
+            windows += sum(len(output["embeddings"]) for output in outputs)
             timings["clustering"] += clustering
             timings["segments"] += max(post - clustering, 0.0)
     total = sum(timings.values())
@@ -81,6 +82,7 @@ def real_time_factor(manifest: str, model=None, batch_size: int = 4) -> dict:
         "rtf_by_stage": {name: seconds / audio_seconds for name, seconds in timings.items()},
         "threads": torch.get_num_threads(),
         "segments_found": segments,
+        "embedding_ms_per_window": 1000 * timings["embeddings"] / max(windows, 1),
         "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
     }
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .audio import SAMPLE_RATE, decode_audio
+from .audio import decode_audio
 from .manifest import ManifestRow
 
 
@@ -49,7 +49,6 @@ def collate_recordings(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "offsets": torch.tensor([item["offset"] for item in items], dtype=torch.float64),
         "num_speakers": torch.tensor([int(item["num_speakers"] or 0) for item in items], dtype=torch.long),
         "uniq_ids": [item["uniq_id"] for item in items],
-        "sample_rate": SAMPLE_RATE,
     }
 
 

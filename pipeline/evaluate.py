@@ -8,14 +8,14 @@ Writes `eval/recordings.parquet` (one row per scored recording) and `eval/summar
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable
+from typing import Iterable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import ray
 
 from .rttm import Turn
-from .scoring import ScoringItem, load_reference, score_corpus
+from .scoring import ScoringItem, corpus_totals, load_reference, score_corpus
 
 EVAL_SCHEMA = pa.schema([
     ("uniq_id", pa.string()),
@@ -36,26 +36,6 @@ def _score_chunk(rows: list, hypotheses: dict[str, list[Turn]], collar: float, s
         items.append(ScoringItem(row.uniq_id, reference, hypotheses.get(row.uniq_id, []), uem))
     per_recording, _ = score_corpus(items, collar=collar, skip_overlap=skip_overlap)
     return [{"uniq_id": score.pop("uri"), **score} for score in per_recording]
-
-
-def overall_scores(per_recording: list[dict]) -> dict[str, Any]:
-    def total(key: str) -> float:
-        return float(sum(r[key] for r in per_recording))
-
-    reference = total("reference_speech_sec")
-    errors = {name: total(f"{name}_sec") for name in ("missed_speech", "false_alarm", "confusion")}
-    speakers = total("jer_speaker_count")
-    count_errors = [abs(r["speaker_count_error"]) for r in per_recording]
-    return {
-        "recordings": len(per_recording),
-        "der": sum(errors.values()) / reference if reference else 0.0,
-        **{name: seconds / reference if reference else 0.0 for name, seconds in errors.items()},
-        **{f"{name}_sec": seconds for name, seconds in errors.items()},
-        "reference_speech_sec": reference,
-        "jer": total("jer_speaker_error") / speakers if speakers else 1.0,  # pyannote's convention
-        "speaker_count_accuracy": sum(e == 0 for e in count_errors) / len(count_errors) if count_errors else 0.0,
-        "mean_abs_speaker_count_error": sum(count_errors) / len(count_errors) if count_errors else 0.0,
-    }
 
 
 def evaluate_run(
@@ -92,7 +72,7 @@ def evaluate_run(
         for chunk in chunks
     ]
     per_recording = [score for chunk in ray.get(futures) for score in chunk]
-    overall = overall_scores(per_recording)
+    overall = corpus_totals(per_recording)
     overall.update({"collar": collar, "skip_overlap": skip_overlap, "manifests": list(manifests)})
 
     table = pa.Table.from_pylist([{k: r[k] for k in EVAL_SCHEMA.names} for r in per_recording], schema=EVAL_SCHEMA)

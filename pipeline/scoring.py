@@ -127,26 +127,41 @@ def score_corpus(
     collar: float = 0.25,
     skip_overlap: bool = False,
 ) -> tuple[list[dict], dict]:
-    """Per-recording scores and the corpus totals. Corpus DER is total error seconds over total
-    reference seconds (not a mean of ratios); corpus JER is pyannote's: the mean over every
-    reference speaker of every recording."""
+    """Per-recording scores and the corpus totals (see `corpus_totals`)."""
     der_metric, jer_metric = _metrics(collar, skip_overlap)
     per_recording = [_score_into(der_metric, jer_metric, ScoringItem(*item)) for item in items]
+    return per_recording, corpus_totals(per_recording)
+
+
+def corpus_totals(per_recording: Sequence[dict]) -> dict:
+    """Corpus figures from per-recording rows, as one pyannote accumulator would give them: DER is
+    total error seconds over total reference seconds (not a mean of ratios), JER is the mean over
+    every reference speaker of every recording. Rows scored apart (in Ray tasks) sum the same way."""
+    def total(key: str) -> float:
+        return float(sum(row[key] for row in per_recording))
+
+    reference = total("reference_speech_sec")
+    seconds = {name: total(f"{name}_sec") for name in ("missed_speech", "false_alarm", "confusion")}
+    speakers = total("jer_speaker_count")
     count_errors = [abs(row["speaker_count_error"]) for row in per_recording]
-    overall = {
+    return {
         "recordings": len(per_recording),
-        **_error_summary({name: der_metric[name] for name in der_metric.components_}, abs(der_metric), abs(jer_metric)),
+        "der": _fraction(sum(seconds.values()), reference),
+        **{name: _fraction(value, reference) for name, value in seconds.items()},
+        **{f"{name}_sec": value for name, value in seconds.items()},
+        "reference_speech_sec": reference,
+        "jer": total("jer_speaker_error") / speakers if speakers else 1.0,  # pyannote's convention
         "speaker_count_accuracy": sum(e == 0 for e in count_errors) / len(count_errors) if count_errors else 0.0,
         "mean_abs_speaker_count_error": sum(count_errors) / len(count_errors) if count_errors else 0.0,
     }
-    return per_recording, overall
 
 
 def load_reference(row: "ManifestRow", storage_options: dict | None = None):
     """A manifest row's reference turns and UEM regions (None when it names no UEM). Entries are
     looked up under the row's id, then the audio's base name (a disambiguated `<base>-<hash>` id
     still finds `<base>`), then, when the file describes a single recording, under whatever id it uses."""
-    from .manifest import base_uniq_id, is_uri
+    from .corpus.storage import options_for
+    from .manifest import base_uniq_id
     from .rttm import read_rttm, read_uem
 
     def of_recording(by_file_id: dict):
@@ -155,11 +170,8 @@ def load_reference(row: "ManifestRow", storage_options: dict | None = None):
                 return by_file_id[name]
         return next(iter(by_file_id.values())) if len(by_file_id) == 1 else None
 
-    def options(path: str) -> dict:
-        return (storage_options or {}) if is_uri(path) and not path.startswith("file://") else {}
-
-    reference = of_recording(read_rttm(row.rttm_filepath, **options(row.rttm_filepath))) or []
-    uem = of_recording(read_uem(row.uem_filepath, **options(row.uem_filepath))) if row.uem_filepath else None
+    reference = of_recording(read_rttm(row.rttm_filepath, **options_for(row.rttm_filepath, storage_options))) or []
+    uem = of_recording(read_uem(row.uem_filepath, **options_for(row.uem_filepath, storage_options))) if row.uem_filepath else None
     return reference, uem
 
 

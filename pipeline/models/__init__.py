@@ -39,9 +39,7 @@ def load_model(name: str = "default", device: str | torch.device | None = None, 
     _import_builtin_models()
     if name not in _REGISTRY:
         raise KeyError(f"unknown model {name!r}; available: {sorted(_REGISTRY)}")
-    model = _REGISTRY[name](**kwargs)
-    model.model_name = name
-    return model.to(resolve_device(device)).eval()
+    return _REGISTRY[name](**kwargs).to(resolve_device(device)).eval()
 
 
 def _import_builtin_models() -> None:
