@@ -58,6 +58,10 @@ class InternalDiarizeConfig:
     pad_to_value: int = 0
     temp_dir: Optional[str] = None
     manifest_filepath: Optional[str] = None
+    # When a caller sets this to a dict, `_diarize_output_processing` of a model with speaker
+    # embeddings fills it: {uniq_id: {"speaker_k": (centroid float32 (dim,), num_embeddings)}},
+    # speaker names as in the returned segments. Models without embeddings leave it empty.
+    speaker_embeddings: Optional[dict] = None
 
 
 @dataclass
