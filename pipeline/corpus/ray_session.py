@@ -30,7 +30,7 @@ def connect_ray(address: str | None, local_options: dict | None = None, **init_o
     if ray.is_initialized():
         return
     target = ray_address(address)
-    ray.init(address=target, **init_options, **(local_options or {} if target == "local" else {}))
+    ray.init(address=target, **init_options, **((local_options or {}) if target == "local" else {}))
     if target == "local" and not _STARTED_HERE:
         _STARTED_HERE = True
         atexit.register(stop_local_ray)  # runs before Ray's own handler (LIFO), while the tree is known

@@ -157,8 +157,8 @@ class DiarizeForward:
                 if half < self.forward_size:
                     logger.warning("out of memory at a forward batch of %d recordings; retrying in batches of %d", len(rows), half)
                     self.forward_size = half
-                return {**self._forward_or_split(batch, rows[:half], outputs, seconds),
-                        **self._forward_or_split(batch, rows[half:], outputs, seconds)}
+                return {**self._forward_in_chunks(batch, rows[:half], outputs, seconds),
+                        **self._forward_in_chunks(batch, rows[half:], outputs, seconds)}
             if len(rows) == 1:
                 return {rows[0]: describe(failure)}
             failures: dict[int, str] = {}
