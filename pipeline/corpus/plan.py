@@ -83,6 +83,9 @@ def run_corpus(
             todo = [row.to_item() for row in inputs if row.resume_key not in completed]
             if todo:
                 recordings = ray.data.from_items(todo, override_num_blocks=math.ceil(len(todo) / batch_size))
+                # A stage's exception reaches the driver as itself (so `run_failure` can name it),
+                # not as a `UserCodeException` that keeps the cause only as text.
+                recordings.context.raise_original_map_exception = True
                 decoded = recordings.map(decode_recording, fn_kwargs={"storage_options": storage_options}, num_cpus=task_cpus)
                 forwarded = decoded.map_batches(
                     DiarizeForward,
@@ -133,8 +136,10 @@ def run_failure(error: Exception, output: str) -> Exception:
     failing, or an output that cannot take more (disk full, quota, read-only); else `error` itself.
     Ray wraps a stage's exception (`RayTaskError`, `UserCodeException`), so the chain is searched."""
     for cause in causes(error):
+        if isinstance(cause, ray.exceptions.RayTaskError):
+            continue  # Ray's wrapper (an instance of its cause's class too): its `cause` comes next
         if isinstance(cause, ModelKeepsFailing):
-            return ModelKeepsFailing(str(cause).splitlines()[0])
+            return ModelKeepsFailing(str(cause).splitlines()[0])  # Ray Data appends its retry notes
         if isinstance(cause, OSError) and cause.errno in OUTPUT_FULL_ERRNOS:
             where = f" ({cause.filename})" if cause.filename else ""
             return OutputWriteFailed(

@@ -113,7 +113,7 @@ class DiarizeForward:
         for i, reason in failures.items():
             status[i], error[i] = "error", f"model forward failed: {reason}"
         if ready and len(failures) == len(ready) and len({failure_kind(r) for r in failures.values()}) == 1:
-            self._count_failed_batch(len(ready), next(iter(failures.values())))
+            self._count_failed_batch(len(ready), error[ready[0]])
             for i in ready:
                 status[i] = DEFERRED
         elif ready:

@@ -55,7 +55,10 @@ def available_models() -> list[str]:
 
 
 def resolve_model_factory(name: str) -> Callable:
-    """The callable that builds model `name`; raises `UnknownModelError` (one line) when there is none."""
+    """The callable that builds model `name`; raises `UnknownModelError` (one line) when there is none.
+    A `module:factory` imports only its module (not the built-in models and their dependencies)."""
+    if name not in _REGISTRY and ":" in name:
+        return _import_factory(name)
     _import_builtin_models()
     if name in _REGISTRY:
         return _REGISTRY[name]
@@ -65,8 +68,6 @@ def resolve_model_factory(name: str) -> Callable:
             return plugins[name].load()
         except Exception as error:  # noqa: BLE001 - a broken plug-in is named, not a traceback
             raise UnknownModelError(f"model plug-in {name!r} ({plugins[name].value}) cannot be loaded: {type(error).__name__}: {error}") from error
-    if ":" in name:
-        return _import_factory(name)
     raise UnknownModelError(
         f"unknown model {name!r}; available: {available_models()} "
         f"(or give a factory as package.module:function, or install a plug-in of the entry-point group {ENTRY_POINT_GROUP!r})"
