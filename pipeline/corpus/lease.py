@@ -220,8 +220,11 @@ class LocalLeaseFile:
         try:
             os.write(fd, data)
             os.fsync(fd)
-        finally:
+        except BaseException:  # a full disk: leave no empty lease behind
             os.close(fd)
+            os.unlink(self.path)
+            raise
+        os.close(fd)
         return data
 
     def read(self) -> tuple[bytes, bytes, float] | None:

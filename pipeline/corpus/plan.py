@@ -141,7 +141,7 @@ def run_failure(error: Exception, output: str) -> Exception:
         if isinstance(cause, ModelKeepsFailing):
             return ModelKeepsFailing(str(cause).splitlines()[0])  # Ray Data appends its retry notes
         if isinstance(cause, OSError) and cause.errno in OUTPUT_FULL_ERRNOS:
-            where = f" ({cause.filename})" if cause.filename else ""
+            where = f" ({str(cause.filename).splitlines()[0]})" if cause.filename else ""  # Ray Data appends notes to the last arg
             return OutputWriteFailed(
                 f"cannot write to {output}{where}: {os.strerror(cause.errno)}; what was committed is kept: "
                 "free space (or fix the output), then rerun with --resume"
