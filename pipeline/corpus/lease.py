@@ -78,6 +78,9 @@ class OutputLease:
                 continue
             data, token, modified = current
             holder = decode(data)
+            if holder and holder.get("run_id") == self.holder["run_id"]:
+                self.token = token  # our own create, whose reply was lost and retried (S3): it is ours
+                break
             if resume and self.holder_is_gone(holder, modified):
                 self.token = self.store.replace(encode(self.holder), token)
                 if self.token is not None:
@@ -120,7 +123,11 @@ class OutputLease:
                 continue  # a transient storage error: the next beat tries again
             if token is None:
                 current = self.store.read()
-                self.lost_to = decode(current[0]) if current else {}
+                record = decode(current[0]) if current else None
+                if record == self.holder:  # our own write, whose reply was lost and retried (S3)
+                    self.token = current[1]
+                    continue
+                self.lost_to = record or {}
                 return
             self.token = token
 
