@@ -28,7 +28,6 @@ class CorpusSink(Datasink[list]):
     def __init__(self, layout: OutputLayout, model_name: str):
         self.layout = layout
         self.model_name = model_name
-        self.deferred_committed = 0
 
     def get_name(self) -> str:
         return "WriteRTTMAndParquet"
@@ -54,4 +53,3 @@ class CorpusSink(Datasink[list]):
         deferred = [row for returned in write_result.write_returns for row in returned]
         if deferred:
             self.commit(deferred)
-        self.deferred_committed = len(deferred)
