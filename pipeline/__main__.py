@@ -17,7 +17,11 @@ def build_parser() -> argparse.ArgumentParser:
     diarize = commands.add_parser("diarize", help="label every row of one or more manifests with Ray Data")
     diarize.add_argument("--manifest", nargs="+", required=True, metavar="URI", help="manifest URIs or globs (s3://, gs://, file://, paths)")
     diarize.add_argument("--output", required=True, metavar="URI", help="output folder (local or object store)")
-    diarize.add_argument("--model", default="default", help="registered model name (default: %(default)s)")
+    diarize.add_argument("--model", default="default",
+                         help="registered name, package.module:factory, or an installed corpus_diarization.models plug-in (default: %(default)s)")
+    diarize.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE", type=model_argument,
+                         help="option passed to the model's factory (repeatable; VALUE read as JSON, else a string)")
+    diarize.add_argument("--checkpoint", default=None, metavar="PATH|URI", help="weights for the model, passed to its factory as checkpoint=")
     diarize.add_argument("--batch-size", type=int, default=4, help="recordings per model batch (default: %(default)s)")
     diarize.add_argument("--num-actors", default="1", metavar="N|MIN,MAX", help="model actor pool size (default: %(default)s)")
     diarize.add_argument("--gpus-per-actor", type=float, default=0.0, help="GPUs per model actor; >0 requires CUDA (default: CPU)")
@@ -41,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--preset", choices=["full", "fair", "forgiving"], default="fair", help="NeMo's scoring presets (default: %(default)s)")
     evaluate.add_argument("--collar", type=float, default=None, help="seconds around each reference boundary, md-eval/NeMo meaning (default: the preset's)")
     evaluate.add_argument("--skip-overlap", action="store_true", help="do not score overlapped speech")
+    evaluate.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
     evaluate.add_argument("--endpoint-url", default=None)
     evaluate.add_argument("--anonymous", action="store_true")
     evaluate.add_argument("--profile", default=None)
@@ -50,6 +55,19 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--dest", required=True, help="folder to write the sample into")
     fetch.set_defaults(handler=run_fetch_sample)
     return parser
+
+
+def model_argument(text: str) -> tuple[str, object]:
+    """`key=value` of --model-arg; the value is JSON when it parses (`4`, `0.5`, `true`, `[1, 2]`), else the text."""
+    import json
+
+    key, separator, value = text.partition("=")
+    if not separator or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip(), value
 
 
 def run_diarize(args: argparse.Namespace) -> int:
@@ -72,12 +90,14 @@ def run_diarize(args: argparse.Namespace) -> int:
         max_num_speakers=args.max_num_speakers,
         postprocessing_yaml=args.postprocessing_yaml,
         address=args.address,
+        model_kwargs=dict(args.model_arg),
+        checkpoint=args.checkpoint,
     )
     layout = OutputLayout(args.output, options)
     if args.print_segments:
         print_segments(layout)
     if args.evaluate:
-        print_scores(args.output, args.manifest, 0.25, False, options)
+        print_scores(args.output, args.manifest, 0.25, False, options, args.address)
     print_summary(summary, layout)
     return 1 if args.fail_on_error and summary["errors"] else 0
 
@@ -92,10 +112,12 @@ def print_segments(layout) -> None:
         print(f"  {row['start']:9.3f} {row['end']:9.3f}  {row['speaker']}")
 
 
-def print_scores(output: str, manifests: Sequence[str] | None, collar: float, skip_overlap: bool, options: dict) -> None:
+def print_scores(output: str, manifests: Sequence[str] | None, collar: float, skip_overlap: bool, options: dict,
+                 address: str | None = None) -> None:
     from .evaluate import evaluate_run, format_table
 
-    per_recording, overall = evaluate_run(output, manifests, collar=collar, skip_overlap=skip_overlap, storage_options=options)
+    per_recording, overall = evaluate_run(output, manifests, collar=collar, skip_overlap=skip_overlap, storage_options=options,
+                                          address=address)
     if not per_recording:
         print("\nevaluate: no ok row names a reference rttm_filepath; nothing to score")
         return
@@ -110,7 +132,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     preset = SCORING_PRESETS[args.preset]
     collar = preset["collar"] if args.collar is None else args.collar
     skip_overlap = preset["skip_overlap"] or args.skip_overlap
-    print_scores(args.output, args.manifest, collar, skip_overlap, storage_options(args.endpoint_url, args.anonymous, args.profile))
+    print_scores(args.output, args.manifest, collar, skip_overlap, storage_options(args.endpoint_url, args.anonymous, args.profile),
+                 args.address)
     return 0
 
 

@@ -53,7 +53,31 @@ class SpkDiarizationMixin(ABC):
     """Inference API of NeMo's diarization models.
 
     Subclasses implement `_diarize_forward` (neural part, whole padded batch at once) and
-    `_diarize_output_processing` (per-file segments); the other hooks have working defaults."""
+    `_diarize_output_processing` (per-file segments); the other hooks have working defaults.
+
+    The contract that lets one model run in `diarize()` and in a corpus run on Ray, where the two
+    hooks run in different processes (forward on the model actors, often a GPU; output processing
+    in CPU tasks, on another copy of the model built by the same factory):
+
+    - `_diarize_forward(batch)` takes the padded batch of `pipeline.dataset.collate_recordings`
+      (`audio` (B, T) float32 16 kHz mono, `audio_lengths`, `offsets`, `num_speakers` (0 = unknown),
+      `uniq_ids`) and returns a sequence of exactly B items, one per recording, **in batch order**.
+      Each item must be picklable (numpy arrays and plain Python values, not CUDA tensors or
+      handles): the corpus pipeline pickles it per recording and hands it to
+      `_diarize_output_processing` in another process, and may run a recording in a smaller batch
+      than it came in (one by one to find a failing file, halves after an out-of-memory error), so
+      an item must not depend on its batch neighbours.
+    - `_diarize_output_processing(outputs, uniq_ids, diarcfg)` takes such items (any number, in
+      order) with their ids and returns one list of `"begin end speaker_k"` strings per item,
+      seconds on the file's timeline (add the row's `offset`), or `(segments, tensors)` when
+      `diarcfg.include_tensor_outputs`. It must not need the GPU.
+    - An exception in either hook fails the recordings of that call: in a corpus run they become
+      error rows ("model forward failed: ...") unless every batch fails the same way, which stops
+      the run (a model bug, not a bad file).
+    - Build it with a factory that takes keyword options (`--model-arg key=value`) and, when it has
+      weights to load, `checkpoint=` (a path or URI); register it with `@register_model`, give it as
+      `package.module:factory`, or install it as an entry point of `corpus_diarization.models`
+      (see `pipeline.models`). It need not be an `nn.Module`."""
 
     def __init__(self) -> None:
         self._diarize_audio_rttm_map: "OrderedDict[str, ManifestRow]" = OrderedDict()
@@ -209,12 +233,14 @@ class SpkDiarizationMixin(ABC):
         )
 
     @abstractmethod
-    def _diarize_forward(self, batch: Any) -> Any:
-        """Neural part for a whole padded batch (see `pipeline.dataset.collate_recordings`)."""
+    def _diarize_forward(self, batch: Any) -> Sequence[Any]:
+        """Neural part for a whole padded batch (see `pipeline.dataset.collate_recordings`): one
+        picklable item per recording, in batch order."""
 
     @abstractmethod
-    def _diarize_output_processing(self, outputs: Any, uniq_ids: List[str], diarcfg: DiarizeConfig) -> DiarizeOutput:
-        """`_diarize_forward` outputs to per-file segment strings (and tensors when asked)."""
+    def _diarize_output_processing(self, outputs: Sequence[Any], uniq_ids: List[str], diarcfg: DiarizeConfig) -> DiarizeOutput:
+        """`_diarize_forward` items to one list of `"begin end speaker_k"` strings per item (and
+        per-frame tensors when `diarcfg.include_tensor_outputs`)."""
 
     def _diarize_on_end(self, diarcfg: DiarizeConfig) -> None:
         internal = diarcfg._internal

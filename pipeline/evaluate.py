@@ -45,11 +45,18 @@ def evaluate_run(
     skip_overlap: bool = False,
     storage_options: dict | None = None,
     chunk_size: int = 64,
+    address: str | None = None,
 ) -> tuple[list[dict], dict]:
     """Per-recording and overall scores of the run in `output`. `manifests` default to the ones the
-    run was given (its `summary.json`). Only ok recordings whose row names a reference are scored."""
+    run was given (its `summary.json`). Only ok recordings whose row names a reference are scored.
+    Scoring runs on the Ray at `address`, else `RAY_ADDRESS` (set inside `ray job submit`), else a
+    local Ray (`corpus.ray_session.connect_ray`, the same rule as `run_corpus`)."""
     from .corpus.inputs import read_input_rows
     from .corpus.outputs import OutputLayout
+    from .corpus.preflight import check_collar
+    from .corpus.ray_session import connect_ray
+
+    collar = check_collar(collar)
 
     layout = OutputLayout(output, storage_options)
     if manifests is None:
@@ -64,8 +71,7 @@ def evaluate_run(
     for turn in layout.read_table("segments", ["uniq_id", "start", "end", "speaker"]).to_pylist():
         hypotheses.setdefault(turn["uniq_id"], []).append(Turn(turn["start"], turn["end"], turn["speaker"]))
 
-    if not ray.is_initialized():
-        ray.init(address="local", include_dashboard=False, log_to_driver=False)
+    connect_ray(address, local_options={"include_dashboard": False}, log_to_driver=False)
     chunks = [rows[i : i + chunk_size] for i in range(0, len(rows), chunk_size)]
     futures = [
         _score_chunk.remote(chunk, {r.uniq_id: hypotheses.get(r.uniq_id, []) for r in chunk}, collar, skip_overlap, storage_options)

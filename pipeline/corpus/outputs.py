@@ -11,9 +11,11 @@ segments parts whose recordings part never came (a run killed mid-block), and re
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import posixpath
+import re
 import uuid
 from typing import Iterable
 
@@ -22,11 +24,22 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
+from ..errors import UsageError
 from .inputs import resume_key
 from .storage import filesystem, join
 from .tables import RECORDINGS_SCHEMA, SEGMENTS_SCHEMA
 
 PART_PREFIX, PART_SUFFIX = "part-", ".parquet"
+TEMPORARY_SUFFIX = ".tmp"
+TEMPORARY_NAME = re.compile(r"^\..+\.[0-9a-f]{32}" + re.escape(TEMPORARY_SUFFIX) + "$")
+# What a run writes directly under OUTPUT.
+OUTPUT_ENTRIES = ("rttm", "segments", "recordings", "eval", "manifest.jsonl", "summary.json")
+
+
+class OutputWriteFailed(UsageError):
+    """The output cannot take more (disk full, quota, read-only): the run stops with one line."""
+
+    exit_code = 1
 
 
 class OutputLayout:
@@ -60,10 +73,15 @@ class OutputLayout:
         if isinstance(self.fs, LocalFileSystem):
             directory, name = posixpath.split(path)
             os.makedirs(directory, exist_ok=True)
-            temporary = posixpath.join(directory, f".{name}.{uuid.uuid4().hex}.tmp")
-            with open(temporary, "wb") as f:
-                f.write(data)
-            os.replace(temporary, path)
+            temporary = posixpath.join(directory, f".{name}.{uuid.uuid4().hex}{TEMPORARY_SUFFIX}")
+            try:
+                with open(temporary, "wb") as f:
+                    f.write(data)
+                os.replace(temporary, path)
+            except BaseException:  # a full disk, a kill: no half-written temporary stays behind
+                with contextlib.suppress(OSError):
+                    os.unlink(temporary)
+                raise
         else:
             self.fs.pipe_file(path, data)
 
@@ -99,8 +117,37 @@ class OutputLayout:
         table = self.read_table("recordings", ["uniq_id", "manifest", "line_number"])
         return {resume_key(u, m, n) for u, m, n in zip(*(table[c].to_pylist() for c in table.column_names))}
 
+    def refuse_links(self) -> None:
+        """Refuse an output whose own folders or files are symbolic links (a pre-created
+        `OUTPUT/rttm -> /elsewhere` would send every RTTM outside the output)."""
+        if not isinstance(self.fs, LocalFileSystem):
+            return
+        for name in OUTPUT_ENTRIES:
+            entry = self.path(name)
+            if os.path.islink(entry):
+                raise UsageError(
+                    f"{entry} is a symbolic link (to {os.readlink(entry)}); outputs are never written through links: "
+                    "remove it or choose another --output"
+                )
+
+    def remove_temporaries(self) -> int:
+        """Delete the temporaries a killed or failed run left (local outputs only: object stores
+        have none); only the lease holder calls this, so none of them is being written."""
+        if not isinstance(self.fs, LocalFileSystem) or not os.path.isdir(self.root):
+            return 0
+        removed = 0
+        for folder in (self.root, *(self.path(name) for name in OUTPUT_ENTRIES)):
+            if os.path.isdir(folder) and not os.path.islink(folder):
+                for name in os.listdir(folder):
+                    if TEMPORARY_NAME.match(name):
+                        os.unlink(os.path.join(folder, name))
+                        removed += 1
+        return removed
+
     def prepare(self, resume: bool) -> set[str]:
         """Make the folder ready for a run; returns the keys a resumed run skips."""
+        self.refuse_links()
+        self.remove_temporaries()
         if not self.part_tokens("recordings") and not self.part_tokens("segments"):
             return set()
         if not resume:

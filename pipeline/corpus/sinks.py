@@ -2,7 +2,12 @@
 Parquet tables, in the commit order `OutputLayout` documents (RTTMs, segments, recordings last).
 
 One sink rather than three writes because Ray Data runs one sink per execution, and writing the
-tables from the same block is what lets a recordings part vouch for the files of its block."""
+tables from the same block is what lets a recordings part vouch for the files of its block.
+
+Rows the model stage deferred (a batch the model failed entirely, see `stages.DiarizeForward`) are
+not committed with their block: they come back to the driver and are committed as error rows once
+the whole plan has finished. A run stopped for a broken model thus leaves them unrecorded, and
+`--resume` redoes them."""
 
 from __future__ import annotations
 
@@ -11,13 +16,15 @@ from typing import Any, Iterable
 
 from ray.data.block import Block, BlockAccessor
 from ray.data.datasource import Datasink
+from ray.data.datasource.datasink import WriteResult
 
 from ..rttm import rttm_text
 from .outputs import OutputLayout
+from .stages import DEFERRED
 from .tables import recordings_table, segments_table, turns_of
 
 
-class CorpusSink(Datasink[int]):
+class CorpusSink(Datasink[list]):
     def __init__(self, layout: OutputLayout, model_name: str):
         self.layout = layout
         self.model_name = model_name
@@ -25,10 +32,15 @@ class CorpusSink(Datasink[int]):
     def get_name(self) -> str:
         return "WriteRTTMAndParquet"
 
-    def write(self, blocks: Iterable[Block], ctx: Any) -> int:
+    def write(self, blocks: Iterable[Block], ctx: Any) -> list[dict]:
         rows = [row for block in blocks for row in BlockAccessor.for_block(block).to_arrow().to_pylist()]
-        if not rows:
-            return 0
+        deferred = [row for row in rows if row["status"] == DEFERRED]
+        rows = [row for row in rows if row["status"] != DEFERRED]
+        if rows:
+            self.commit(rows)
+        return [{**row, "status": "error"} for row in deferred]
+
+    def commit(self, rows: list[dict]) -> None:
         for row in rows:
             if row["status"] == "ok":
                 text = rttm_text(row["uniq_id"], turns_of(row))
@@ -36,4 +48,8 @@ class CorpusSink(Datasink[int]):
         token = uuid.uuid4().hex
         self.layout.write_part("segments", token, segments_table(rows, self.model_name))
         self.layout.write_part("recordings", token, recordings_table(rows, self.model_name))
-        return len(rows)
+
+    def on_write_complete(self, write_result: WriteResult[list]) -> None:
+        deferred = [row for returned in write_result.write_returns for row in returned]
+        if deferred:
+            self.commit(deferred)

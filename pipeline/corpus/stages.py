@@ -8,9 +8,12 @@ would drop the whole block) and every input row reaches the sink."""
 from __future__ import annotations
 
 import functools
+import json
+import logging
 import math
 import os
 import pickle
+import re
 import time
 from typing import Any
 
@@ -20,6 +23,7 @@ import torch
 from ..audio import SAMPLE_RATE, decode_audio
 from ..config import DiarizeConfig
 from ..dataset import collate_recordings, move_to_device, recording_item
+from ..errors import UsageError
 from ..models import load_model
 from .storage import options_for
 
@@ -47,12 +51,37 @@ def decode_recording(row: dict[str, Any], storage_options: dict | None) -> dict[
     return {**row, "audio": audio, "audio_seconds": len(audio) / SAMPLE_RATE, "decode_seconds": time.perf_counter() - started}
 
 
+class ModelKeepsFailing(UsageError):
+    """The model failed the same way on every recording of several batches in a row: a broken model,
+    or out of memory at every batch size, not bad files. Stops the run (exit code 1)."""
+
+    exit_code = 1
+
+
+# A run stops once the model failed on every recording, the same way, for this many batches in a
+# row and at least this many recordings (so that a few bad files in a row at batch size 1 do not).
+STOP_AFTER_FAILED_BATCHES = 3
+STOP_AFTER_FAILED_RECORDINGS = 8
+# Status of the rows of a batch that failed entirely: held back from the commit until the run ends,
+# so that a run stopped for a broken model leaves them unrecorded and `--resume` redoes them.
+DEFERRED = "deferred"
+
+logger = logging.getLogger("pipeline")
+
+
 class DiarizeForward:
     """Model actor: builds the model once, then runs `_diarize_forward` on the decoded recordings of
     each batch; error rows pass through. Outputs are pickled per recording, so the plan does not
-    depend on what a model's forward returns."""
+    depend on what a model's forward returns.
 
-    def __init__(self, model_name: str, use_gpu: bool, threads: int | None = None, pool_size: int = 1):
+    When a batch fails: out of memory is retried in halves (down to one recording; later batches
+    start at the size that worked), any other error one recording at a time to find the files that
+    fail, which become error rows. A failure that takes every recording of the batch, the same way,
+    is counted; after `STOP_AFTER_FAILED_BATCHES` such batches in a row the actor raises
+    `ModelKeepsFailing` and the run stops."""
+
+    def __init__(self, model_name: str, use_gpu: bool, threads: int | None = None, pool_size: int = 1,
+                 model_kwargs: dict[str, Any] | None = None):
         if use_gpu and not torch.cuda.is_available():
             import ray
 
@@ -68,37 +97,87 @@ class DiarizeForward:
         if not use_gpu:
             torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // pool_size))
         self.device = torch.device("cuda" if use_gpu else "cpu")
-        self.model = load_model(model_name, device=self.device)
+        self.model = load_model(model_name, device=self.device, **(model_kwargs or {}))
+        self.forward_size = math.inf  # lowered after an out-of-memory error
+        self.failed_batches = 0
+        self.failed_recordings = 0
+        self.last_failure = ""
 
     def __call__(self, batch: Batch) -> Batch:
         count = len(batch["uniq_id"])
-        status, error = batch["status"].copy(), batch["error"].astype(object)
+        status, error = batch["status"].copy().astype(object), batch["error"].astype(object)
         outputs = np.array([b""] * count, dtype=object)
         seconds = np.zeros(count, dtype=np.float64)
         ready = [i for i in range(count) if status[i] == "ok"]
-        try:
-            self._forward(batch, ready, outputs, seconds)
-        except Exception:  # noqa: BLE001 - retry one by one to find the recordings that fail
+        failures = self._forward_in_chunks(batch, ready, outputs, seconds)
+        for i, reason in failures.items():
+            status[i], error[i] = "error", f"model forward failed: {reason}"
+        if ready and len(failures) == len(ready) and len({failure_kind(r) for r in failures.values()}) == 1:
+            self._count_failed_batch(len(ready), error[ready[0]])
             for i in ready:
-                try:
-                    self._forward(batch, [i], outputs, seconds)
-                except Exception as failure:  # noqa: BLE001
-                    status[i], error[i] = "error", f"model forward failed: {describe(failure)}"
+                status[i] = DEFERRED
+        elif ready:
+            self.failed_batches = self.failed_recordings = 0
         rest = {key: value for key, value in batch.items() if key != "audio"}
-        return {**rest, "status": status, "error": error, "model_output": outputs, "forward_seconds": seconds}
+        return {**rest, "status": status.astype(str), "error": error, "model_output": outputs, "forward_seconds": seconds}
+
+    def _count_failed_batch(self, recordings: int, reason: str) -> None:
+        if self.failed_batches and failure_kind(reason) != failure_kind(self.last_failure):
+            self.failed_batches = self.failed_recordings = 0
+        self.failed_batches += 1
+        self.failed_recordings += recordings
+        self.last_failure = reason
+        if self.failed_batches >= STOP_AFTER_FAILED_BATCHES and self.failed_recordings >= STOP_AFTER_FAILED_RECORDINGS:
+            raise ModelKeepsFailing(
+                f"the model failed on every recording of {self.failed_batches} batches in a row "
+                f"({self.failed_recordings} recordings), always with: {reason}; stopping the run "
+                "(fix the model, then rerun with --resume)"
+            )
+
+    def _forward_in_chunks(self, batch: Batch, rows: list[int], outputs: np.ndarray, seconds: np.ndarray) -> dict[int, str]:
+        """Forward of `rows` in chunks of at most `forward_size`; returns the reasons of the rows that failed."""
+        size = len(rows) if math.isinf(self.forward_size) else int(self.forward_size)
+        failures: dict[int, str] = {}
+        for start in range(0, len(rows), max(1, size)):
+            failures.update(self._forward_or_split(batch, rows[start : start + size], outputs, seconds))
+        return failures
+
+    def _forward_or_split(self, batch: Batch, rows: list[int], outputs: np.ndarray, seconds: np.ndarray) -> dict[int, str]:
+        if not rows:
+            return {}
+        try:
+            self._forward(batch, rows, outputs, seconds)
+            return {}
+        except Exception as failure:  # noqa: BLE001 - narrowed down below, never lost
+            if is_out_of_memory(failure):
+                release_cached_memory()
+                if len(rows) == 1:
+                    return {rows[0]: f"out of memory even alone: {describe(failure)}"}
+                half = (len(rows) + 1) // 2
+                if half < self.forward_size:
+                    logger.warning("out of memory at a forward batch of %d recordings; retrying in batches of %d", len(rows), half)
+                    self.forward_size = half
+                return {**self._forward_in_chunks(batch, rows[:half], outputs, seconds),
+                        **self._forward_in_chunks(batch, rows[half:], outputs, seconds)}
+            if len(rows) == 1:
+                return {rows[0]: describe(failure)}
+            failures: dict[int, str] = {}
+            for i in rows:  # one by one, to find the recordings that fail
+                failures.update(self._forward_or_split(batch, [i], outputs, seconds))
+            return failures
 
     @torch.inference_mode()
     def _forward(self, batch: Batch, rows: list[int], outputs: np.ndarray, seconds: np.ndarray) -> None:
         """Forward of `rows` as one padded batch; the time is shared out by audio length."""
-        if not rows:
-            return
         items = [
             recording_item(batch["uniq_id"][i], np.array(batch["audio"][i], dtype=np.float32), batch["offset"][i], int(batch["num_speakers"][i]))
             for i in rows
         ]
         started = time.perf_counter()
-        results = self.model._diarize_forward(move_to_device(collate_recordings(items), self.device))
+        results = list(self.model._diarize_forward(move_to_device(collate_recordings(items), self.device)))
         elapsed = time.perf_counter() - started
+        if len(results) != len(rows):
+            raise RuntimeError(f"_diarize_forward returned {len(results)} items for a batch of {len(rows)} recordings (one per recording is the contract)")
         lengths = np.array([len(item["audio"]) for item in items], dtype=np.float64)
         shares = lengths / lengths.sum() if lengths.sum() else np.full(len(rows), 1 / len(rows))
         for i, result, share in zip(rows, results, shares):
@@ -106,16 +185,30 @@ class DiarizeForward:
             seconds[i] = elapsed * share
 
 
+def is_out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, (torch.OutOfMemoryError, MemoryError)) or "out of memory" in str(error).lower()
+
+
+def release_cached_memory() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def failure_kind(reason: str) -> str:
+    """A reason without its numbers (`Tried to allocate 1.20 GiB` varies by recording)."""
+    return re.sub(r"\d+(\.\d+)?", "N", reason)
+
+
 @functools.lru_cache(maxsize=4)
-def cpu_model(model_name: str):
+def cpu_model(model_name: str, model_kwargs_json: str = "{}"):
     """One CPU copy of the model per worker process, for its post-processing hook."""
-    return load_model(model_name, device="cpu")
+    return load_model(model_name, device="cpu", **json.loads(model_kwargs_json))
 
 
-def postprocess_batch(batch: Batch, model_name: str, config: DiarizeConfig) -> Batch:
+def postprocess_batch(batch: Batch, model_name: str, config: DiarizeConfig, model_kwargs: dict[str, Any] | None = None) -> Batch:
     """CPU task: `_diarize_output_processing` per recording, segments as newline-joined NeMo strings
     (`"begin end speaker_k"`); keeps clustering off the model actors."""
-    model = cpu_model(model_name)
+    model = cpu_model(model_name, json.dumps(model_kwargs or {}, sort_keys=True))
     count = len(batch["uniq_id"])
     status, error = batch["status"].copy(), batch["error"].astype(object)
     segments = np.array([""] * count, dtype=object)

@@ -1,0 +1,125 @@
+"""Checks a corpus run makes before any work, each failing in seconds with one line naming the fix
+(`UsageError`): the options, the model (before Ray starts), that the output can be written (the
+lease, see `lease.py`), and the resources the model actors ask for against what the cluster has or
+its autoscaler can add. A wrong flag should cost seconds, not GPU hours or a hang."""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Sequence
+
+from ..errors import UsageError
+from ..models import check_model_arguments
+
+ActorCount = int | str | Sequence[int]
+
+
+def check_options(batch_size: Any = 1, max_num_speakers: Any = 1, num_actors: ActorCount = 1, gpus_per_actor: Any = 0.0,
+                  actor_cpus: Any = 0.5, actor_threads: Any = None, task_cpus: Any = 1.0) -> tuple[int, int]:
+    """Validates the run options; returns the actor pool's (min, max) size."""
+    whole_number_at_least(batch_size, 1, "--batch-size")
+    whole_number_at_least(max_num_speakers, 1, "--max-num-speakers")
+    if actor_threads is not None:
+        whole_number_at_least(actor_threads, 1, "--actor-threads")
+    number_at_least(gpus_per_actor, 0, "--gpus-per-actor")
+    number_at_least(actor_cpus, 0, "--actor-cpus")
+    number_at_least(task_cpus, 0, "--task-cpus", strictly=True)
+    if float(gpus_per_actor) > 1 and not float(gpus_per_actor).is_integer():
+        raise UsageError(f"--gpus-per-actor must be a fraction of one GPU or a whole number of GPUs, got {gpus_per_actor}")
+    return actor_pool_size(num_actors)
+
+
+def actor_pool_size(num_actors: ActorCount) -> tuple[int, int]:
+    """`4` -> (4, 4); `"1,4"` or `(1, 4)` -> (1, 4)."""
+    try:
+        if isinstance(num_actors, str):
+            parts = [int(part) for part in num_actors.split(",")]
+        else:
+            parts = [num_actors] if isinstance(num_actors, int) else [int(part) for part in num_actors]
+    except (TypeError, ValueError):
+        parts = []
+    if not 1 <= len(parts) <= 2 or not 1 <= parts[0] <= parts[-1]:
+        raise UsageError(f"--num-actors must be N >= 1 or MIN,MAX with 1 <= MIN <= MAX, got {num_actors!r}")
+    return int(parts[0]), int(parts[-1])
+
+
+def check_collar(collar: Any) -> float:
+    number_at_least(collar, 0, "--collar")
+    return float(collar)
+
+
+def check_model(model: str, model_kwargs: dict[str, Any]) -> None:
+    """The model resolves here (registered, module:factory or plug-in) and takes these options;
+    it is not built (weights load in the actors)."""
+    check_model_arguments(model, model_kwargs)
+
+
+def whole_number_at_least(value: Any, low: int, flag: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise UsageError(f"{flag} must be a whole number >= {low}, got {value!r}")
+
+
+def number_at_least(value: Any, low: float, flag: str, strictly: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < low or (strictly and value == low):
+        raise UsageError(f"{flag} must be a number {'>' if strictly else '>='} {low:g}, got {value!r}")
+
+
+# ---------------------------------------------------------------------- resources (Ray connected)
+
+
+def check_resources(gpus_per_actor: float, actor_cpus: float, min_actors: int) -> None:
+    """Refuse a pool the cluster can never start: no node (alive, or of a type the autoscaler can
+    add) fits one actor, or, without an autoscaler, the nodes fit fewer than `min_actors` GPU actors.
+    Ray would otherwise wait forever for the resources (the autoscaler logs, nothing fails)."""
+    import ray
+
+    need = {"GPU": float(gpus_per_actor), "CPU": float(actor_cpus)}
+    nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+    node_types = autoscaler_node_types()
+    fits_now = sum(actors_that_fit(node, need) for node in nodes)
+    if fits_now >= min_actors or any(actors_that_fit(kind, need) for kind in node_types):
+        return
+    total = ray.cluster_resources()
+    have = f"the cluster has {total.get('GPU', 0):g} GPU(s) and {total.get('CPU', 0):g} CPU(s) on {len(nodes)} node(s)"
+    scaling = ("its autoscaler has no node type that fits one actor" if node_types else "and no autoscaler that could add nodes")
+    if fits_now == 0:
+        wanted = f"a model actor needs {need['GPU']:g} GPU(s) and {need['CPU']:g} CPU(s) (--gpus-per-actor, --actor-cpus)"
+        fix = "use --gpus-per-actor 0 to run the model on CPUs, or a cluster with GPUs" if need["GPU"] else "lower --actor-cpus"
+    else:
+        wanted = f"--num-actors asks for at least {min_actors} model actors but only {fits_now} fit"
+        fix = f"use --num-actors {fits_now} or MIN,MAX with MIN <= {fits_now}"
+    raise UsageError(f"{wanted}; {have}, {scaling}; {fix}")
+
+
+def actors_that_fit(resources: dict[str, float], need: dict[str, float]) -> int:
+    counts = [math.floor(resources.get(name, 0.0) / amount + 1e-9) for name, amount in need.items() if amount > 0]
+    return min(counts) if counts else 1
+
+
+def autoscaler_node_types() -> list[dict[str, float]]:
+    """Resources of each node type the cluster's autoscaler may add (empty without an autoscaler):
+    the cluster config the autoscaler reports to the GCS, else the cluster launcher's bootstrap
+    config on the head node."""
+    types: list[dict[str, float]] = []
+    try:
+        from ray._private.state import state
+
+        config = state.get_cluster_config()
+        if config is not None:
+            types = [dict(group.resources) for group in config.node_group_configs if group.max_count != 0]
+    except Exception:  # noqa: BLE001 - a private API: absent or changed means "unknown", not an error
+        types = []
+    if types:
+        return types
+    bootstrap = os.path.expanduser("~/ray_bootstrap_config.yaml")
+    if os.path.exists(bootstrap):
+        import yaml
+
+        with open(bootstrap) as f:
+            config = yaml.safe_load(f) or {}
+        for kind in (config.get("available_node_types") or {}).values():
+            if kind.get("max_workers", 1) != 0:  # resources left to auto-detection: assume they may fit
+                types.append({k: float(v) for k, v in kind["resources"].items()} if kind.get("resources") else {"CPU": math.inf, "GPU": math.inf})
+    return types

@@ -1,0 +1,91 @@
+"""Which Ray a run uses, and leaving nothing of it behind.
+
+`connect_ray` joins `--address`, else `RAY_ADDRESS` (set by `ray job submit` inside a job), else
+starts a Ray local to this process. A local Ray started here is stopped completely when the process
+ends, normally, by Ctrl-C (SIGINT) or by SIGTERM: Ray's own exit handler stops its head processes
+but leaves the node's `DashboardAgent` and `RuntimeEnvAgent` running (reparented to init), so
+after `ray.shutdown()` the Ray processes that descend from this one and are still alive are ended,
+by process id. A Ray joined by address belongs to its cluster and is never stopped here."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import threading
+
+import ray
+
+_STARTED_HERE = False
+
+
+def ray_address(address: str | None) -> str:
+    return address or os.environ.get("RAY_ADDRESS") or "local"
+
+
+def connect_ray(address: str | None, local_options: dict | None = None, **init_options) -> None:
+    """Join `address` or `RAY_ADDRESS` when given, else start a Ray local to this process (with
+    `local_options` too, such as `include_dashboard`, which joining a cluster does not take)."""
+    global _STARTED_HERE
+    if ray.is_initialized():
+        return
+    target = ray_address(address)
+    ray.init(address=target, **init_options, **((local_options or {}) if target == "local" else {}))
+    if target == "local" and not _STARTED_HERE:
+        _STARTED_HERE = True
+        atexit.register(stop_local_ray)  # runs before Ray's own handler (LIFO), while the tree is known
+
+
+def exit_on_sigterm() -> None:
+    """SIGTERM ends the process through `SystemExit` (as Ctrl-C does through `KeyboardInterrupt`),
+    so `finally` blocks (the output lease) and exit handlers (`stop_local_ray`) run. `ray.init`
+    installs the same handler in a driver; this covers the time before it. Kept when the program
+    has its own handler; only the main thread can install one."""
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _exit_on_signal)
+
+
+def _exit_on_signal(signum, frame) -> None:
+    raise SystemExit(128 + signum)
+
+
+def stop_local_ray() -> None:
+    """Shut down the Ray this process started, then end its processes that outlived the shutdown."""
+    import psutil
+
+    try:
+        ours = [p for p in psutil.Process().children(recursive=True) if _is_ray_process(p)]
+    except psutil.Error:
+        ours = []
+    ray.shutdown()
+    alive = [p for p in ours if _still_running(p)]
+    for process in alive:
+        try:
+            process.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(alive, timeout=5)
+    for process in alive:
+        try:
+            process.kill()
+        except psutil.Error:
+            pass
+
+
+def _is_ray_process(process) -> bool:
+    import psutil
+
+    try:
+        command = " ".join(process.cmdline())
+    except psutil.Error:
+        return False
+    return "ray::" in command or f"{os.sep}ray{os.sep}" in command or "ray-dashboard" in command
+
+
+def _still_running(process) -> bool:
+    import psutil
+
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False

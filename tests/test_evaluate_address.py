@@ -1,0 +1,107 @@
+"""`evaluate` runs on the Ray it is pointed at (`--address`, else `RAY_ADDRESS`, which `ray job
+submit` sets inside a job), not on a private local Ray.
+
+A Ray head is started with `ray start --head --block`; a driver that joins it leaves its log,
+`python-core-driver-<job>_<pid>.log`, in the head's session folder, which is how the test tells
+which Ray the `evaluate` process used."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from conftest import AMI, REPO, ami_rows, free_port, with_absolute_paths, write_jsonl
+from pipeline.corpus.outputs import OutputLayout
+from pipeline.corpus.tables import recordings_table, segments_table
+from pipeline.rttm import read_rttm
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def ray_head():
+    """A Ray cluster of one node, in a process group of its own; stopped by process id."""
+    temp_dir = tempfile.mkdtemp(prefix="rh", dir="/tmp")  # short: Ray's socket paths must fit
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["RAY_AUTH_MODE"] = "disabled"  # else `ray start` turns token auth on when ~/.ray/auth_token exists (docs/cluster.md)
+    ray_cli = str(Path(sys.executable).with_name("ray"))
+    head = subprocess.Popen([ray_cli, "start", "--head", "--block", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
+                             f"--temp-dir={temp_dir}", "--disable-usage-stats"],
+                            env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(Path(temp_dir).glob("session_latest/logs/raylet.out")):
+        assert head.poll() is None and time.monotonic() < deadline, "the Ray head did not start"
+        time.sleep(0.5)
+    time.sleep(3)
+    processes = psutil.Process(head.pid).children(recursive=True)
+    yield f"127.0.0.1:{port}", Path(temp_dir)
+    os.killpg(head.pid, signal.SIGTERM)
+    try:
+        head.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(head.pid, signal.SIGKILL)
+    for process in processes:
+        try:
+            process.kill()
+        except psutil.Error:
+            pass
+    shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A run's output for trn02 whose hypothesis is the reference itself (DER 0)."""
+    folder = tmp_path_factory.mktemp("run")
+    row = with_absolute_paths(ami_rows("trn02")[0])
+    manifest = write_jsonl(folder / "manifest.jsonl", [row])
+    turns = read_rttm(str(AMI / "trn02.rttm"))["trn02"]
+    segments = "\n".join(f"{t.start:.3f} {t.end:.3f} {t.speaker}" for t in turns)
+    record = {"uniq_id": "trn02", "audio_filepath": row["audio_filepath"], "manifest": str(manifest), "line_number": 1,
+              "status": "ok", "error": "", "segments": segments, "audio_seconds": 30.0}
+    layout = OutputLayout(str(folder / "output"))
+    layout.write_part("segments", "0", segments_table([record], "default"))
+    layout.write_part("recordings", "0", recordings_table([record], "default"))
+    layout.write_atomically(layout.path("summary.json"), json.dumps({"config": {"manifests": [str(manifest)]}}).encode())
+    return folder / "output"
+
+
+def evaluate(output, *flags: str, env_extra: dict | None = None) -> tuple[subprocess.CompletedProcess, int]:
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(env_extra or {})
+    process = subprocess.Popen([sys.executable, "-m", "pipeline", "evaluate", "--output", str(output), *flags],
+                               cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stdout, stderr = process.communicate(timeout=300)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr), process.pid
+
+
+def joined(temp_dir: Path, pid: int) -> bool:
+    return bool(list(temp_dir.glob(f"session_*/logs/python-core-driver-*_{pid}.log")))
+
+
+@pytest.mark.parametrize("how", ["--address", "RAY_ADDRESS"])
+def test_evaluate_runs_on_the_given_ray(ray_head, finished_run, how):
+    address, temp_dir = ray_head
+    flags = ["--address", address] if how == "--address" else []
+    run, pid = evaluate(finished_run, *flags, env_extra={"RAY_ADDRESS": address} if how == "RAY_ADDRESS" else None)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "OVERALL (1)" in run.stdout and " 0.00%" in run.stdout
+    assert joined(temp_dir, pid), f"evaluate (pid {pid}) did not join the Ray at {address}"
+
+
+def test_without_an_address_evaluate_starts_its_own_ray(ray_head, finished_run):
+    _, temp_dir = ray_head
+    run, pid = evaluate(finished_run)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert not joined(temp_dir, pid)

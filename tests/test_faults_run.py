@@ -1,0 +1,155 @@
+"""How a run ends when its surroundings fail: a full disk ends in one line and leaves no temporary
+(and `--resume` removes those a killed run left), an output folder that is a symbolic link leading
+elsewhere is refused, and a CLI stopped by SIGTERM or Ctrl-C leaves no Ray process running."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import psutil
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import FAST_MODEL, REPO, ami_rows, with_absolute_paths, write_jsonl
+from pipeline.corpus.lease import LEASE_NAME
+from pipeline.corpus.outputs import OutputWriteFailed
+from pipeline.errors import UsageError
+
+PLUGIN_MODEL = "tests.plugin_models:energy_diarizer"
+NAMES = ("trn01", "trn02", "trn03")
+
+
+@pytest.fixture
+def manifest(tmp_path):
+    return write_jsonl(tmp_path / "manifest.jsonl", [with_absolute_paths(r) for r in ami_rows(*NAMES)])
+
+
+def temporaries(folder):
+    return [p for p in folder.rglob("*") if p.name.endswith(".tmp")]
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs (needs root: skipped elsewhere)."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def fill(disk, leave_bytes: int) -> os.PathLike:
+    """Fill `disk` until about `leave_bytes` are free."""
+    stats = os.statvfs(disk)
+    filler = disk / "filler"
+    with open(filler, "wb") as f:
+        f.write(b"\0" * max(0, stats.f_bavail * stats.f_frsize - leave_bytes))
+    return filler
+
+
+def test_a_full_disk_ends_in_one_line_leaves_no_temporary_and_resume_completes(local_ray, manifest, small_disk):
+    import pipeline
+
+    output = small_disk / "output"
+    filler = fill(small_disk, leave_bytes=4096)  # room for the lease, not for the outputs
+    with pytest.raises(OutputWriteFailed) as stopped:
+        pipeline.run_corpus(str(manifest), str(output), model=PLUGIN_MODEL, batch_size=1)
+    message = str(stopped.value)
+    assert "\n" not in message and stopped.value.exit_code == 1
+    assert message.startswith(f"cannot write to {output} (") and "No space left on device; what was committed is kept" in message
+    assert temporaries(small_disk) == [], "no temporary left by the failed writes"
+    assert not (output / LEASE_NAME).exists(), "the lease is released"
+
+    filler.unlink()
+    (output / "rttm").mkdir(parents=True, exist_ok=True)
+    leftover = output / "rttm" / f".trn01.rttm.{uuid.uuid4().hex}.tmp"  # as a run killed mid-write leaves it
+    leftover.write_text("partial")
+    summary = pipeline.run_corpus(str(manifest), str(output), model=PLUGIN_MODEL, batch_size=1, resume=True)
+    assert (summary["recorded_rows"], summary["ok"]) == (3, 3)
+    assert temporaries(small_disk) == []
+    assert sorted(p.stem for p in (output / "rttm").glob("*.rttm")) == sorted(NAMES)
+
+
+@pytest.mark.parametrize("entry", ["rttm", "recordings", "manifest.jsonl"])
+def test_an_output_entry_that_is_a_symlink_is_refused(local_ray, manifest, tmp_path, entry):
+    import pipeline
+
+    output, elsewhere = tmp_path / "output", tmp_path / "elsewhere"
+    output.mkdir()
+    elsewhere.mkdir()
+    (output / entry).symlink_to(elsewhere if "." not in entry else elsewhere / entry)
+    with pytest.raises(UsageError, match=f"^{output / entry} is a symbolic link \\(to {elsewhere}.*\\); outputs are never written through links"):
+        pipeline.run_corpus(str(manifest), str(output), model=FAST_MODEL)
+    assert list(elsewhere.iterdir()) == [], "nothing written through the link"
+    assert not (output / LEASE_NAME).exists()
+
+
+def ray_descendants(pid: int) -> list[psutil.Process]:
+    found = []
+    for process in psutil.Process(pid).children(recursive=True):
+        try:
+            command = " ".join(process.cmdline())
+        except psutil.Error:
+            continue
+        if "ray" in command:
+            found.append(process)
+    return found
+
+
+def still_running(processes) -> list[str]:
+    alive = []
+    for process in processes:
+        try:
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                alive.append(" ".join(process.cmdline())[:80])
+        except psutil.Error:
+            continue
+    return alive
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stopped_cli_leaves_no_ray_process_and_no_lease(tmp_path, signum):
+    rows = [{**with_absolute_paths(r), "offset": 5.0 * k, "duration": 5.0} for k in range(4) for r in ami_rows(*NAMES)]
+    manifest = write_jsonl(tmp_path / "manifest.jsonl", rows)
+    output = tmp_path / "output"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["PATH"] = f"{os.path.dirname(sys.executable)}{os.pathsep}{env.get('PATH', '')}"
+    cli = subprocess.Popen([sys.executable, "-m", "pipeline", "diarize", "--manifest", str(manifest), "--output", str(output),
+                            "--model", FAST_MODEL, "--batch-size", "1"],
+                           cwd=REPO, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    ray_processes: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 240
+        while not any("DiarizeForward" in " ".join(p.cmdline()) for p in ray_descendants(cli.pid)):
+            assert cli.poll() is None, "the run ended before its model actor started"
+            assert time.monotonic() < deadline, "no model actor started in time"
+            time.sleep(0.5)
+        time.sleep(2)
+        ray_processes = ray_descendants(cli.pid)
+        assert any("DashboardAgent" in " ".join(p.cmdline()) for p in ray_processes)
+        os.kill(cli.pid, signum)  # the CLI only, as `kill PID` does
+        cli.wait(timeout=120)
+        deadline = time.monotonic() + 30
+        while still_running(ray_processes) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert still_running(ray_processes) == [], "Ray processes outlived the CLI"
+        assert cli.returncode != 0
+        assert not (output / LEASE_NAME).exists(), "the lease is released on the way out"
+    finally:
+        if cli.poll() is None:
+            os.killpg(cli.pid, signal.SIGKILL)
+        for process in ray_processes:  # never leave this test's own processes behind, even when it fails
+            try:
+                process.kill()
+            except psutil.Error:
+                pass
