@@ -1,7 +1,16 @@
 """`run_corpus`: the whole Ray Data plan of a corpus run, readable top to bottom.
 
-    manifest lines (driver)  ->  decode (CPU tasks)  ->  _diarize_forward (model actor pool)
-    ->  _diarize_output_processing (CPU tasks)  ->  RTTM + Parquet sink  ->  manifest.jsonl, summary.json
+    manifest lines (Ray read tasks: parse, validate)  ->  ids + resume filter (`inputs.assign_ids`)
+    ->  error rows straight to the sink
+    ->  ok rows: decode (CPU tasks)  ->  _diarize_forward (model actor pool)
+        ->  _diarize_output_processing (CPU tasks)  ->  RTTM + Parquet sink
+    ->  manifest.jsonl, summary.json (streamed from `recordings`)
+
+The driver holds no per-row state: manifests are read, ids assigned and the output manifest sorted
+by Ray, and the summary is a streaming aggregate of `recordings`. Rows that are already errors (bad
+lines) never reach decode or the model, and are committed first, in large blocks. Ok rows travel in
+blocks sized by work (about `TARGET_BLOCK_AUDIO_SECONDS` of audio when the rows give durations), each
+block committed by the sink as soon as it is done, so a kill loses at most the blocks in flight.
 
 CPU reservations are what keep a small machine from stalling: a model actor reserves `actor_cpus`
 (0.5 by default, GPU actors too, where Ray would otherwise reserve a whole CPU), so that with the
@@ -16,16 +25,20 @@ import platform
 import time
 from typing import Any, Iterable, Sequence
 
+import pyarrow as pa
 import ray
 
 from ..config import DiarizeConfig, load_postprocessing_from_yaml
-from .inputs import InputRow, read_input_rows
+from .inputs import assign_ids, manifest_row, read_inputs
 from .outputs import OutputLayout
 from .sinks import CorpusSink
-from .stages import DiarizeForward, decode_recording, postprocess_batch
 from .storage import public_options
 
 ActorCount = int | str | Sequence[int]
+
+TARGET_BLOCK_AUDIO_SECONDS = 600.0  # about one commit per 10 minutes of audio, per block in flight
+MAX_BATCHES_PER_BLOCK = 32
+RECORDED_COLUMNS = ["uniq_id", "manifest", "line_number", "row_key", "manifest_row"]
 
 
 def run_corpus(
@@ -43,16 +56,19 @@ def run_corpus(
     actor_cpus: float = 0.5,
     actor_threads: int | None = None,
     task_cpus: float = 1.0,
+    dry_run: bool = False,
+    check_audio: bool = False,
 ) -> dict[str, Any]:
     """Diarize every row of `manifests` (URIs or globs) into `output`; returns the run summary
     (also written to `output/summary.json`). Rows that fail become error rows, never a failed run.
-    `num_actors` is a pool size or `(min, max)` / `"min,max"` for an autoscaling pool."""
+    `num_actors` is a pool size or `(min, max)` / `"min,max"` for an autoscaling pool.
+
+    `dry_run=True` reads and checks every row (fields, ids, that the audio exists, its duration with
+    `check_audio`) and returns a report (`dry_run.dry_run_report`) without writing anything."""
     started = time.perf_counter()
     manifests = [manifests] if isinstance(manifests, str) else list(manifests)
     layout = OutputLayout(output, storage_options)
-    completed = layout.prepare(resume)
-    inputs = read_input_rows(manifests, storage_options)
-    todo = [row.to_item() for row in inputs if row.resume_key not in completed]
+    has_records = layout.check_fresh(resume) if dry_run else layout.prepare(resume)
     config = DiarizeConfig(
         batch_size=batch_size,
         max_num_speakers=max_num_speakers,
@@ -62,9 +78,26 @@ def run_corpus(
     )
     min_actors, max_actors = actor_pool_size(num_actors)
 
-    if todo:
-        connect_ray(address)
-        recordings = ray.data.from_items(todo, override_num_blocks=math.ceil(len(todo) / batch_size))
+    connect_ray(address)
+    parsed = read_inputs(manifests, storage_options).materialize()
+    input_rows = parsed.count()
+    recorded = layout.recorded(RECORDED_COLUMNS) if has_records else None
+    todo = assign_ids(parsed, input_rows, recorded).materialize()
+    if dry_run:
+        from .dry_run import dry_run_report
+
+        return dry_run_report(todo, input_rows, storage_options, check_audio, task_cpus)
+
+    counts = row_counts(todo)
+    parts_before = layout.part_tokens("recordings")
+    sink = CorpusSink(layout, model)
+    if counts["error"]:
+        todo.filter(expr="status == 'error'").write_datasink(sink)
+    if counts["ok"]:
+        from .stages import DiarizeForward, decode_recording, postprocess_batch
+
+        rows_per_block = block_rows(batch_size, counts["ok_known_seconds"], counts["ok_known_rows"])
+        recordings = todo.filter(expr="status == 'ok'").repartition(math.ceil(counts["ok"] / rows_per_block))
         decoded = recordings.map(decode_recording, fn_kwargs={"storage_options": storage_options}, num_cpus=task_cpus)
         forwarded = decoded.map_batches(
             DiarizeForward,
@@ -83,13 +116,11 @@ def run_corpus(
             batch_format="numpy",
             num_cpus=task_cpus,
         )
-        labelled.write_datasink(CorpusSink(layout, model))
+        labelled.write_datasink(sink)
 
-    recorded = layout.read_table("recordings")
-    ok_ids = {uid for uid, status in zip(recorded["uniq_id"].to_pylist(), recorded["status"].to_pylist()) if status == "ok"}
-    write_output_manifest(layout, inputs, ok_ids)
+    write_output_manifest(layout)
     summary = run_summary(
-        inputs, recorded, {item["uniq_id"] for item in todo if item["uniq_id"]}, time.perf_counter() - started,
+        layout, input_rows, parts_before, time.perf_counter() - started,
         config={
             "manifests": manifests, "output": output, "model": model, "batch_size": batch_size,
             "num_actors": [min_actors, max_actors], "gpus_per_actor": gpus_per_actor, "actor_cpus": actor_cpus, "actor_threads": actor_threads,
@@ -97,9 +128,42 @@ def run_corpus(
             "postprocessing_yaml": postprocessing_yaml, "storage_options": public_options(storage_options),
         },
     )
-    summary.update(processed_this_run=len(todo), skipped_by_resume=len(inputs) - len(todo))
+    summary.update(processed_this_run=counts["ok"] + counts["error"], skipped_by_resume=input_rows - counts["ok"] - counts["error"])
     layout.write_atomically(layout.path("summary.json"), (json_text(summary) + "\n").encode("utf-8"))
     return summary
+
+
+def row_counts(todo) -> dict[str, float]:
+    """Ok and error rows still to do, and the seconds of the ok rows that give a duration: one small
+    row per block comes back to the driver."""
+
+    def count(batch: pa.Table) -> pa.Table:
+        import pyarrow.compute as pc
+
+        ok = pc.equal(batch["status"], "ok")
+        known = pc.and_(ok, pc.invert(pc.is_nan(batch["slice_duration"])))
+        return pa.table({
+            "ok": [pc.sum(ok.cast(pa.int64())).as_py() or 0],
+            "error": [batch.num_rows - (pc.sum(ok.cast(pa.int64())).as_py() or 0)],
+            "ok_known_rows": [pc.sum(known.cast(pa.int64())).as_py() or 0],
+            "ok_known_seconds": [pc.sum(pc.if_else(known, batch["slice_duration"], 0.0)).as_py() or 0.0],
+        })
+
+    totals = {"ok": 0, "error": 0, "ok_known_rows": 0, "ok_known_seconds": 0.0}
+    for row in todo.map_batches(count, batch_format="pyarrow", batch_size=None).iter_rows():
+        for key in totals:
+            totals[key] += row[key]
+    return totals
+
+
+def block_rows(batch_size: int, known_seconds: float, known_rows: int) -> int:
+    """Rows per block of the ok rows: whole model batches holding about `TARGET_BLOCK_AUDIO_SECONDS`
+    of audio when the rows say how long they are (short slices travel many batches to a block, so
+    per-block overhead does not dominate), one batch when they do not."""
+    if not known_rows or not known_seconds:
+        return batch_size
+    batches = TARGET_BLOCK_AUDIO_SECONDS / (batch_size * known_seconds / known_rows)
+    return batch_size * max(1, min(MAX_BATCHES_PER_BLOCK, int(batches)))
 
 
 def actor_pool_size(num_actors: ActorCount) -> tuple[int, int]:
@@ -120,34 +184,50 @@ def connect_ray(address: str | None) -> None:
         ray.init(address=address or os.environ.get("RAY_ADDRESS") or "local")
 
 
-def write_output_manifest(layout: OutputLayout, inputs: list[InputRow], ok_ids: set[str]) -> None:
-    """The ok input rows, in input order, with `rttm_filepath` at the written RTTM (the reference
-    RTTM the row named, if any, moves to `reference_rttm_filepath`)."""
-    lines = []
-    for item in inputs:
-        if item.uniq_id not in ok_ids:
-            continue
-        record = item.row.to_json()
-        if record.get("rttm_filepath"):
-            record["reference_rttm_filepath"] = record["rttm_filepath"]
-        record["rttm_filepath"] = layout.rttm_uri(item.uniq_id)
-        lines.append(json_text(record, indent=None))
-    layout.write_atomically(layout.path("manifest.jsonl"), "".join(line + "\n" for line in lines).encode("utf-8"))
+def write_output_manifest(layout: OutputLayout) -> None:
+    """The ok rows of `recordings`, sorted by manifest and line, with `rttm_filepath` at the written
+    RTTM (the reference RTTM the row named, if any, moves to `reference_rttm_filepath`); sorted by Ray
+    and streamed to the file, so the driver holds one batch at a time."""
+    recorded = layout.recorded(["uniq_id", "manifest", "line_number", "status", "manifest_row"])
+    with layout.open_atomically(layout.path("manifest.jsonl")) as f:
+        if recorded is None:
+            return
+        ok = recorded.filter(expr="status == 'ok'").sort(["manifest", "line_number"])
+        for batch in ok.iter_batches(batch_format="pyarrow", batch_size=4096):
+            lines = []
+            for item in batch.to_pylist():
+                record = manifest_row(item).to_json()
+                if record.get("rttm_filepath"):
+                    record["reference_rttm_filepath"] = record["rttm_filepath"]
+                record["rttm_filepath"] = layout.rttm_uri(item["uniq_id"])
+                lines.append(json_text(record, indent=None) + "\n")
+            f.write("".join(lines).encode("utf-8"))
 
 
-def run_summary(inputs: list[InputRow], recorded, processed_ids: set[str], wall_seconds: float, config: dict) -> dict[str, Any]:
-    rows = recorded.to_pylist()
-    ok = [row for row in rows if row["status"] == "ok"]
-    audio_this_run = sum(row["duration"] for row in ok if row["uniq_id"] in processed_ids)
+def run_summary(layout: OutputLayout, input_rows: int, parts_before: set[str], wall_seconds: float, config: dict) -> dict[str, Any]:
+    """Totals over `recordings`, streamed part by part (the driver never holds the table)."""
+    import pyarrow.parquet as pq
+
+    totals = {"rows": 0, "ok": 0, "audio": 0.0, "speech": 0.0, "audio_this_run": 0.0}
+    for token in sorted(layout.part_tokens("recordings")):
+        with layout.fs.open(layout.part_path("recordings", token), "rb") as f:
+            table = pq.read_table(f, columns=["status", "duration", "speech_seconds"])
+        ok = [(d, s) for status, d, s in zip(*(table[c].to_pylist() for c in table.column_names)) if status == "ok"]
+        audio = sum(d for d, _ in ok)
+        totals["rows"] += table.num_rows
+        totals["ok"] += len(ok)
+        totals["audio"] += audio
+        totals["speech"] += sum(s for _, s in ok)
+        totals["audio_this_run"] += audio if token not in parts_before else 0.0
     return {
-        "input_rows": len(inputs),
-        "recorded_rows": len(rows),
-        "ok": len(ok),
-        "errors": len(rows) - len(ok),
-        "audio_hours": sum(row["duration"] for row in ok) / 3600,
-        "speech_hours": sum(row["speech_seconds"] for row in ok) / 3600,
+        "input_rows": input_rows,
+        "recorded_rows": totals["rows"],
+        "ok": totals["ok"],
+        "errors": totals["rows"] - totals["ok"],
+        "audio_hours": totals["audio"] / 3600,
+        "speech_hours": totals["speech"] / 3600,
         "wall_seconds": wall_seconds,
-        "audio_seconds_per_wall_second": audio_this_run / wall_seconds if wall_seconds else 0.0,
+        "audio_seconds_per_wall_second": totals["audio_this_run"] / wall_seconds if wall_seconds else 0.0,
         "config": config,
         "versions": versions(),
     }
