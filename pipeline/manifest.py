@@ -212,6 +212,6 @@ def assign_unique_ids(rows: list[ManifestRow]) -> list[ManifestRow]:
 def rows_from_paths(paths: Iterable[str]) -> list[ManifestRow]:
     """NeMo's `_input_audio_to_rttm_processing` rows for a plain list of audio paths."""
     return assign_unique_ids([
-        ManifestRow(audio_filepath=path, uniq_id=base_uniq_id(path), offset=0.0, duration=None)
+        ManifestRow(audio_filepath=path, uniq_id=check_uniq_id(base_uniq_id(path)), offset=0.0, duration=None)
         for path in paths
     ])
