@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 import pyarrow as pa
+from ray.data.expressions import col
 
 from ..audio import audio_info
 from .storage import filesystem, options_for
@@ -85,7 +86,7 @@ def dry_run_report(todo, input_rows: int, storage_options: dict | None, check_au
         for reason, count in zip(row["reasons"], row["reason_counts"]):
             reasons[reason] = reasons.get(reason, 0) + count
     errors = totals["rows"] - totals["ok"]
-    examples = checked.filter(expr="status == 'error'").limit(EXAMPLES).take_all() if errors else []
+    examples = checked.filter(expr=col("status") == "error").limit(EXAMPLES).take_all() if errors else []
     hours = totals["seconds"] / 3600
     return {
         "dry_run": True,

@@ -124,8 +124,8 @@ class OutputLayout:
         parts = self.recorded_parts()
         if not parts:
             return None
-        return ray.data.read_parquet(parts, filesystem=self.fs, schema=RECORDINGS_SCHEMA,
-                                     columns=list(columns) if columns else None)
+        recorded = ray.data.read_parquet(parts, filesystem=self.fs, schema=RECORDINGS_SCHEMA)
+        return recorded.select_columns(list(columns)) if columns else recorded
 
     def check_fresh(self, resume: bool) -> bool:
         """Whether the folder already holds a run's records; refuses to mix runs without `resume`."""

@@ -26,6 +26,7 @@ import time
 from typing import Any, Iterable, Sequence
 
 import pyarrow as pa
+from ray.data.expressions import col
 import ray
 
 from ..config import DiarizeConfig, load_postprocessing_from_yaml
@@ -92,12 +93,12 @@ def run_corpus(
     parts_before = layout.part_tokens("recordings")
     sink = CorpusSink(layout, model)
     if counts["error"]:
-        todo.filter(expr="status == 'error'").write_datasink(sink)
+        todo.filter(expr=col("status") == "error").write_datasink(sink)
     if counts["ok"]:
         from .stages import DiarizeForward, decode_recording, postprocess_batch
 
         rows_per_block = block_rows(batch_size, counts["ok_known_seconds"], counts["ok_known_rows"])
-        recordings = todo.filter(expr="status == 'ok'").repartition(math.ceil(counts["ok"] / rows_per_block))
+        recordings = todo.filter(expr=col("status") == "ok").repartition(math.ceil(counts["ok"] / rows_per_block))
         decoded = recordings.map(decode_recording, fn_kwargs={"storage_options": storage_options}, num_cpus=task_cpus)
         forwarded = decoded.map_batches(
             DiarizeForward,
@@ -192,7 +193,7 @@ def write_output_manifest(layout: OutputLayout) -> None:
     with layout.open_atomically(layout.path("manifest.jsonl")) as f:
         if recorded is None:
             return
-        ok = recorded.filter(expr="status == 'ok'").sort(["manifest", "line_number"])
+        ok = recorded.filter(expr=col("status") == "ok").sort(["manifest", "line_number"])
         for batch in ok.iter_batches(batch_format="pyarrow", batch_size=4096):
             lines = []
             for item in batch.to_pylist():
