@@ -171,12 +171,14 @@ def corpus_throughput(manifest: str, output: str, compare_in_process: bool, **ru
     from .corpus import run_corpus
 
     result: dict = {}
+    expected: dict[str, list[str]] = {}
     if compare_in_process:
-        model = load_model("default", device="cpu")
+        model = load_model(run_options.get("model", "default"), device="cpu")
         rows = read_manifest(manifest)
         began = time.perf_counter()
         for row in rows:
-            model.diarize(_one_row_manifest(row), num_workers=0)
+            (segments,) = model.diarize(_one_row_manifest(row), num_workers=0)
+            expected[row.uniq_id] = list(segments)
         wall = time.perf_counter() - began
         audio = sum(row.duration or audio_info(row.audio_filepath).duration for row in rows)
         result["in_process"] = {"audio_seconds": audio, "wall_seconds": wall, "audio_seconds_per_wall_second": audio / wall}
@@ -190,6 +192,13 @@ def corpus_throughput(manifest: str, output: str, compare_in_process: bool, **ru
     }
     if compare_in_process:
         result["ray_over_in_process"] = result["ray"]["audio_seconds_per_wall_second"] / result["in_process"]["audio_seconds_per_wall_second"]
+        from .corpus.outputs import OutputLayout
+
+        found: dict[str, list[str]] = {uid: [] for uid in expected}
+        for turn in OutputLayout(output).read_table("segments").to_pylist():
+            found.setdefault(turn["uniq_id"], []).append(f"{turn['start']:.3f} {turn['end']:.3f} {turn['speaker']}")
+        differing = sorted(uid for uid in found if found[uid] != expected.get(uid))
+        result["segments_identical_to_in_process"] = {"rows": len(expected), "differing_rows": len(differing), "examples": differing[:5]}
     return result
 
 
