@@ -39,6 +39,7 @@ ActorCount = int | str | Sequence[int]
 
 TARGET_BLOCK_AUDIO_SECONDS = 600.0  # about one commit per 10 minutes of audio, per block in flight
 MAX_BATCHES_PER_BLOCK = 32
+MIN_BLOCKS = 16  # a small corpus still spreads over tasks and commits as it goes
 RECORDED_COLUMNS = ["uniq_id", "manifest", "line_number", "row_key", "manifest_row"]
 
 
@@ -97,7 +98,7 @@ def run_corpus(
     if counts["ok"]:
         from .stages import DiarizeForward, decode_recording, postprocess_batch
 
-        rows_per_block = block_rows(batch_size, counts["ok_known_seconds"], counts["ok_known_rows"])
+        rows_per_block = block_rows(batch_size, counts["ok"], counts["ok_known_seconds"], counts["ok_known_rows"])
         recordings = todo.filter(expr=col("status") == "ok").repartition(math.ceil(counts["ok"] / rows_per_block))
         decoded = recordings.map(decode_recording, fn_kwargs={"storage_options": storage_options}, num_cpus=task_cpus)
         forwarded = decoded.map_batches(
@@ -157,14 +158,16 @@ def row_counts(todo) -> dict[str, float]:
     return totals
 
 
-def block_rows(batch_size: int, known_seconds: float, known_rows: int) -> int:
+def block_rows(batch_size: int, rows: int, known_seconds: float, known_rows: int) -> int:
     """Rows per block of the ok rows: whole model batches holding about `TARGET_BLOCK_AUDIO_SECONDS`
     of audio when the rows say how long they are (short slices travel many batches to a block, so
-    per-block overhead does not dominate), one batch when they do not."""
+    per-block overhead does not dominate), one batch when they do not; and never so many that the
+    corpus makes fewer than `MIN_BLOCKS` blocks."""
     if not known_rows or not known_seconds:
         return batch_size
     batches = TARGET_BLOCK_AUDIO_SECONDS / (batch_size * known_seconds / known_rows)
-    return batch_size * max(1, min(MAX_BATCHES_PER_BLOCK, int(batches)))
+    spread = math.ceil(rows / MIN_BLOCKS / batch_size)
+    return batch_size * max(1, min(MAX_BATCHES_PER_BLOCK, int(batches), spread))
 
 
 def actor_pool_size(num_actors: ActorCount) -> tuple[int, int]:
