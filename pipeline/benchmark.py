@@ -7,6 +7,7 @@ factor split into VAD, embeddings and clustering. The figures in BENCHMARKS.md c
     python -m pipeline.benchmark rtf --manifest SIMULATED/manifest.jsonl
     python -m pipeline.benchmark corpus --manifest SIMULATED/manifest.jsonl --compare-in-process
     python -m pipeline.benchmark manifests --rows 1000000 --output outputs/benchmarks/manifests
+    python -m pipeline.benchmark errors --rows 200000 --output outputs/benchmarks/errors
 """
 
 from __future__ import annotations
@@ -128,7 +129,7 @@ class PeakMemory:
     def __init__(self, interval: float = 0.25):
         import threading
 
-        self.interval, self.driver, self.workers = interval, 0, {}
+        self.interval, self.driver, self.driver_private, self.workers = interval, 0, 0, {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
@@ -139,7 +140,11 @@ class PeakMemory:
 
         me = psutil.Process(os.getpid())
         while not self._stop.is_set():
-            self.driver = max(self.driver, me.memory_info().rss)
+            info = me.memory_info()
+            self.driver = max(self.driver, info.rss)
+            # Pages of Ray's object store that the driver reads are shared memory mapped into it:
+            # they count in its RSS but are not the driver's own.
+            self.driver_private = max(self.driver_private, info.rss - info.shared)
             for process in psutil.process_iter(["name", "cmdline"]):
                 try:
                     name = " ".join(process.info["cmdline"] or [])
@@ -160,7 +165,7 @@ class PeakMemory:
 
     def report(self) -> dict:
         gib = 2**30
-        return {"driver_peak_gib": self.driver / gib, "worker_peak_gib": {k: v / gib for k, v in sorted(self.workers.items())}}
+        return {"driver_peak_gib": self.driver / gib, "driver_peak_private_gib": self.driver_private / gib, "worker_peak_gib": {k: v / gib for k, v in sorted(self.workers.items())}}
 
 
 def corpus_throughput(manifest: str, output: str, compare_in_process: bool, **run_options) -> dict:
@@ -307,6 +312,52 @@ def manifest_scale(rows: int, output: str, error_every: int = 0) -> dict:
     return result
 
 
+def all_error_run(rows: int, output: str) -> dict:
+    """`run_corpus` over `rows` lines that all fail (alternately a missing file and bad JSON): wall
+    time, and when each block's commit (its recordings part) appeared."""
+    import os
+    import shutil
+    import threading
+
+    import ray
+
+    from .corpus import run_corpus
+
+    os.makedirs(output, exist_ok=True)
+    manifest = os.path.join(output, f"errors{rows}.jsonl")
+    with open(manifest, "w") as f:
+        for index in range(rows):
+            f.write('{"audio_filepath": broken\n' if index % 2 else json.dumps({"audio_filepath": f"missing/{index}.wav", "duration": 5.0}) + "\n")
+    run_output = os.path.join(output, "run")
+    shutil.rmtree(run_output, ignore_errors=True)
+    commits: list[float] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        seen: set[str] = set()
+        folder = os.path.join(run_output, "recordings")
+        while not stop.is_set():
+            names = set(os.listdir(folder)) if os.path.isdir(folder) else set()
+            commits.extend(time.perf_counter() for _ in names - seen)
+            seen |= names
+            stop.wait(0.1)
+
+    ray.init(address="local", include_dashboard=False, log_to_driver=False)
+    watcher = threading.Thread(target=watch, daemon=True)
+    with PeakMemory() as memory:
+        began = time.perf_counter()
+        watcher.start()
+        summary = run_corpus([manifest], run_output)
+        ended = time.perf_counter()
+        stop.set()
+        watcher.join()
+    ray.shutdown()
+    gaps = [b - a for a, b in zip([began] + commits, commits + [ended])]
+    return {"rows": rows, "errors": summary["errors"], "wall_seconds": ended - began, "rows_per_second": rows / (ended - began),
+            "commits": len(commits), "first_commit_after_seconds": commits[0] - began if commits else None,
+            "longest_gap_without_commit_seconds": max(gaps), **memory.report()}
+
+
 def _one_row_manifest(row) -> str:
     import tempfile
 
@@ -320,7 +371,7 @@ def _one_row_manifest(row) -> str:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m pipeline.benchmark", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["accuracy", "rtf", "corpus", "manifests"])
+    parser.add_argument("what", choices=["accuracy", "rtf", "corpus", "manifests", "errors"])
     parser.add_argument("--manifest", help="manifest to measure on (accuracy: or --split)")
     parser.add_argument("--split", choices=["dev", "test"], help="accuracy: the AMI and simulated corpora of a split (pipeline.splits)")
     parser.add_argument("--model", default="default", help="accuracy: registered model name")
@@ -339,6 +390,9 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     if args.what == "manifests":
         print(json.dumps(manifest_scale(args.rows, args.output, args.error_every), indent=2))
+        return
+    if args.what == "errors":
+        print(json.dumps(all_error_run(args.rows, args.output), indent=2))
         return
     if not args.manifest and not (args.what == "accuracy" and args.split):
         parser.error("--manifest is required (or --split for accuracy)")
