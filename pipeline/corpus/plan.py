@@ -190,22 +190,48 @@ def connect_ray(address: str | None) -> None:
 
 def write_output_manifest(layout: OutputLayout) -> None:
     """The ok rows of `recordings`, sorted by manifest and line, with `rttm_filepath` at the written
-    RTTM (the reference RTTM the row named, if any, moves to `reference_rttm_filepath`); sorted by Ray
-    and streamed to the file, so the driver holds one batch at a time."""
+    RTTM (the reference RTTM the row named, if any, moves to `reference_rttm_filepath`). Ray sorts
+    the rows and writes one part per sorted block; the driver only concatenates the parts' bytes in
+    order (it never holds rows, nor maps them from the object store)."""
+    import shutil
+
+    parts_folder = layout.path(MANIFEST_PARTS)
+    if layout.fs.exists(parts_folder):
+        layout.fs.rm(parts_folder, recursive=True)
     recorded = layout.recorded(["uniq_id", "manifest", "line_number", "status", "manifest_row"])
-    with layout.open_atomically(layout.path("manifest.jsonl")) as f:
-        if recorded is None:
-            return
+    parts = []
+    if recorded is not None:
         ok = recorded.filter(expr=col("status") == "ok").sort(["manifest", "line_number"])
-        for batch in ok.iter_batches(batch_format="pyarrow", batch_size=4096):
-            lines = []
-            for item in batch.to_pylist():
-                record = manifest_row(item).to_json()
-                if record.get("rttm_filepath"):
-                    record["reference_rttm_filepath"] = record["rttm_filepath"]
-                record["rttm_filepath"] = layout.rttm_uri(item["uniq_id"])
-                lines.append(json_text(record, indent=None) + "\n")
-            f.write("".join(lines).encode("utf-8"))
+        parts = ok.map_batches(write_manifest_part, fn_kwargs={"layout": layout}, batch_size=None,
+                               batch_format="pyarrow").take_all()
+    with layout.open_atomically(layout.path("manifest.jsonl")) as out:
+        for part in sorted(parts, key=lambda p: (p["manifest"], p["line_number"])):
+            with layout.fs.open(part["path"], "rb") as f:
+                shutil.copyfileobj(f, out, 1 << 20)
+    if parts:
+        layout.fs.rm(parts_folder, recursive=True)
+
+
+MANIFEST_PARTS = ".manifest-parts"
+
+
+def write_manifest_part(block: pa.Table, layout: OutputLayout) -> pa.Table:
+    """One sorted block of ok rows as manifest lines, in a part named after its first row."""
+    import uuid
+
+    if not block.num_rows:
+        return pa.table({"manifest": pa.array([], pa.string()), "line_number": pa.array([], pa.int64()), "path": pa.array([], pa.string())})
+    lines = []
+    for item in block.to_pylist():
+        record = manifest_row(item).to_json()
+        if record.get("rttm_filepath"):
+            record["reference_rttm_filepath"] = record["rttm_filepath"]
+        record["rttm_filepath"] = layout.rttm_uri(item["uniq_id"])
+        lines.append(json_text(record, indent=None) + "\n")
+    path = layout.path(MANIFEST_PARTS, f"{uuid.uuid4().hex}.jsonl")
+    layout.write_atomically(path, "".join(lines).encode("utf-8"))
+    first = block.slice(0, 1).to_pylist()[0]
+    return pa.table({"manifest": [first["manifest"]], "line_number": [first["line_number"]], "path": [path]})
 
 
 def run_summary(layout: OutputLayout, input_rows: int, parts_before: set[str], wall_seconds: float, config: dict) -> dict[str, Any]:
