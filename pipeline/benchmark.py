@@ -352,10 +352,12 @@ def all_error_run(rows: int, output: str) -> dict:
         stop.set()
         watcher.join()
     ray.shutdown()
-    gaps = [b - a for a, b in zip([began] + commits, commits + [ended])]
+    gaps = [b - a for a, b in zip(commits, commits[1:])]
     return {"rows": rows, "errors": summary["errors"], "wall_seconds": ended - began, "rows_per_second": rows / (ended - began),
             "commits": len(commits), "first_commit_after_seconds": commits[0] - began if commits else None,
-            "longest_gap_without_commit_seconds": max(gaps), **memory.report()}
+            "longest_gap_between_commits_seconds": max(gaps, default=None),
+            "last_commit_to_end_seconds": ended - commits[-1] if commits else None,  # manifest.jsonl + summary.json
+            **memory.report()}
 
 
 def _one_row_manifest(row) -> str:
