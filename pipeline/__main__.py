@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     diarize.add_argument("--postprocessing-yaml", default=None, help="NeMo post-processing YAML (parameters: onset, offset, ...)")
     diarize.add_argument("--evaluate", action="store_true", help="score against the rows' rttm_filepath (DER, collar 0.25 s, UEM honoured)")
     diarize.add_argument("--print-segments", action="store_true", help="print every recording's speaker turns")
+    diarize.add_argument("--dry-run", action="store_true", help="read and check every row (fields, ids, audio exists); report rows, hours, errors and cost; write nothing")
+    diarize.add_argument("--check-audio", action="store_true", help="with --dry-run: also read each file's header for its duration")
     diarize.set_defaults(handler=run_diarize)
 
     evaluate = commands.add_parser("evaluate", help="score a run's RTTMs against the manifests' references")
@@ -92,7 +94,12 @@ def run_diarize(args: argparse.Namespace) -> int:
         address=args.address,
         model_kwargs=dict(args.model_arg),
         checkpoint=args.checkpoint,
+        dry_run=args.dry_run,
+        check_audio=args.check_audio,
     )
+    if args.dry_run:
+        print_dry_run(summary)
+        return 1 if args.fail_on_error and summary["errors"] else 0
     layout = OutputLayout(args.output, options)
     if args.print_segments:
         print_segments(layout)
@@ -100,6 +107,21 @@ def run_diarize(args: argparse.Namespace) -> int:
         print_scores(args.output, args.manifest, 0.25, False, options, args.address)
     print_summary(summary, layout)
     return 1 if args.fail_on_error and summary["errors"] else 0
+
+
+def print_dry_run(report: dict) -> None:
+    print(
+        f"dry run: {report['input_rows']} input rows ({report['already_recorded']} already recorded): "
+        f"{report['ok']} ok, {report['errors']} errors\n"
+        f"{report['audio_hours']:.2f} h of audio in the ok rows"
+        + (f" ({report['ok_rows_without_duration']} ok rows give no duration; --check-audio reads it)" if report["ok_rows_without_duration"] else "")
+        + f"\nestimated model time: {report['estimated_actor_hours']:.2f} actor hours "
+        f"(at {report['audio_seconds_per_actor_second_assumed']:.0f} audio s per actor s)"
+    )
+    for reason, count in report["errors_by_reason"].items():
+        print(f"  {count:>8}  {reason}")
+    for example in report["error_examples"]:
+        print(f"  error: {example}")
 
 
 def print_segments(layout) -> None:

@@ -6,6 +6,8 @@ factor split into VAD, embeddings and clustering. The figures in BENCHMARKS.md c
         --postprocessing-yaml pipeline/conf/far_field.yaml --estimate-speakers
     python -m pipeline.benchmark rtf --manifest SIMULATED/manifest.jsonl
     python -m pipeline.benchmark corpus --manifest SIMULATED/manifest.jsonl --compare-in-process
+    python -m pipeline.benchmark manifests --rows 1000000 --output outputs/benchmarks/manifests
+    python -m pipeline.benchmark errors --rows 200000 --output outputs/benchmarks/errors
 """
 
 from __future__ import annotations
@@ -127,7 +129,7 @@ class PeakMemory:
     def __init__(self, interval: float = 0.25):
         import threading
 
-        self.interval, self.driver, self.workers = interval, 0, {}
+        self.interval, self.driver, self.driver_private, self.workers = interval, 0, 0, {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
@@ -138,7 +140,11 @@ class PeakMemory:
 
         me = psutil.Process(os.getpid())
         while not self._stop.is_set():
-            self.driver = max(self.driver, me.memory_info().rss)
+            info = me.memory_info()
+            self.driver = max(self.driver, info.rss)
+            # Pages of Ray's object store that the driver reads are shared memory mapped into it:
+            # they count in its RSS but are not the driver's own.
+            self.driver_private = max(self.driver_private, info.rss - info.shared)
             for process in psutil.process_iter(["name", "cmdline"]):
                 try:
                     name = " ".join(process.info["cmdline"] or [])
@@ -159,7 +165,7 @@ class PeakMemory:
 
     def report(self) -> dict:
         gib = 2**30
-        return {"driver_peak_gib": self.driver / gib, "worker_peak_gib": {k: v / gib for k, v in sorted(self.workers.items())}}
+        return {"driver_peak_gib": self.driver / gib, "driver_peak_private_gib": self.driver_private / gib, "worker_peak_gib": {k: v / gib for k, v in sorted(self.workers.items())}}
 
 
 def corpus_throughput(manifest: str, output: str, compare_in_process: bool, **run_options) -> dict:
@@ -170,12 +176,14 @@ def corpus_throughput(manifest: str, output: str, compare_in_process: bool, **ru
     from .corpus import run_corpus
 
     result: dict = {}
+    expected: dict[str, list[str]] = {}
     if compare_in_process:
-        model = load_model("default", device="cpu")
+        model = load_model(run_options.get("model", "default"), device="cpu")
         rows = read_manifest(manifest)
         began = time.perf_counter()
         for row in rows:
-            model.diarize(_one_row_manifest(row), num_workers=0)
+            (segments,) = model.diarize(_one_row_manifest(row), num_workers=0)
+            expected[row.uniq_id] = list(segments)
         wall = time.perf_counter() - began
         audio = sum(row.duration or audio_info(row.audio_filepath).duration for row in rows)
         result["in_process"] = {"audio_seconds": audio, "wall_seconds": wall, "audio_seconds_per_wall_second": audio / wall}
@@ -189,6 +197,13 @@ def corpus_throughput(manifest: str, output: str, compare_in_process: bool, **ru
     }
     if compare_in_process:
         result["ray_over_in_process"] = result["ray"]["audio_seconds_per_wall_second"] / result["in_process"]["audio_seconds_per_wall_second"]
+        from .corpus.outputs import OutputLayout
+
+        found: dict[str, list[str]] = {uid: [] for uid in expected}
+        for turn in OutputLayout(output).read_table("segments").to_pylist():
+            found.setdefault(turn["uniq_id"], []).append(f"{turn['start']:.3f} {turn['end']:.3f} {turn['speaker']}")
+        differing = sorted(uid for uid in found if found[uid] != expected.get(uid))
+        result["segments_identical_to_in_process"] = {"rows": len(expected), "differing_rows": len(differing), "examples": differing[:5]}
     return result
 
 
@@ -208,6 +223,143 @@ def sliced_manifest(manifest: str, rows: int, slice_seconds: float, path: str) -
     return path
 
 
+def generated_manifest(path: str, rows: int, error_every: int = 0, slice_seconds: float = 5.0) -> str:
+    """A manifest of `rows` slices of the AMI excerpts in ../shared/data (existing audio, so a dry run
+    checks real files), streamed to `path`; with `error_every` k, every k-th line is a missing file
+    and every k-th + 1 bad JSON."""
+    from pathlib import Path
+
+    ami = Path(__file__).resolve().parents[2] / "shared" / "data" / "ami-excerpts"
+    files = sorted(str(p) for p in ami.glob("trn0*.wav"))
+    slots = 6  # 5-s slices of the first 30 s of each file
+    with open(path, "w", encoding="utf-8") as f:
+        for index in range(rows):
+            if error_every and index % error_every == 0:
+                f.write(json.dumps({"audio_filepath": f"missing/{index}.wav", "duration": slice_seconds}) + "\n")
+            elif error_every and index % error_every == 1:
+                f.write('{"audio_filepath": broken\n')
+            else:
+                audio = files[index % len(files)]
+                offset = ((index // len(files)) % slots) * slice_seconds
+                f.write(json.dumps({"audio_filepath": audio, "offset": offset, "duration": slice_seconds}) + "\n")
+    return path
+
+
+def write_finished_records(manifest: str, output: str) -> None:
+    """The `recordings` of a finished run of `manifest` (every row ok), committed per block by Ray
+    tasks exactly as the sink commits them, without diarizing (and without RTTMs): what a `--resume`
+    of a finished run reads back."""
+    import uuid
+
+    import pyarrow as pa
+
+    from .corpus.inputs import assign_ids, read_inputs
+    from .corpus.outputs import OutputLayout
+    from .corpus.tables import recordings_table
+
+    layout = OutputLayout(output)
+
+    def commit(batch: pa.Table) -> pa.Table:
+        rows = [{**row, "audio_seconds": row["slice_duration"], "segments": ""} for row in batch.to_pylist()]
+        layout.write_part("recordings", uuid.uuid4().hex, recordings_table(rows, "default"))
+        return pa.table({"rows": [len(rows)]})
+
+    parsed = read_inputs([manifest]).materialize()
+    assign_ids(parsed, parsed.count()).map_batches(commit, batch_format="pyarrow", batch_size=20_000).materialize()
+
+
+def manifest_scale(rows: int, output: str, error_every: int = 0) -> dict:
+    """Driver peak memory and rows per second of reading + ids, of a dry run, and of `--resume` of a
+    finished run, over a generated manifest of `rows` rows."""
+    import os
+    import shutil
+
+    import ray
+
+    from .corpus import run_corpus
+    from .corpus.inputs import assign_ids, read_inputs
+
+    os.makedirs(output, exist_ok=True)
+    manifest = generated_manifest(os.path.join(output, f"rows{rows}.jsonl"), rows, error_every)
+    ray.init(address="local", include_dashboard=False, log_to_driver=False)
+    result: dict = {"rows": rows}
+    with PeakMemory() as memory:
+        began = time.perf_counter()
+        parsed = read_inputs([manifest]).materialize()
+        read = time.perf_counter() - began
+        count = parsed.count()
+        assigned = assign_ids(parsed, count).materialize().count()
+        ids = time.perf_counter() - began - read
+    result["read_and_ids"] = {"rows": count, "assigned": assigned, "read_rows_per_second": count / read,
+                              "ids_rows_per_second": count / ids, "seconds": read + ids, **memory.report()}
+    del parsed
+    with PeakMemory() as memory:
+        began = time.perf_counter()
+        report = run_corpus([manifest], os.path.join(output, "dry-run-output"), dry_run=True)
+        result["dry_run"] = {"seconds": time.perf_counter() - began, "ok": report["ok"], "errors": report["errors"],
+                             "audio_hours": report["audio_hours"], **memory.report()}
+    finished = os.path.join(output, "finished")
+    shutil.rmtree(finished, ignore_errors=True)
+    write_finished_records(manifest, finished)
+    with PeakMemory() as memory:
+        began = time.perf_counter()
+        summary = run_corpus([manifest], finished, resume=True)
+        result["resume_of_finished_run"] = {"seconds": time.perf_counter() - began, "skipped_by_resume": summary["skipped_by_resume"],
+                                            "processed_this_run": summary["processed_this_run"], **memory.report()}
+    with open(os.path.join(finished, "manifest.jsonl"), "rb") as f:
+        result["resume_of_finished_run"]["output_manifest_lines"] = sum(1 for _ in f)
+    ray.shutdown()
+    return result
+
+
+def all_error_run(rows: int, output: str) -> dict:
+    """`run_corpus` over `rows` lines that all fail (alternately a missing file and bad JSON): wall
+    time, and when each block's commit (its recordings part) appeared."""
+    import os
+    import shutil
+    import threading
+
+    import ray
+
+    from .corpus import run_corpus
+
+    os.makedirs(output, exist_ok=True)
+    manifest = os.path.join(output, f"errors{rows}.jsonl")
+    with open(manifest, "w") as f:
+        for index in range(rows):
+            f.write('{"audio_filepath": broken\n' if index % 2 else json.dumps({"audio_filepath": f"missing/{index}.wav", "duration": 5.0}) + "\n")
+    run_output = os.path.join(output, "run")
+    shutil.rmtree(run_output, ignore_errors=True)
+    commits: list[float] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        seen: set[str] = set()
+        folder = os.path.join(run_output, "recordings")
+        while not stop.is_set():
+            names = set(os.listdir(folder)) if os.path.isdir(folder) else set()
+            commits.extend(time.perf_counter() for _ in names - seen)
+            seen |= names
+            stop.wait(0.1)
+
+    ray.init(address="local", include_dashboard=False, log_to_driver=False)
+    watcher = threading.Thread(target=watch, daemon=True)
+    with PeakMemory() as memory:
+        began = time.perf_counter()
+        watcher.start()
+        summary = run_corpus([manifest], run_output)
+        ended = time.perf_counter()
+        stop.set()
+        watcher.join()
+    ray.shutdown()
+    gaps = [b - a for a, b in zip(commits, commits[1:])]
+    return {"rows": rows, "errors": summary["errors"], "wall_seconds": ended - began, "rows_per_second": rows / (ended - began),
+            "commits": len(commits), "first_commit_after_seconds": commits[0] - began if commits else None,
+            "longest_gap_between_commits_seconds": max(gaps, default=None),
+            "last_commit_to_end_seconds": ended - commits[-1] if commits else None,  # manifest.jsonl + summary.json
+            **memory.report()}
+
+
 def _one_row_manifest(row) -> str:
     import tempfile
 
@@ -221,7 +373,7 @@ def _one_row_manifest(row) -> str:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m pipeline.benchmark", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["accuracy", "rtf", "corpus"])
+    parser.add_argument("what", choices=["accuracy", "rtf", "corpus", "manifests", "errors"])
     parser.add_argument("--manifest", help="manifest to measure on (accuracy: or --split)")
     parser.add_argument("--split", choices=["dev", "test"], help="accuracy: the AMI and simulated corpora of a split (pipeline.splits)")
     parser.add_argument("--model", default="default", help="accuracy: registered model name")
@@ -232,10 +384,18 @@ def main(argv=None) -> None:
     parser.add_argument("--compare-in-process", action="store_true", help="corpus: also time a loop of model.diarize()")
     parser.add_argument("--batch-size", type=int, default=4, help="corpus: recordings per model batch")
     parser.add_argument("--actor-threads", type=int, default=None, help="corpus: torch threads per model actor")
-    parser.add_argument("--rows", type=int, help="corpus: run on this many slices of the manifest's files instead")
+    parser.add_argument("--rows", type=int, help="corpus: run on this many slices of the manifest's files instead; "
+                        "manifests: rows of the generated manifest")
+    parser.add_argument("--error-every", type=int, default=0, help="manifests: every k-th row a missing file, the next bad JSON")
     parser.add_argument("--slice-seconds", type=float, default=5.0, help="corpus: length of each slice with --rows")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.what == "manifests":
+        print(json.dumps(manifest_scale(args.rows, args.output, args.error_every), indent=2))
+        return
+    if args.what == "errors":
+        print(json.dumps(all_error_run(args.rows, args.output), indent=2))
+        return
     if not args.manifest and not (args.what == "accuracy" and args.split):
         parser.error("--manifest is required (or --split for accuracy)")
     if args.what == "accuracy" and args.split:

@@ -51,7 +51,7 @@ def evaluate_run(
     run was given (its `summary.json`). Only ok recordings whose row names a reference are scored.
     Scoring runs on the Ray at `address`, else `RAY_ADDRESS` (set inside `ray job submit`), else a
     local Ray (`corpus.ray_session.connect_ray`, the same rule as `run_corpus`)."""
-    from .corpus.inputs import read_input_rows
+    from .corpus.inputs import recorded_manifest_rows
     from .corpus.outputs import OutputLayout
     from .corpus.preflight import check_collar
     from .corpus.ray_session import connect_ray
@@ -62,10 +62,9 @@ def evaluate_run(
     if manifests is None:
         with layout.fs.open(layout.path("summary.json"), "r") as f:
             manifests = json.load(f)["config"]["manifests"]
-    rows = [i.row for i in read_input_rows(list(manifests), storage_options) if i.row is not None and not i.error]
-    recordings = layout.read_table("recordings", ["uniq_id", "status"]).to_pylist()
-    ok = {r["uniq_id"] for r in recordings if r["status"] == "ok"}
-    rows = [row for row in rows if row.rttm_filepath and row.uniq_id in ok]
+    # The run's ids come from its records, matched to the manifests' rows by row key (`pipeline.ids`).
+    recordings = layout.read_table("recordings", ["uniq_id", "status", "row_key", "manifest_row"]).to_pylist()
+    rows = [row for row in recorded_manifest_rows(list(manifests), storage_options, recordings) if row.rttm_filepath]
 
     hypotheses: dict[str, list[Turn]] = {}
     for turn in layout.read_table("segments", ["uniq_id", "start", "end", "speaker"]).to_pylist():

@@ -8,18 +8,18 @@ may be local or a URI (`s3://bucket/dir/`).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
 import posixpath
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Iterator
 
 import fsspec
 
-MANIFEST_SUFFIXES = (".json", ".jsonl")
+from .ids import assign_group_ids, candidate_id, recording_hash, row_keys
+
+MANIFEST_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz", ".json.zst", ".jsonl.zst")
 _PATH_FIELDS = ("audio_filepath", "rttm_filepath", "uem_filepath", "ctm_filepath")
 _KNOWN_FIELDS = {
     "audio_filepath", "offset", "duration", "label", "text", "num_speakers",
@@ -83,28 +83,49 @@ def base_uniq_id(audio_filepath: str) -> str:
     return os.path.splitext(name)[0]
 
 
-MAX_ID_LENGTH = 200  # leaves room for the disambiguation suffix and ".rttm" within a 255-byte file name
+MAX_SECONDS = 7 * 24 * 3600.0  # an offset or duration beyond a week is a typo, not a recording
+MAX_NUM_SPEAKERS = 1000
 
 
-def check_uniq_id(uniq_id: str) -> str:
-    """Ids name output files (`rttm/<uniq_id>.rttm`), so one that could leave the output folder or
-    that no file system accepts is rejected with the reason."""
-    if not uniq_id.strip():
-        raise ValueError("empty uniq_id")
-    if any(c in uniq_id for c in "/\\\x00") or uniq_id in (".", "..") or uniq_id.startswith("."):
-        raise ValueError(f"uniq_id {uniq_id[:80]!r} contains a path separator, NUL or a leading dot")
-    if len(uniq_id.encode("utf-8")) > MAX_ID_LENGTH:
-        raise ValueError(f"uniq_id is longer than {MAX_ID_LENGTH} bytes: {uniq_id[:40]!r}...")
-    return uniq_id
+def _number(value: Any, name: str) -> float:
+    """A JSON number (or numeric string) as a float; the error names the field."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"{name}: expected a number, got {value!r}"[:200])
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        raise ValueError(f"{name}: could not convert {value!r}"[:200]) from None
+    if not math.isfinite(number):
+        raise ValueError(f"{name}: must be a finite number, got {value!r}"[:200])
+    return number
 
 
-def _optional_float(value: Any, name: str) -> float | None:
+def _seconds(value: Any, name: str) -> float | None:
     if value is None:
         return None
-    number = float(value)
-    if not math.isfinite(number) or number < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    number = _number(value, name)
+    if not 0 <= number <= MAX_SECONDS:
+        raise ValueError(f"{name}: must be between 0 and {MAX_SECONDS:.0f} seconds, got {value!r}"[:200])
     return number
+
+
+def _speaker_count(value: Any) -> int | None:
+    if value is None:
+        return None
+    number = _number(value, "num_speakers")
+    if number != int(number) or not 1 <= number <= MAX_NUM_SPEAKERS:
+        raise ValueError(f"num_speakers: must be a whole number from 1 to {MAX_NUM_SPEAKERS}, got {value!r}"[:200])
+    return int(number)
+
+
+def check_uniq_id(text: Any) -> str:
+    """A manifest's `uniq_id` or the audio's base name in the id alphabet (`pipeline.ids`)."""
+    if isinstance(text, bool) or not isinstance(text, (str, int)):
+        raise ValueError(f"uniq_id: expected a string, got {text!r}"[:200])
+    try:
+        return candidate_id(str(text))
+    except ValueError as error:
+        raise ValueError(f"uniq_id: {error}") from None
 
 
 def parse_row(record: Any, base_dir: str = "") -> ManifestRow:
@@ -116,21 +137,18 @@ def parse_row(record: Any, base_dir: str = "") -> ManifestRow:
         raise ValueError("missing 'audio_filepath'")
     if "\x00" in audio:
         raise ValueError("'audio_filepath' contains a NUL character")
-    offset = _optional_float(record.get("offset"), "offset") or 0.0
-    duration = _optional_float(record.get("duration"), "duration")
-    num_speakers = record.get("num_speakers")
-    if num_speakers is not None:
-        if isinstance(num_speakers, bool) or float(num_speakers) != int(float(num_speakers)) or int(float(num_speakers)) < 1:
-            raise ValueError(f"num_speakers must be a positive integer, got {num_speakers!r}")
-        num_speakers = int(float(num_speakers))
+    offset = _seconds(record.get("offset"), "offset") or 0.0
+    duration = _seconds(record.get("duration"), "duration")
+    num_speakers = _speaker_count(record.get("num_speakers"))
     paths = {
         name: resolve_path(record[name], base_dir) if isinstance(record.get(name), str) and record[name] else None
         for name in _PATH_FIELDS
     }
-    uniq_id = check_uniq_id(str(record.get("uniq_id") or base_uniq_id(paths["audio_filepath"])))
+    explicit = record.get("uniq_id")
+    uniq_id = check_uniq_id(base_uniq_id(paths["audio_filepath"]) if explicit in (None, "") else explicit)
     return ManifestRow(
         audio_filepath=paths["audio_filepath"],
-        uniq_id=str(uniq_id),
+        uniq_id=uniq_id,
         offset=offset,
         duration=duration,
         label=str(record.get("label", "infer")),
@@ -159,7 +177,7 @@ def parse_line(line: str, manifest: str, line_number: int, base_dir: str | None 
 
 def iter_manifest(path: str, **storage_options) -> Iterator[ManifestRow]:
     """Rows of a manifest, in order; the first bad line raises ManifestError."""
-    with fsspec.open(path, "r", encoding="utf-8", **storage_options) as f:
+    with fsspec.open(path, "r", encoding="utf-8-sig", compression="infer", **storage_options) as f:
         for number, line in enumerate(f, start=1):
             row = parse_line(line, path, number)
             if row is not None:
@@ -177,37 +195,23 @@ def write_manifest(path: str, rows: Iterable[ManifestRow | dict], **storage_opti
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
-def recording_key(row: ManifestRow) -> str:
-    """What makes a row a distinct recording: its audio and the slice of it."""
-    return f"{row.audio_filepath}|{row.offset:.6f}|{row.duration if row.duration is not None else ''}"
-
-
-def disambiguated_id(row: ManifestRow) -> str:
-    digest = hashlib.sha1(recording_key(row).encode("utf-8")).hexdigest()[:8]
-    return f"{row.uniq_id}-{digest}"
-
-
 def assign_unique_ids(rows: list[ManifestRow]) -> list[ManifestRow]:
-    """Give rows that share an id (same base name in different folders, several slices of one file,
-    or one row repeated) the id `<base>-<8 hex digits of sha1(audio_filepath|offset|duration)>`,
-    and repeats of the very same recording a further `-2`, `-3`... in input order.
-
-    NeMo silently overwrites such rows; here every input row keeps its own outputs, and the suffix
-    depends only on the row (and, for exact repeats, its rank), so reruns give the same ids."""
-    counts = Counter(row.uniq_id for row in rows)
-    seen: Counter = Counter()
+    """Ids unique over `rows` by the rules of `pipeline.ids` (the corpus run applies the same rules on
+    Ray): rows sharing a candidate id get `<candidate>-<8 hex>`, exact repeats `-2`, `-3`... in order.
+    NeMo silently overwrites such rows; here every input row keeps its own outputs."""
+    groups: dict[str, list[ManifestRow]] = {}
     for row in rows:
-        if counts[row.uniq_id] > 1:
-            row.uniq_id = disambiguated_id(row)
-            seen[row.uniq_id] += 1
-            if seen[row.uniq_id] > 1:
-                row.uniq_id = f"{row.uniq_id}-{seen[row.uniq_id]}"
+        groups.setdefault(row.uniq_id, []).append(row)
+    for candidate, group in groups.items():
+        keys = row_keys([recording_hash(r.audio_filepath, r.offset, r.duration) for r in group])
+        for row, uniq_id in zip(group, assign_group_ids(candidate, keys, {})):
+            row.uniq_id = uniq_id
     return rows
 
 
 def rows_from_paths(paths: Iterable[str]) -> list[ManifestRow]:
     """NeMo's `_input_audio_to_rttm_processing` rows for a plain list of audio paths."""
     return assign_unique_ids([
-        ManifestRow(audio_filepath=path, uniq_id=base_uniq_id(path), offset=0.0, duration=None)
+        ManifestRow(audio_filepath=path, uniq_id=check_uniq_id(base_uniq_id(path)), offset=0.0, duration=None)
         for path in paths
     ])

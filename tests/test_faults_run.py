@@ -71,7 +71,7 @@ def test_a_full_disk_ends_in_one_line_leaves_no_temporary_and_resume_completes(l
 
     filler.unlink()
     (output / "rttm").mkdir(parents=True, exist_ok=True)
-    leftover = output / "rttm" / f".trn01.rttm.{uuid.uuid4().hex}.tmp"  # as a run killed mid-write leaves it
+    leftover = output / "rttm" / f".{uuid.uuid4().hex}.tmp"  # as a run killed mid-write leaves it
     leftover.write_text("partial")
     summary = pipeline.run_corpus(str(manifest), str(output), model=PLUGIN_MODEL, batch_size=1, resume=True)
     assert (summary["recorded_rows"], summary["ok"]) == (3, 3)

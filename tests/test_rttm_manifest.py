@@ -62,13 +62,16 @@ def test_same_base_name_in_two_folders_gets_distinct_stable_ids():
     assert ids[0].startswith("a-") and ids == [row.uniq_id for row in rows_from_paths(["/x/a.wav", "/y/a.wav", "/x/b.wav"])]
 
 
+@pytest.mark.parametrize("uniq_id", ["../../etc/passwd", "/abs/id", "..", ".", "a\\b"])
+def test_ids_that_could_escape_the_output_folder_become_plain_names(uniq_id):
+    row = parse_line(json.dumps({"audio_filepath": "a.wav", "uniq_id": uniq_id}), "m.jsonl", 1)
+    assert not any(c in row.uniq_id for c in "/\\") and not row.uniq_id.startswith(".") and "~" in row.uniq_id
+
+
 @pytest.mark.parametrize("record,reason", [
-    ({"audio_filepath": "a.wav", "uniq_id": "../../etc/passwd"}, "path separator"),
-    ({"audio_filepath": "a.wav", "uniq_id": "/abs/id"}, "path separator"),
-    ({"audio_filepath": "a.wav", "uniq_id": ".."}, "path separator"),
     ({"audio_filepath": "/x/" + "n" * 300 + ".wav"}, "longer than 200 bytes"),
     ({"audio_filepath": "a\u0000b.wav"}, "NUL"),
 ])
-def test_ids_that_could_escape_the_output_folder_are_rejected(record, reason):
+def test_ids_that_no_file_system_accepts_are_rejected(record, reason):
     with pytest.raises(ManifestError, match=reason):
         parse_line(json.dumps(record), "m.jsonl", 1)

@@ -25,13 +25,12 @@ import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
 from ..errors import UsageError
-from .inputs import resume_key
 from .storage import filesystem, join
 from .tables import RECORDINGS_SCHEMA, SEGMENTS_SCHEMA
 
 PART_PREFIX, PART_SUFFIX = "part-", ".parquet"
 TEMPORARY_SUFFIX = ".tmp"
-TEMPORARY_NAME = re.compile(r"^\..+\.[0-9a-f]{32}" + re.escape(TEMPORARY_SUFFIX) + "$")
+TEMPORARY_NAME = re.compile(r"^\.(.+\.)?[0-9a-f]{32}" + re.escape(TEMPORARY_SUFFIX) + "$")  # older runs named them .NAME.HEX.tmp
 # What a run writes directly under OUTPUT.
 OUTPUT_ENTRIES = ("rttm", "segments", "recordings", "eval", "manifest.jsonl", "summary.json")
 
@@ -73,7 +72,8 @@ class OutputLayout:
         if isinstance(self.fs, LocalFileSystem):
             directory, name = posixpath.split(path)
             os.makedirs(directory, exist_ok=True)
-            temporary = posixpath.join(directory, f".{name}.{uuid.uuid4().hex}{TEMPORARY_SUFFIX}")
+            # The temporary name does not repeat `name`: a 250-byte name must not become a 290-byte one.
+            temporary = posixpath.join(directory, f".{uuid.uuid4().hex}{TEMPORARY_SUFFIX}")
             try:
                 with open(temporary, "wb") as f:
                     f.write(data)
@@ -84,6 +84,24 @@ class OutputLayout:
                 raise
         else:
             self.fs.pipe_file(path, data)
+
+    @contextlib.contextmanager
+    def open_atomically(self, path: str):
+        """A binary file to stream into, that readers see whole or not at all (as `write_atomically`)."""
+        if isinstance(self.fs, LocalFileSystem):
+            directory = posixpath.dirname(path)
+            os.makedirs(directory, exist_ok=True)
+            temporary = posixpath.join(directory, f".{uuid.uuid4().hex}{TEMPORARY_SUFFIX}")
+            try:
+                with open(temporary, "wb") as f:
+                    yield f
+                os.replace(temporary, path)
+            finally:
+                if os.path.exists(temporary):
+                    os.remove(temporary)
+        else:
+            with self.fs.open(path, "wb") as f:  # a multipart upload completes only on close
+                yield f
 
     def write_part(self, table_name: str, token: str, table: pa.Table) -> None:
         buffer = io.BytesIO()
@@ -112,10 +130,8 @@ class OutputLayout:
         dataset = pads.dataset(paths, schema=schema, format="parquet", filesystem=self.fs)
         return dataset.to_table(columns=list(columns) if columns else None)
 
-    def completed_keys(self) -> set[str]:
-        """Resume keys (see `inputs.resume_key`) of every input already recorded, ok or error."""
-        table = self.read_table("recordings", ["uniq_id", "manifest", "line_number"])
-        return {resume_key(u, m, n) for u, m, n in zip(*(table[c].to_pylist() for c in table.column_names))}
+    def recorded_parts(self) -> list[str]:
+        return [self.part_path("recordings", token) for token in sorted(self.part_tokens("recordings"))]
 
     def refuse_links(self) -> None:
         """Refuse an output whose own folders or files are symbolic links (a pre-created
@@ -144,17 +160,35 @@ class OutputLayout:
                         removed += 1
         return removed
 
-    def prepare(self, resume: bool) -> set[str]:
-        """Make the folder ready for a run; returns the keys a resumed run skips."""
-        self.refuse_links()
-        self.remove_temporaries()
+    def recorded(self, columns: Iterable[str] | None = None):
+        """The committed `recordings` rows as a Ray dataset (None when there are none): read by Ray
+        tasks, so a resumed run of millions of rows never loads them on the driver."""
+        import ray
+
+        parts = self.recorded_parts()
+        if not parts:
+            return None
+        recorded = ray.data.read_parquet(parts, filesystem=self.fs, schema=RECORDINGS_SCHEMA)
+        return recorded.select_columns(list(columns)) if columns else recorded
+
+    def check_fresh(self, resume: bool) -> bool:
+        """Whether the folder already holds a run's records; refuses to mix runs without `resume`."""
         if not self.part_tokens("recordings") and not self.part_tokens("segments"):
-            return set()
+            return False
         if not resume:
             raise FileExistsError(
                 f"{self.uri} already holds outputs of a run; pass --resume to complete it, "
                 "or choose an empty output folder"
             )
+        return True
+
+    def prepare(self, resume: bool) -> bool:
+        """Make the folder ready for a run: deletes segments parts whose block never committed;
+        returns whether there are records a resumed run skips."""
+        self.refuse_links()
+        self.remove_temporaries()
+        if not self.check_fresh(resume):
+            return False
         for orphan in self.part_tokens("segments") - self.part_tokens("recordings"):
             self.fs.rm(self.part_path("segments", orphan))
-        return self.completed_keys()
+        return bool(self.part_tokens("recordings"))

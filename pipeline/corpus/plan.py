@@ -1,7 +1,16 @@
 """`run_corpus`: the whole Ray Data plan of a corpus run, readable top to bottom.
 
-    manifest lines (driver)  ->  decode (CPU tasks)  ->  _diarize_forward (model actor pool)
-    ->  _diarize_output_processing (CPU tasks)  ->  RTTM + Parquet sink  ->  manifest.jsonl, summary.json
+    manifest lines (Ray read tasks: parse, validate)  ->  ids + resume filter (`inputs.assign_ids`)
+    ->  error rows straight to the sink
+    ->  ok rows: decode (CPU tasks)  ->  _diarize_forward (model actor pool)
+        ->  _diarize_output_processing (CPU tasks)  ->  RTTM + Parquet sink
+    ->  manifest.jsonl, summary.json (streamed from `recordings`)
+
+The driver holds no per-row state: manifests are read, ids assigned and the output manifest sorted
+by Ray, and the summary is a streaming aggregate of `recordings`. Rows that are already errors (bad
+lines) never reach decode or the model, and are committed first, in large blocks. Ok rows travel in
+blocks sized by work (about `TARGET_BLOCK_AUDIO_SECONDS` of audio when the rows give durations), each
+block committed by the sink as soon as it is done, so a kill loses at most the blocks in flight.
 
 CPU reservations are what keep a small machine from stalling: a model actor reserves `actor_cpus`
 (0.5 by default, GPU actors too, where Ray would otherwise reserve a whole CPU), so that with the
@@ -19,18 +28,26 @@ import time
 from collections import Counter
 from typing import Any, Iterable
 
+import pyarrow as pa
+from ray.data.expressions import col
 import ray
 
 from ..config import DiarizeConfig, load_postprocessing_from_yaml
 from . import preflight
-from .inputs import InputRow, read_input_rows
+from .inputs import assign_ids, manifest_row, read_inputs
 from .lease import OutputInUse, OutputLease
 from .outputs import OutputLayout, OutputWriteFailed
 from .preflight import ActorCount
 from .ray_session import connect_ray, exit_on_sigterm
 from .sinks import CorpusSink
-from .stages import DiarizeForward, ModelKeepsFailing, decode_recording, postprocess_batch
+from .stages import ModelKeepsFailing
 from .storage import public_options
+
+TARGET_BLOCK_AUDIO_SECONDS = 600.0  # about one commit per 10 minutes of audio, per block in flight
+MAX_BATCHES_PER_BLOCK = 32
+MIN_BLOCKS = 16  # a small corpus still spreads over tasks and commits as it goes
+RECORDED_COLUMNS = ["uniq_id", "manifest", "line_number", "row_key", "manifest_row"]
+
 
 def run_corpus(
     manifests: str | Iterable[str],
@@ -49,6 +66,8 @@ def run_corpus(
     task_cpus: float = 1.0,
     model_kwargs: dict[str, Any] | None = None,
     checkpoint: str | None = None,
+    dry_run: bool = False,
+    check_audio: bool = False,
 ) -> dict[str, Any]:
     """Diarize every row of `manifests` (URIs or globs) into `output`; returns the run summary
     (also written to `output/summary.json`). Rows that fail become error rows, never a failed run.
@@ -58,7 +77,10 @@ def run_corpus(
 
     Before any work (`preflight.py`): the options, the model, a lease on `output` (one run per
     output; `resume` takes over the lease of a run that is gone) and the resources the actors ask
-    for; each failure is one `UsageError` line."""
+    for; each failure is one `UsageError` line.
+
+    `dry_run=True` reads and checks every row (fields, ids, that the audio exists, its duration with
+    `check_audio`) and returns a report (`dry_run.dry_run_report`) without writing anything."""
     started = time.perf_counter()
     manifests = [manifests] if isinstance(manifests, str) else list(manifests)
     min_actors, max_actors = preflight.check_options(batch_size, max_num_speakers, num_actors, gpus_per_actor,
@@ -72,48 +94,43 @@ def run_corpus(
         postprocessing_params=load_postprocessing_from_yaml(postprocessing_yaml),
         verbose=False,
     )
+    if dry_run:
+        layout = OutputLayout(output, storage_options)
+        has_records = layout.check_fresh(resume)
+        connect_ray(address)
+        parsed = read_inputs(manifests, storage_options).materialize()
+        input_rows = parsed.count()
+        todo = assign_ids(parsed, input_rows, layout.recorded(RECORDED_COLUMNS) if has_records else None).materialize()
+        from .dry_run import dry_run_report
+
+        return dry_run_report(todo, input_rows, storage_options, check_audio, task_cpus)
+
     exit_on_sigterm()
     with OutputLease(output, storage_options).acquire(resume) as lease:
         try:
             layout = OutputLayout(output, storage_options)
-            completed = layout.prepare(resume)
+            has_records = layout.prepare(resume)
             connect_ray(address)
             preflight.check_resources(gpus_per_actor, actor_cpus, min_actors)
-            inputs = read_input_rows(manifests, storage_options)
-            todo = [row.to_item() for row in inputs if row.resume_key not in completed]
-            if todo:
-                recordings = ray.data.from_items(todo, override_num_blocks=math.ceil(len(todo) / batch_size))
-                # A stage's exception reaches the driver as itself (so `run_failure` can name it),
-                # not as a `UserCodeException` that keeps the cause only as text.
-                recordings.context.raise_original_map_exception = True
-                decoded = recordings.map(decode_recording, fn_kwargs={"storage_options": storage_options}, num_cpus=task_cpus)
-                forwarded = decoded.map_batches(
-                    DiarizeForward,
-                    fn_constructor_kwargs={"model_name": model, "use_gpu": gpus_per_actor > 0, "threads": actor_threads,
-                                           "pool_size": max_actors, "model_kwargs": model_kwargs},
-                    batch_size=batch_size,
-                    batch_format="numpy",
-                    compute=ray.data.ActorPoolStrategy(min_size=min_actors, max_size=max_actors),
-                    num_cpus=actor_cpus,
-                    num_gpus=gpus_per_actor or None,
-                )
-                labelled = forwarded.map_batches(
-                    postprocess_batch,
-                    fn_kwargs={"model_name": model, "config": config, "model_kwargs": model_kwargs},
-                    batch_size=batch_size,
-                    batch_format="numpy",
-                    num_cpus=task_cpus,
-                )
-                labelled.write_datasink(CorpusSink(layout, model))
+            parsed = read_inputs(manifests, storage_options).materialize()
+            input_rows = parsed.count()
+            recorded = layout.recorded(RECORDED_COLUMNS) if has_records else None
+            todo = assign_ids(parsed, input_rows, recorded).materialize()
+            counts = row_counts(todo)
+            parts_before = layout.part_tokens("recordings")
+            sink = CorpusSink(layout, model)
+            if counts["error"]:
+                todo.filter(expr=col("status") == "error").write_datasink(sink)
+            if counts["ok"]:
+                diarize_rows(todo, sink, counts, model, config, model_kwargs, batch_size, min_actors, max_actors,
+                             gpus_per_actor, actor_cpus, actor_threads, task_cpus, storage_options)
 
             if lease.lost_to is not None:
                 raise OutputInUse(f"another run took over the lease on {output} while this one worked "
                                   f"(host {lease.lost_to.get('host')}, pid {lease.lost_to.get('pid')}); check that run's outputs")
-            recorded = layout.read_table("recordings")
-            ok_ids = {uid for uid, status in zip(recorded["uniq_id"].to_pylist(), recorded["status"].to_pylist()) if status == "ok"}
-            write_output_manifest(layout, inputs, ok_ids)
+            write_output_manifest(layout)
             summary = run_summary(
-                inputs, recorded, {item["uniq_id"] for item in todo if item["uniq_id"]}, time.perf_counter() - started,
+                layout, input_rows, parts_before, time.perf_counter() - started,
                 config={
                     "manifests": manifests, "output": output, "model": model, "model_kwargs": model_kwargs, "batch_size": batch_size,
                     "num_actors": [min_actors, max_actors], "gpus_per_actor": gpus_per_actor, "actor_cpus": actor_cpus, "actor_threads": actor_threads,
@@ -121,7 +138,7 @@ def run_corpus(
                     "postprocessing_yaml": postprocessing_yaml, "storage_options": public_options(storage_options),
                 },
             )
-            summary.update(processed_this_run=len(todo), skipped_by_resume=len(inputs) - len(todo))
+            summary.update(processed_this_run=counts["ok"] + counts["error"], skipped_by_resume=input_rows - counts["ok"] - counts["error"])
             layout.write_atomically(layout.path("summary.json"), (json_text(summary) + "\n").encode("utf-8"))
         except Exception as error:
             failure = run_failure(error, output)
@@ -129,6 +146,38 @@ def run_corpus(
                 raise
             raise failure from error
     return summary
+
+
+def diarize_rows(todo, sink: CorpusSink, counts: dict, model: str, config: DiarizeConfig, model_kwargs: dict, batch_size: int,
+                 min_actors: int, max_actors: int, gpus_per_actor: float, actor_cpus: float, actor_threads: int | None,
+                 task_cpus: float, storage_options: dict | None) -> None:
+    """The ok rows: decode (CPU tasks) -> forward (model actor pool) -> post-processing (CPU tasks) -> sink."""
+    from .stages import DiarizeForward, decode_recording, postprocess_batch
+
+    rows_per_block = block_rows(batch_size, counts["ok"], counts["ok_known_seconds"], counts["ok_known_rows"])
+    recordings = todo.filter(expr=col("status") == "ok").repartition(math.ceil(counts["ok"] / rows_per_block))
+    # A stage's exception reaches the driver as itself (so `run_failure` can name it),
+    # not as a `UserCodeException` that keeps the cause only as text.
+    recordings.context.raise_original_map_exception = True
+    decoded = recordings.map(decode_recording, fn_kwargs={"storage_options": storage_options}, num_cpus=task_cpus)
+    forwarded = decoded.map_batches(
+        DiarizeForward,
+        fn_constructor_kwargs={"model_name": model, "use_gpu": gpus_per_actor > 0, "threads": actor_threads,
+                               "pool_size": max_actors, "model_kwargs": model_kwargs},
+        batch_size=batch_size,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(min_size=min_actors, max_size=max_actors),
+        num_cpus=actor_cpus,
+        num_gpus=gpus_per_actor or None,
+    )
+    labelled = forwarded.map_batches(
+        postprocess_batch,
+        fn_kwargs={"model_name": model, "config": config, "model_kwargs": model_kwargs},
+        batch_size=batch_size,
+        batch_format="numpy",
+        num_cpus=task_cpus,
+    )
+    labelled.write_datasink(sink)
 
 
 def run_failure(error: Exception, output: str) -> Exception:
@@ -149,6 +198,41 @@ def run_failure(error: Exception, output: str) -> Exception:
     return error
 
 
+def row_counts(todo) -> dict[str, float]:
+    """Ok and error rows still to do, and the seconds of the ok rows that give a duration: one small
+    row per block comes back to the driver."""
+
+    def count(batch: pa.Table) -> pa.Table:
+        import pyarrow.compute as pc
+
+        ok = pc.equal(batch["status"], "ok")
+        known = pc.and_(ok, pc.invert(pc.is_nan(batch["slice_duration"])))
+        return pa.table({
+            "ok": [pc.sum(ok.cast(pa.int64())).as_py() or 0],
+            "error": [batch.num_rows - (pc.sum(ok.cast(pa.int64())).as_py() or 0)],
+            "ok_known_rows": [pc.sum(known.cast(pa.int64())).as_py() or 0],
+            "ok_known_seconds": [pc.sum(pc.if_else(known, batch["slice_duration"], 0.0)).as_py() or 0.0],
+        })
+
+    totals = {"ok": 0, "error": 0, "ok_known_rows": 0, "ok_known_seconds": 0.0}
+    for row in todo.map_batches(count, batch_format="pyarrow", batch_size=None).iter_rows():
+        for key in totals:
+            totals[key] += row[key]
+    return totals
+
+
+def block_rows(batch_size: int, rows: int, known_seconds: float, known_rows: int) -> int:
+    """Rows per block of the ok rows: whole model batches holding about `TARGET_BLOCK_AUDIO_SECONDS`
+    of audio when the rows say how long they are (short slices travel many batches to a block, so
+    per-block overhead does not dominate), one batch when they do not; and never so many that the
+    corpus makes fewer than `MIN_BLOCKS` blocks."""
+    if not known_rows or not known_seconds:
+        return batch_size
+    batches = TARGET_BLOCK_AUDIO_SECONDS / (batch_size * known_seconds / known_rows)
+    spread = math.ceil(rows / MIN_BLOCKS / batch_size)
+    return batch_size * max(1, min(MAX_BATCHES_PER_BLOCK, int(batches), spread))
+
+
 OUTPUT_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
 
 
@@ -165,35 +249,80 @@ def causes(error: BaseException):
         stack.extend([getattr(current, "cause", None), current.__cause__, current.__context__])
 
 
-def write_output_manifest(layout: OutputLayout, inputs: list[InputRow], ok_ids: set[str]) -> None:
-    """The ok input rows, in input order, with `rttm_filepath` at the written RTTM (the reference
-    RTTM the row named, if any, moves to `reference_rttm_filepath`)."""
+def write_output_manifest(layout: OutputLayout) -> None:
+    """The ok rows of `recordings`, sorted by manifest and line, with `rttm_filepath` at the written
+    RTTM (the reference RTTM the row named, if any, moves to `reference_rttm_filepath`). Ray sorts
+    the rows and writes one part per sorted block; the driver only concatenates the parts' bytes in
+    order (it never holds rows, nor maps them from the object store)."""
+    import shutil
+
+    parts_folder = layout.path(MANIFEST_PARTS)
+    if layout.fs.exists(parts_folder):
+        layout.fs.rm(parts_folder, recursive=True)
+    recorded = layout.recorded(["uniq_id", "manifest", "line_number", "status", "manifest_row"])
+    parts = []
+    if recorded is not None:
+        ok = recorded.filter(expr=col("status") == "ok").sort(["manifest", "line_number"])
+        parts = ok.map_batches(write_manifest_part, fn_kwargs={"layout": layout}, batch_size=None,
+                               batch_format="pyarrow").take_all()
+    with layout.open_atomically(layout.path("manifest.jsonl")) as out:
+        for part in sorted(parts, key=lambda p: (p["manifest"], p["line_number"])):
+            with layout.fs.open(part["path"], "rb") as f:
+                shutil.copyfileobj(f, out, 1 << 20)
+    if parts:
+        layout.fs.rm(parts_folder, recursive=True)
+
+
+MANIFEST_PARTS = ".manifest-parts"
+
+
+def write_manifest_part(block: pa.Table, layout: OutputLayout) -> pa.Table:
+    """One sorted block of ok rows as manifest lines, in a part named after its first row."""
+    import uuid
+
+    if not block.num_rows:
+        return pa.table({"manifest": pa.array([], pa.string()), "line_number": pa.array([], pa.int64()), "path": pa.array([], pa.string())})
     lines = []
-    for item in inputs:
-        if item.uniq_id not in ok_ids:
-            continue
-        record = item.row.to_json()
+    for item in block.to_pylist():
+        record = manifest_row(item).to_json()
         if record.get("rttm_filepath"):
             record["reference_rttm_filepath"] = record["rttm_filepath"]
-        record["rttm_filepath"] = layout.rttm_uri(item.uniq_id)
-        lines.append(json_text(record, indent=None))
-    layout.write_atomically(layout.path("manifest.jsonl"), "".join(line + "\n" for line in lines).encode("utf-8"))
+        record["rttm_filepath"] = layout.rttm_uri(item["uniq_id"])
+        lines.append(json_text(record, indent=None) + "\n")
+    path = layout.path(MANIFEST_PARTS, f"{uuid.uuid4().hex}.jsonl")
+    layout.write_atomically(path, "".join(lines).encode("utf-8"))
+    first = block.slice(0, 1).to_pylist()[0]
+    return pa.table({"manifest": [first["manifest"]], "line_number": [first["line_number"]], "path": [path]})
 
 
-def run_summary(inputs: list[InputRow], recorded, processed_ids: set[str], wall_seconds: float, config: dict) -> dict[str, Any]:
-    rows = recorded.to_pylist()
-    ok = [row for row in rows if row["status"] == "ok"]
-    audio_this_run = sum(row["duration"] for row in ok if row["uniq_id"] in processed_ids)
+def run_summary(layout: OutputLayout, input_rows: int, parts_before: set[str], wall_seconds: float, config: dict) -> dict[str, Any]:
+    """Totals over `recordings`, streamed part by part (the driver never holds the table)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    totals = {"rows": 0, "ok": 0, "audio": 0.0, "speech": 0.0, "audio_this_run": 0.0}
+    reasons: Counter = Counter()
+    for token in sorted(layout.part_tokens("recordings")):
+        with layout.fs.open(layout.part_path("recordings", token), "rb") as f:
+            table = pq.read_table(f, columns=["status", "duration", "speech_seconds", "error", "manifest", "line_number", "audio_filepath"])
+        reasons.update(error_reason(row) for row in table.filter(pc.not_equal(table["status"], "ok")).to_pylist())
+        ok = [(d, s) for status, d, s in zip(*(table[c].to_pylist() for c in table.column_names)) if status == "ok"]
+        audio = sum(d for d, _ in ok)
+        totals["rows"] += table.num_rows
+        totals["ok"] += len(ok)
+        totals["audio"] += audio
+        totals["speech"] += sum(s for _, s in ok)
+        totals["audio_this_run"] += audio if token not in parts_before else 0.0
     return {
-        "input_rows": len(inputs),
-        "recorded_rows": len(rows),
-        "ok": len(ok),
-        "errors": len(rows) - len(ok),
-        "errors_by_reason": dict(Counter(error_reason(row) for row in rows if row["status"] != "ok").most_common()),
-        "audio_hours": sum(row["duration"] for row in ok) / 3600,
-        "speech_hours": sum(row["speech_seconds"] for row in ok) / 3600,
+        "input_rows": input_rows,
+        "recorded_rows": totals["rows"],
+        "ok": totals["ok"],
+        "errors": totals["rows"] - totals["ok"],
+        "errors_by_reason": dict(reasons.most_common()),
+        "audio_hours": totals["audio"] / 3600,
+        "speech_hours": totals["speech"] / 3600,
         "wall_seconds": wall_seconds,
-        "audio_seconds_per_wall_second": audio_this_run / wall_seconds if wall_seconds else 0.0,
+        "audio_seconds_per_wall_second": totals["audio_this_run"] / wall_seconds if wall_seconds else 0.0,
         "config": config,
         "versions": versions(),
     }

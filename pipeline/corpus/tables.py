@@ -33,6 +33,8 @@ RECORDINGS_SCHEMA = pa.schema([
     pa.field("error", pa.string()),  # readable reason; null for ok rows
     pa.field("processing_seconds", pa.float64(), nullable=False),  # decode + forward share + post-processing
     pa.field("model", pa.string(), nullable=False),
+    pa.field("row_key", pa.string()),  # what identifies the input across runs (`pipeline.ids`); null for a line with no row
+    pa.field("manifest_row", pa.string()),  # the input row as JSON (paths resolved, uniq_id before disambiguation)
 ])
 
 
@@ -85,5 +87,7 @@ def recordings_table(rows: Iterable[dict[str, Any]], model: str) -> pa.Table:
             "error": None if ok else row["error"],
             "processing_seconds": float(row.get("decode_seconds", 0.0) + row.get("forward_seconds", 0.0) + row.get("post_seconds", 0.0)),
             "model": model,
+            "row_key": row.get("row_key") or None,
+            "manifest_row": row.get("manifest_row") or None,
         })
     return pa.Table.from_pylist(records, schema=RECORDINGS_SCHEMA)

@@ -1,0 +1,192 @@
+"""Corpus runs over the input side at scale: stable ids when the corpus grows, the id cases and bad
+lines of issue 9 through whole runs, compressed and mis-encoded manifests, the dry run, and a large
+all-error manifest committed as it goes."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import threading
+import time
+import unicodedata
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import AMI, FAST_MODEL, write_jsonl
+from pipeline.rttm import read_rttm
+
+pytestmark = pytest.mark.slow
+
+SPEECH = str(AMI / "trn03.wav")
+SILENCE = str(AMI / "silence-1s.wav")
+ID_CASES = ["rec?versionId=1", "rec?versionId=2", "a b", "a_b", unicodedata.normalize("NFC", "café"),
+            unicodedata.normalize("NFD", "café"), "tab\tid", "new\nline", "\u202eevil", "../up"]
+
+
+def recordings(output) -> dict[int, dict]:
+    return {(Path(r["manifest"]).name, r["line_number"]): r for r in pq.read_table(output / "recordings").to_pylist()}
+
+
+def run(manifests, output, **options):
+    import pipeline
+
+    return pipeline.run_corpus([str(m) for m in manifests], str(output), model=FAST_MODEL, batch_size=4, **options)
+
+
+def test_a_grown_corpus_keeps_every_recorded_id_and_labels_only_the_new_row(local_ray, tmp_path):
+    for folder in ("x", "y"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "a.wav").symlink_to(SPEECH)
+    (tmp_path / "x" / "b.wav").symlink_to(SPEECH)
+    rows = [{"audio_filepath": "x/a.wav", "duration": 4.0}, {"audio_filepath": "x/b.wav", "offset": 4.0, "duration": 4.0}]
+    manifest = write_jsonl(tmp_path / "manifest.jsonl", rows)
+    output = tmp_path / "output"
+    run([manifest], output)
+    first = recordings(output)
+    assert sorted(r["uniq_id"] for r in first.values()) == ["a", "b"]
+    rttm_a = (output / "rttm" / "a.rttm").read_bytes()
+
+    write_jsonl(manifest, rows + [{"audio_filepath": "y/a.wav", "duration": 4.0}])
+    summary = run([manifest], output, resume=True)
+    grown = recordings(output)
+    assert (summary["processed_this_run"], summary["skipped_by_resume"], summary["recorded_rows"]) == (1, 2, 3)
+    assert {k: (r["uniq_id"], r["row_key"]) for k, r in grown.items() if k in first} == \
+        {k: (r["uniq_id"], r["row_key"]) for k, r in first.items()}
+    newcomer = grown[("manifest.jsonl", 3)]["uniq_id"]
+    assert newcomer.startswith("a-") and newcomer not in ("a", "b")
+    assert sorted(p.name for p in (output / "rttm").iterdir()) == sorted(["a.rttm", "b.rttm", f"{newcomer}.rttm"])
+    assert (output / "rttm" / "a.rttm").read_bytes() == rttm_a  # not labelled again
+    listed = [json.loads(line)["uniq_id"] for line in (output / "manifest.jsonl").read_text().splitlines()]
+    assert listed == ["a", "b", newcomer]
+
+
+def test_each_id_case_gives_its_own_file_and_rttm_id(local_ray, tmp_path):
+    manifest = write_jsonl(tmp_path / "manifest.jsonl",
+                           [{"audio_filepath": SPEECH, "duration": 4.0, "uniq_id": case} for case in ID_CASES])
+    output = tmp_path / "output"
+    summary = run([manifest], output)
+    rows = list(recordings(output).values())
+    assert (summary["ok"], summary["errors"]) == (len(ID_CASES), 0)
+    ids = [r["uniq_id"] for r in rows]
+    assert len(set(ids)) == len(ID_CASES)
+    files = sorted(p.name for p in (output / "rttm").iterdir())
+    assert files == sorted(f"{i}.rttm" for i in ids)
+    assert all(name.isprintable() and "?" not in name and " " not in name and "\u202e" not in name for name in files)
+    rttm_ids = {file_id for name in files for file_id in read_rttm(str(output / "rttm" / name))}
+    assert rttm_ids == set(ids)  # every RTTM's file-id field is its own id (the audio has speech)
+
+
+def test_bad_lines_are_error_rows_naming_the_field_beside_ok_rows(local_ray, tmp_path):
+    long_id = "é" * 100  # 200 bytes of UTF-8
+    lines = [
+        json.dumps({"audio_filepath": SPEECH, "duration": 4.0}),
+        '{"audio_filepath": "%s", "num_speakers": 1e400}' % SILENCE,
+        json.dumps({"audio_filepath": SILENCE, "num_speakers": 1e30}),
+        json.dumps({"audio_filepath": SILENCE, "offset": "five"}),
+    ] + [json.dumps({"audio_filepath": SILENCE, "uniq_id": long_id}, ensure_ascii=False)] * 101
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    output = tmp_path / "output"
+    summary = run([manifest], output)
+    rows = recordings(output)
+    assert (summary["input_rows"], summary["ok"], summary["errors"]) == (105, 102, 3)
+    assert rows[("manifest.jsonl", 1)]["status"] == "ok"
+    assert "num_speakers: must be a finite number" in rows[("manifest.jsonl", 2)]["error"]
+    assert "num_speakers: must be a whole number from 1 to 1000, got 1e+30" in rows[("manifest.jsonl", 3)]["error"]
+    assert rows[("manifest.jsonl", 4)]["error"] == f"{manifest}:4: offset: could not convert 'five'"
+    repeats = [rows[("manifest.jsonl", n)]["uniq_id"] for n in range(5, 106)]
+    assert len(set(repeats)) == 101 and all(i.startswith(long_id) for i in repeats)
+    assert len(list((output / "rttm").iterdir())) == 102
+
+
+def test_bom_gzip_and_zstd_manifests_are_read_and_utf16_is_named(local_ray, tmp_path):
+    line = lambda name: json.dumps({"audio_filepath": SILENCE, "uniq_id": name}) + "\n"  # noqa: E731
+    (tmp_path / "m1-bom.jsonl").write_bytes(b"\xef\xbb\xbf" + (line("bom1") + line("bom2")).encode())
+    (tmp_path / "m2.jsonl.gz").write_bytes(gzip.compress(line("gz").encode()))
+    with pa.CompressedOutputStream(str(tmp_path / "m3.jsonl.zst"), "zstd") as f:
+        f.write(line("zst").encode())
+    (tmp_path / "m4-utf16.jsonl").write_bytes(line("utf16").encode("utf-16"))
+    output = tmp_path / "output"
+    summary = run([tmp_path / "m*"], output)
+    rows = recordings(output)
+    assert {k: r["uniq_id"] for k, r in rows.items() if r["status"] == "ok"} == {
+        ("m1-bom.jsonl", 1): "bom1", ("m1-bom.jsonl", 2): "bom2", ("m2.jsonl.gz", 1): "gz", ("m3.jsonl.zst", 1): "zst"}
+    assert "the manifest is UTF-16-LE" in rows[("m4-utf16.jsonl", 1)]["error"]
+    assert (summary["ok"], summary["errors"]) == (4, 1)
+
+
+def test_dry_run_checks_every_row_and_writes_nothing(local_ray, tmp_path):
+    import pipeline
+
+    for part in range(2):
+        lines = []
+        for i in range(150):
+            if i % 3 == 0:
+                lines.append(json.dumps({"audio_filepath": SILENCE, "uniq_id": f"s{part}-{i}", "duration": 1.0}))
+            elif i % 3 == 1:
+                lines.append(json.dumps({"audio_filepath": f"missing-{i}.wav", "duration": 3.0}))
+            else:
+                lines.append("{not json" if i % 2 else json.dumps({"audio_filepath": SPEECH, "uniq_id": f"t{part}-{i}"}))
+        (tmp_path / f"part{part}.jsonl").write_text("\n".join(lines) + "\n")
+    output = tmp_path / "never-written"
+    report = pipeline.run_corpus([str(tmp_path / "part*.jsonl")], str(output), dry_run=True)
+    assert not output.exists()
+    assert (report["input_rows"], report["ok"], report["errors"]) == (300, 150, 150)
+    assert report["errors_by_reason"]["audio file not found"] == 100
+    assert sum(report["errors_by_reason"].values()) == 150 and len(report["error_examples"]) == 20
+    assert report["audio_hours"] == pytest.approx(100 / 3600) and report["ok_rows_without_duration"] == 50
+    assert report["estimated_actor_hours"] > 0
+
+    checked = pipeline.run_corpus([str(tmp_path / "part*.jsonl")], str(output), dry_run=True, check_audio=True)
+    speech_seconds = 50 * pipeline.audio.audio_info(SPEECH).duration
+    assert checked["audio_hours"] == pytest.approx((100 + speech_seconds) / 3600) and checked["ok_rows_without_duration"] == 0
+    assert not output.exists()
+
+
+def test_dry_run_from_the_command_line_prints_the_report(local_ray, tmp_path, capsys):
+    from pipeline.__main__ import main
+
+    manifest = write_jsonl(tmp_path / "m.jsonl", [{"audio_filepath": SILENCE, "duration": 1.0}, {"audio_filepath": "gone.wav"}])
+    assert main(["diarize", "--manifest", str(manifest), "--output", str(tmp_path / "out"), "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert "dry run: 2 input rows (0 already recorded): 1 ok, 1 errors" in printed and "audio file not found" in printed
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_large_all_error_manifest_is_committed_as_it_goes(local_ray, tmp_path):
+    rows = 20_000
+    with open(tmp_path / "errors.jsonl", "w") as f:
+        for i in range(rows):
+            f.write("{broken\n" if i % 2 else json.dumps({"audio_filepath": f"gone/{i}.wav", "duration": 5.0}) + "\n")
+    output = tmp_path / "output"
+    commits: list[float] = []
+
+    def watch(stop: threading.Event) -> None:
+        seen = set()
+        while not stop.is_set():
+            for part in (output / "recordings").glob("part-*.parquet") if (output / "recordings").exists() else []:
+                if part.name not in seen:
+                    seen.add(part.name)
+                    commits.append(time.monotonic())
+            stop.wait(0.05)
+
+    stop = threading.Event()
+    watcher = threading.Thread(target=watch, args=(stop,))
+    watcher.start()
+    began = time.monotonic()
+    try:
+        summary = run([tmp_path / "errors.jsonl"], output)
+    finally:
+        ended = time.monotonic()
+        stop.set()
+        watcher.join()
+    assert (summary["input_rows"], summary["ok"], summary["errors"]) == (rows, 0, rows)
+    assert pq.read_table(output / "recordings").num_rows == rows
+    assert ended - began < 300
+    assert len(commits) >= 10  # many commits, not one at the end
+    assert commits[0] - began < 0.5 * (ended - began)  # the first lands early in the run
+    gaps = [b - a for a, b in zip([began] + commits, commits + [ended])]
+    assert max(gaps) < 60, f"a gap of {max(gaps):.0f} s without a commit"
