@@ -306,7 +306,7 @@ def run_summary(layout: OutputLayout, input_rows: int, parts_before: set[str], w
         with layout.fs.open(layout.part_path("recordings", token), "rb") as f:
             table = pq.read_table(f, columns=["status", "duration", "speech_seconds", "error", "manifest", "line_number", "audio_filepath"])
         reasons.update(error_reason(row) for row in table.filter(pc.not_equal(table["status"], "ok")).to_pylist())
-        ok = [(d, s) for status, d, s in zip(*(table[c].to_pylist() for c in table.column_names)) if status == "ok"]
+        ok = [(d, s) for status, d, s in zip(*(table[c].to_pylist() for c in ("status", "duration", "speech_seconds"))) if status == "ok"]
         audio = sum(d for d, _ in ok)
         totals["rows"] += table.num_rows
         totals["ok"] += len(ok)
