@@ -19,8 +19,10 @@ from typing import Any, Iterable, Sequence
 import ray
 
 from ..config import DiarizeConfig, load_postprocessing_from_yaml
+from ..console import announce_dashboard, quiet_ray, ray_init_options
 from .inputs import InputRow, read_input_rows
 from .outputs import OutputLayout
+from .progress import CommitProgress
 from .sinks import CorpusSink
 from .stages import DiarizeForward, decode_recording, postprocess_batch
 from .storage import public_options
@@ -43,15 +45,20 @@ def run_corpus(
     actor_cpus: float = 0.5,
     actor_threads: int | None = None,
     task_cpus: float = 1.0,
+    limit: int | None = None,
 ) -> dict[str, Any]:
     """Diarize every row of `manifests` (URIs or globs) into `output`; returns the run summary
     (also written to `output/summary.json`). Rows that fail become error rows, never a failed run.
-    `num_actors` is a pool size or `(min, max)` / `"min,max"` for an autoscaling pool."""
+    `num_actors` is a pool size or `(min, max)` / `"min,max"` for an autoscaling pool. `limit`: only
+    the first `limit` input rows (a trial run; a later run with a larger or no limit resumes it).
+    Progress (recordings, hours, errors, ETA) is shown as `pipeline.console.CONSOLE` says."""
     started = time.perf_counter()
     manifests = [manifests] if isinstance(manifests, str) else list(manifests)
     layout = OutputLayout(output, storage_options)
     completed = layout.prepare(resume)
     inputs = read_input_rows(manifests, storage_options)
+    if limit is not None:
+        inputs = inputs[:limit]
     todo = [row.to_item() for row in inputs if row.resume_key not in completed]
     config = DiarizeConfig(
         batch_size=batch_size,
@@ -83,7 +90,8 @@ def run_corpus(
             batch_format="numpy",
             num_cpus=task_cpus,
         )
-        labelled.write_datasink(CorpusSink(layout, model))
+        with CommitProgress(layout, total=len(inputs), already_done=len(inputs) - len(todo)):
+            labelled.write_datasink(CorpusSink(layout, model))
 
     recorded = layout.read_table("recordings")
     ok_ids = {uid for uid, status in zip(recorded["uniq_id"].to_pylist(), recorded["status"].to_pylist()) if status == "ok"}
@@ -94,7 +102,7 @@ def run_corpus(
             "manifests": manifests, "output": output, "model": model, "batch_size": batch_size,
             "num_actors": [min_actors, max_actors], "gpus_per_actor": gpus_per_actor, "actor_cpus": actor_cpus, "actor_threads": actor_threads,
             "task_cpus": task_cpus, "resume": resume, "max_num_speakers": max_num_speakers,
-            "postprocessing_yaml": postprocessing_yaml, "storage_options": public_options(storage_options),
+            "postprocessing_yaml": postprocessing_yaml, "storage_options": public_options(storage_options), "limit": limit,
         },
     )
     summary.update(processed_this_run=len(todo), skipped_by_resume=len(inputs) - len(todo))
@@ -115,9 +123,19 @@ def actor_pool_size(num_actors: ActorCount) -> tuple[int, int]:
 
 
 def connect_ray(address: str | None) -> None:
-    """Join `address` or `RAY_ADDRESS` when given, else start a Ray local to this process."""
+    """Join `address` or `RAY_ADDRESS` when given, else start a Ray local to this process; Ray's own
+    logs stay out of the console (`pipeline.console`) and the dashboard address is shown once."""
     if not ray.is_initialized():
-        ray.init(address=address or os.environ.get("RAY_ADDRESS") or "local")
+        context = ray.init(address=address or os.environ.get("RAY_ADDRESS") or "local", **ray_init_options())
+        announce_dashboard(getattr(context, "dashboard_url", None))
+    else:
+        from ray._private.worker import get_dashboard_url
+
+        try:
+            announce_dashboard(get_dashboard_url())
+        except Exception:  # noqa: BLE001 - a client connection has no dashboard address to give
+            pass
+    quiet_ray()
 
 
 def write_output_manifest(layout: OutputLayout, inputs: list[InputRow], ok_ids: set[str]) -> None:
