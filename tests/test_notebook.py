@@ -35,4 +35,6 @@ def test_notebook_runs_top_to_bottom_and_draws_the_timeline(tmp_path, monkeypatc
     NotebookClient(notebook, timeout=540, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
     printed = "".join(o.get("text", "") for cell in notebook.cells for o in cell.get("outputs", []))
     assert "OVERALL (10)" in printed
+    assert "Ray dashboard: http" in printed and "ELAN files" in printed
     assert os.path.getsize(os.environ["TIMELINE_PNG"]) > 10_000
+    assert (tmp_path / "run" / "report.html").is_file()
