@@ -1,6 +1,7 @@
 """In-process measurements of a model: accuracy (DER on a manifest with references) and real-time
 factor split into VAD, embeddings and clustering. The figures in BENCHMARKS.md come from here:
 
+    python -m pipeline.benchmark accuracy --split test --model default     # AMI + simulated, known and estimated counts
     python -m pipeline.benchmark accuracy --manifest ../shared/data/ami-excerpts/manifest.jsonl \
         --postprocessing-yaml pipeline/conf/far_field.yaml --estimate-speakers
     python -m pipeline.benchmark rtf --manifest SIMULATED/manifest.jsonl
@@ -38,6 +39,38 @@ def diarize_and_score(manifest: str, model=None, postprocessing_yaml: str | None
     segments = model.diarize(loader, postprocessing_yaml=postprocessing_yaml)
     hypotheses = {row.uniq_id: [parse_segment(s) for s in segs] for row, segs in zip(rows, segments)}
     return score_rows(rows, hypotheses, collar=collar)
+
+
+SPLIT_COLUMNS = ("der", "missed_speech", "false_alarm", "confusion", "jer")
+
+
+def split_accuracy(split: str, model_name: str = "default", postprocessing_yaml: str | None = None,
+                   dest_dir: str = "outputs/benchmarks/splits") -> list[dict]:
+    """One row per (corpus, speaker count) of a split: AMI excerpts and simulated conversations
+    (see `pipeline.splits`), with the manifests' counts and with counts estimated by the model."""
+    from .splits import ami_manifest, simulated_manifest
+
+    model = load_model(model_name, device="cpu")
+    manifests = {"ami": ami_manifest(split, dest_dir), "simulated": simulated_manifest(split, dest_dir)}
+    rows = []
+    for corpus, manifest in manifests.items():
+        for estimate in (False, True):
+            began = time.perf_counter()
+            _, overall = diarize_and_score(manifest, model, postprocessing_yaml, estimate_speakers=estimate)
+            rows.append({"split": split, "corpus": corpus, "model": model_name, "count": "estimated" if estimate else "known",
+                         **overall, "wall_seconds": time.perf_counter() - began})
+    return rows
+
+
+def split_table(rows: list[dict]) -> str:
+    """Markdown rows for BENCHMARKS.md."""
+    lines = ["| split | corpus | model | count | DER | missed | false alarm | confusion | JER | count right |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        figures = " | ".join(f"{100 * row[name]:.1f} %" for name in SPLIT_COLUMNS)
+        right = round(row["speaker_count_accuracy"] * row["recordings"])
+        lines.append(f"| {row['split']} | {row['corpus']} | {row['model']} | {row['count']} | {figures} | {right} / {row['recordings']} |")
+    return "\n".join(lines)
 
 
 def real_time_factor(manifest: str, model=None, batch_size: int = 4) -> dict:
@@ -189,7 +222,9 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m pipeline.benchmark", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=["accuracy", "rtf", "corpus"])
-    parser.add_argument("--manifest", required=True)
+    parser.add_argument("--manifest", help="manifest to measure on (accuracy: or --split)")
+    parser.add_argument("--split", choices=["dev", "test"], help="accuracy: the AMI and simulated corpora of a split (pipeline.splits)")
+    parser.add_argument("--model", default="default", help="accuracy: registered model name")
     parser.add_argument("--postprocessing-yaml")
     parser.add_argument("--estimate-speakers", action="store_true", help="hide num_speakers from the model")
     parser.add_argument("--threads", type=int, default=2)
@@ -201,8 +236,15 @@ def main(argv=None) -> None:
     parser.add_argument("--slice-seconds", type=float, default=5.0, help="corpus: length of each slice with --rows")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    if args.what == "accuracy":
-        model = load_model("default", device="cpu")
+    if not args.manifest and not (args.what == "accuracy" and args.split):
+        parser.error("--manifest is required (or --split for accuracy)")
+    if args.what == "accuracy" and args.split:
+        rows = split_accuracy(args.split, args.model, args.postprocessing_yaml)
+        for row in rows:
+            print(json.dumps(row))
+        print(split_table(rows))
+    elif args.what == "accuracy":
+        model = load_model(args.model, device="cpu")
         began = time.perf_counter()
         per_recording, overall = diarize_and_score(args.manifest, model, postprocessing_yaml=args.postprocessing_yaml,
                                                    estimate_speakers=args.estimate_speakers)

@@ -66,6 +66,7 @@ class SimulationConfig:
     min_speech_sec: float = 0.1
     seed: int = 0
     source_dir: str = DEFAULT_SOURCE_DIR
+    speaker_pool: tuple[str, ...] | None = None  # draw speakers from these ids only (a split's half)
 
     def __post_init__(self):
         if self.num_speakers < 1:
@@ -294,8 +295,13 @@ def simulate_conversation(config: SimulationConfig, uniq_id: str | None = None) 
     """One conversation of exactly `config.duration_sec` seconds (16 kHz mono float32)."""
     structure_rng, noise_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(2))
     files = speaker_files(config.source_dir)
+    if config.speaker_pool is not None:
+        unknown = sorted(set(config.speaker_pool) - set(files))
+        if unknown:
+            raise ValueError(f"speakers {unknown[:5]} have no file in {config.source_dir}")
+        files = {speaker: files[speaker] for speaker in sorted(config.speaker_pool)}
     if config.num_speakers > len(files):
-        raise ValueError(f"{config.num_speakers} speakers asked, {config.source_dir} has {len(files)}")
+        raise ValueError(f"{config.num_speakers} speakers asked, the pool has {len(files)}")
     speakers = [str(s) for s in structure_rng.choice(list(files), config.num_speakers, replace=False)]
     gains_db = dict(zip(speakers, structure_rng.uniform(*config.gain_db_range, size=len(speakers)).tolist()))
     placements = _place_turns(config, speakers, files, structure_rng)
@@ -318,6 +324,40 @@ def simulate_conversation(config: SimulationConfig, uniq_id: str | None = None) 
     return Conversation(uniq_id or f"sim-seed{config.seed}", audio.astype(np.float32), turns, gains_db)
 
 
+AUDIO_FORMATS = {  # name: (sample rate, channels); the decoder brings every one back to 16 kHz mono
+    "16k": (16_000, 1),
+    "8k": (8_000, 1),
+    "44k-stereo": (44_100, 2),
+}
+VARIED_FORMATS = (("16k", 0.7), ("8k", 0.15), ("44k-stereo", 0.15))
+
+
+def write_audio(path: str, audio: np.ndarray, audio_format: str = "16k") -> None:
+    """A 16 kHz mono conversation as 16-bit PCM in `audio_format`; the second channel of a stereo
+    file is the first 4 dB down (a second microphone further away), so labels hold for both."""
+    rate, channels = AUDIO_FORMATS[audio_format]
+    if rate != SAMPLE_RATE:
+        divisor = np.gcd(rate, SAMPLE_RATE)
+        audio = scipy.signal.resample_poly(audio, rate // divisor, SAMPLE_RATE // divisor).astype(np.float32)
+    if channels == 2:
+        audio = np.stack([audio, audio * 10 ** (-4 / 20)], axis=1)
+    sf.write(path, np.clip(audio, -1.0, 1.0), rate, subtype="PCM_16")
+
+
+def varied_conditions(rng: np.random.Generator) -> tuple[dict, str]:
+    """Per-conversation conditions for robustness corpora: overlap 0-25 %, speaker gains up to
+    ±8 dB, clean or white/pink noise at 5-30 dB SNR, and some 8 kHz and 44.1 kHz stereo files."""
+    spread = float(rng.uniform(0.0, 8.0))
+    changes = {
+        "overlap_ratio": round(float(rng.uniform(0.0, 0.25)), 3),
+        "gain_db_range": (-spread, spread),
+        "snr_db": None if rng.random() < 0.4 else round(float(rng.uniform(5.0, 30.0)), 1),
+        "noise_color": str(rng.choice(NOISE_COLORS)),
+    }
+    names, weights = zip(*VARIED_FORMATS)
+    return changes, str(rng.choice(names, p=weights))
+
+
 def write_corpus(
     out_dir: str,
     num_conversations: int,
@@ -326,13 +366,16 @@ def write_corpus(
     duration_range: tuple[float, float] | None = None,
     seed: int = 0,
     id_prefix: str = "sim",
+    vary: bool = False,
 ) -> str:
     """Write `<id>.wav` (PCM 16), `<id>.rttm` and a NeMo `manifest.jsonl` (paths relative to it).
 
     Each conversation is `base_config` with its own seed, and, when the ranges are given, its own
-    speaker count (inclusive range) and duration drawn from `seed`."""
+    speaker count (inclusive range) and duration drawn from `seed`; with `vary`, its own overlap,
+    gains, noise and file format too (`varied_conditions`)."""
     os.makedirs(out_dir, exist_ok=True)
     rng = np.random.default_rng(seed)
+    conditions_rng = np.random.default_rng([seed, 1])  # its own stream: `vary` leaves the rest as it was
     rows = []
     for index in range(num_conversations):
         changes = {"seed": int(rng.integers(2**31))}
@@ -340,9 +383,13 @@ def write_corpus(
             changes["num_speakers"] = int(rng.integers(speakers_range[0], speakers_range[1] + 1))
         if duration_range is not None:
             changes["duration_sec"] = round(float(rng.uniform(*duration_range)), 2)
+        audio_format = "16k"
+        if vary:
+            varied, audio_format = varied_conditions(conditions_rng)
+            changes.update(varied)
         uniq_id = f"{id_prefix}-{index:04d}"
         conversation = simulate_conversation(dataclasses.replace(base_config, **changes), uniq_id)
-        sf.write(os.path.join(out_dir, f"{uniq_id}.wav"), conversation.audio, SAMPLE_RATE, subtype="PCM_16")
+        write_audio(os.path.join(out_dir, f"{uniq_id}.wav"), conversation.audio, audio_format)
         write_rttm(os.path.join(out_dir, f"{uniq_id}.rttm"), uniq_id, conversation.turns)
         rows.append(ManifestRow(
             audio_filepath=f"{uniq_id}.wav",
@@ -369,8 +416,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--snr-db", type=float, default=None, help="add noise at this SNR (default: clean)")
     parser.add_argument("--noise", choices=NOISE_COLORS, default="white")
     parser.add_argument("--source", default=DEFAULT_SOURCE_DIR, help="folder of LibriSpeech FLAC files")
+    parser.add_argument("--speakers", choices=["all", "dev", "test"], default="all",
+                        help="draw speakers from this half of the LibriSpeech speakers (see pipeline.splits)")
+    parser.add_argument("--vary", action="store_true",
+                        help="vary overlap, gains, noise and format (8 kHz, 44.1 kHz stereo) per conversation")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    from pipeline.splits import librispeech_speakers
+
+    pool = None if args.speakers == "all" else librispeech_speakers(args.speakers, args.source)
     base_config = SimulationConfig(
         num_speakers=args.min_speakers,
         duration_sec=args.min_duration,
@@ -379,12 +433,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         snr_db=args.snr_db,
         noise_color=args.noise,
         source_dir=args.source,
+        speaker_pool=pool,
     )
     manifest = write_corpus(
         args.out, args.num, base_config,
         speakers_range=(args.min_speakers, args.max_speakers),
         duration_range=(args.min_duration, args.max_duration),
         seed=args.seed,
+        vary=args.vary,
     )
     print(manifest)
     return 0

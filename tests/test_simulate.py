@@ -1,4 +1,5 @@
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -8,12 +9,14 @@ from pipeline.audio import SAMPLE_RATE
 from pipeline.manifest import read_manifest
 from pipeline.rttm import Turn, read_rttm
 from pipeline.simulate import (
+    DEFAULT_SOURCE_DIR,
     SimulationConfig,
     main,
     simulate_conversation,
     speaker_files,
     speech_overlap_ratio,
     speech_regions,
+    write_corpus,
 )
 
 CONFIG = SimulationConfig(num_speakers=3, duration_sec=60.0, overlap_ratio=0.1, seed=7)
@@ -145,3 +148,31 @@ def test_cli_writes_a_manifest_with_readable_audio_and_rttm(tmp_path):
         assert len({t.speaker for t in turns}) == row.num_speakers
         assert 2 <= row.num_speakers <= 4
         assert max(t.end for t in turns) <= row.duration
+
+
+def test_dev_and_test_splits_are_disjoint_and_cover_the_speakers():
+    from pipeline.simulate import speaker_files
+    from pipeline.splits import AMI_SPLITS, librispeech_speakers
+
+    dev, test = librispeech_speakers("dev"), librispeech_speakers("test")
+    assert not set(dev) & set(test)
+    assert set(dev) | set(test) == set(speaker_files(DEFAULT_SOURCE_DIR))
+    assert abs(len(dev) - len(test)) <= 1
+    assert not set(AMI_SPLITS["dev"]) & set(AMI_SPLITS["test"])
+
+
+def test_a_split_corpus_uses_only_its_speakers_and_varies_formats(tmp_path):
+    import soundfile as sf
+
+    from pipeline.splits import librispeech_speakers
+
+    pool = librispeech_speakers("test")
+    config = SimulationConfig(duration_sec=30.0, speaker_pool=pool)
+    manifest = write_corpus(str(tmp_path), 12, config, speakers_range=(2, 3), duration_range=(20, 30), seed=5, vary=True)
+    rows = [json.loads(line) for line in open(manifest, encoding="utf-8")]
+    formats = {(sf.info(tmp_path / r["audio_filepath"]).samplerate, sf.info(tmp_path / r["audio_filepath"]).channels) for r in rows}
+    assert formats - {(16000, 1)}, "no 8 kHz or 44.1 kHz stereo file in 12 varied conversations"
+    speakers = {line.split()[7] for r in rows for line in open(tmp_path / r["rttm_filepath"], encoding="utf-8")}
+    assert speakers <= set(pool)
+    for row in rows:  # every format decodes back to the labelled duration
+        assert abs(sf.info(tmp_path / row["audio_filepath"]).duration - row["duration"]) < 0.01
