@@ -233,8 +233,17 @@ def run_fetch_sample(args: argparse.Namespace) -> int:
 
 def user_error(error: BaseException) -> str | None:
     """The one line for a mistake the user can fix, or None for a bug (which keeps its traceback)."""
-    if isinstance(error, UsageError):
-        return str(error)
+    cause: BaseException | None = error
+    while cause is not None:  # Ray wraps an actor's UsageError (no GPU) in its own errors
+        if isinstance(cause, UsageError):
+            return str(cause)
+        cause = getattr(cause, "cause", None) or cause.__cause__ or cause.__context__
+    # An actor's constructor error reaches the driver only as text (Ray's ActorDiedError keeps the
+    # remote traceback, not the exception): its last line names our UsageError.
+    marker = f"{UsageError.__module__}.{UsageError.__name__}: "
+    for line in reversed(str(error).splitlines()):
+        if line.strip().startswith(marker):
+            return line.strip()[len(marker):]
     name = type(error).__name__
     if name in ("NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError"):
         return (f"no usable AWS credentials ({error}): pass --profile NAME or set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY; "
