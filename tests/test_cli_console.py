@@ -116,3 +116,32 @@ def test_ctrl_c_prints_the_resume_command_and_a_resumed_run_has_a_quiet_stderr(t
     assert "3 input rows: 3 ok, 0 errors" in resumed.stdout
     logs = list((output / "logs").glob("diarize-*.log"))
     assert logs and any(log.stat().st_size > 0 for log in logs)  # Ray's lines went here instead
+
+
+def test_a_terminal_gets_a_tqdm_bar_that_counts_committed_recordings(tmp_path):
+    """The bar on a real pseudo-terminal (120 columns) moves when the sink commits a block."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+
+    from pipeline.corpus.outputs import OutputLayout
+    from pipeline.corpus.progress import CommitProgress
+    from pipeline.corpus.tables import recordings_table
+
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    stream = os.fdopen(terminal, "w")
+    layout = OutputLayout(str(tmp_path))
+    row = {"uniq_id": "a", "audio_filepath": "a.wav", "manifest": "m", "line_number": 1, "status": "ok", "error": "",
+           "audio_seconds": 1800.0, "segments": ""}
+    with CommitProgress(layout, total=3, already_done=1, poll=0.1, stream=stream):
+        layout.write_part("recordings", "block", recordings_table([row], "default"))
+        time.sleep(0.5)
+    stream.flush()
+    shown = b""
+    while select.select([controller], [], [], 0.2)[0]:
+        shown += os.read(controller, 4096)
+    text = shown.decode()
+    assert "recordings:  33%" in text and "2/3" in text and "0.50 h audio, 0 errors" in text, text
