@@ -165,3 +165,14 @@ def test_export_and_report_work_on_an_s3_run(labelled_run, s3_endpoint, tmp_path
     assert write_report("s3://runs/ami", storage_options=options) == "s3://runs/ami/report.html"
     fs.invalidate_cache()
     assert b"DER over 2 scored recordings" in fs.cat("runs/ami/report.html")
+
+
+def test_limit_runs_the_first_rows_and_a_later_run_resumes_the_rest(local_ray, tmp_path):
+    from pipeline.corpus import run_corpus
+
+    rows = [with_absolute_paths(ami_rows("trn02")[0]), {"audio_filepath": str(tmp_path / "gone.wav")}, {"audio_filepath": str(tmp_path / "gone2.wav")}]
+    manifest = str(write_jsonl(tmp_path / "manifest.jsonl", rows))
+    trial = run_corpus([manifest], str(tmp_path / "run"), limit=1)
+    assert (trial["input_rows"], trial["ok"], trial["errors"]) == (1, 1, 0)
+    rest = run_corpus([manifest], str(tmp_path / "run"), resume=True)
+    assert (rest["input_rows"], rest["ok"], rest["errors"], rest["skipped_by_resume"]) == (3, 1, 2, 1)
