@@ -102,7 +102,7 @@ def read_scores(layout, output: str, storage_options: dict | None, score: bool, 
 def write_report(output: str, dest: str | None = None, storage_options: dict | None = None, score: bool = True,
                  max_timelines: int = 200) -> str:
     """Writes the page for the run in `output` to `dest` (default `output/report.html`); returns its URI."""
-    from .corpus.inputs import read_input_rows
+    from .corpus.inputs import manifest_row
     from .corpus.outputs import OutputLayout
     from .corpus.storage import filesystem, is_local, join
     from .errors import UsageError
@@ -119,7 +119,7 @@ def write_report(output: str, dest: str | None = None, storage_options: dict | N
     turns_of: dict[str, list[Turn]] = {}
     for row in layout.read_table("segments", ["uniq_id", "start", "end", "speaker"]).to_pylist():
         turns_of.setdefault(row["uniq_id"], []).append(Turn(row["start"], row["end"], row["speaker"]))
-    rows = [i.row for i in read_input_rows(summary["config"]["manifests"], storage_options) if i.row is not None and not i.error]
+    rows = [manifest_row(r) for r in recordings if r["status"] == "ok"]  # the input rows, as the run recorded them
     row_of = {row.uniq_id: row for row in rows}
     scores = read_scores(layout, output, storage_options, score, rows)
 
