@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed-stamp
 SAMPLE := data/sample/manifest.jsonl
 OUTPUT ?= outputs/sample
 
-.PHONY: install run test benchmark clean
+.PHONY: install browser run test benchmark clean
 
 install: $(STAMP)
 
@@ -22,7 +22,13 @@ run: $(STAMP) $(SAMPLE)
 	rm -rf $(OUTPUT)
 	$(PYTHON) -m pipeline diarize --manifest $(SAMPLE) --output $(OUTPUT) --evaluate --print-segments
 
-test: $(STAMP)
+# The report test opens report.html in a real headless Chromium (Debian's package).
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  { if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	    else echo "chromium not installed and apt-get unavailable: the report test will be skipped"; fi; }
+
+test: $(STAMP) browser
 	$(PYTHON) -m pytest -q -ra
 
 clean:

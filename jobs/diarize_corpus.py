@@ -9,4 +9,4 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the uploaded wor
 from pipeline.__main__ import main
 
 if __name__ == "__main__":
-    sys.exit(main(["diarize", *sys.argv[1:]]))
+    sys.exit(main(sys.argv[1:], prog="jobs/diarize_corpus.py", command="diarize"))

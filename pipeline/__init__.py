@@ -16,13 +16,19 @@ __all__ = [
     "load_postprocessing_from_yaml",
     "register_model",
     "run_corpus",
+    "to_annotation",
 ]
 
 
 def __getattr__(name: str):
-    """`run_corpus` is imported on first use: it brings in Ray, which `diarize()` users don't need."""
+    """`run_corpus` and `to_annotation` are imported on first use: they bring in Ray and pyannote,
+    which `diarize()` users don't need."""
     if name == "run_corpus":
         from .corpus import run_corpus
 
         return run_corpus
+    if name == "to_annotation":  # pyannote.core on first use too
+        from .export import to_annotation
+
+        return to_annotation
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

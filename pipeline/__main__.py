@@ -1,20 +1,66 @@
-"""Command line: `python -m pipeline diarize ...` (corpus run on Ray), `evaluate` (score a run), `fetch-sample`.
+"""Command line: `python -m pipeline diarize ...` (corpus run on Ray), `evaluate` (score a run),
+`export` (JSON, CSV, ELAN, Praat, Audacity, WebVTT, SRT), `report` (one HTML page), `fetch-sample`.
 
 Every subcommand is a thin layer over a library function (`pipeline.run_corpus`, `pipeline.evaluate.evaluate_run`,
-`pipeline.sample.fetch_sample`), so notebooks and Ray jobs get the same behaviour."""
+`pipeline.sample.fetch_sample`), so notebooks and Ray jobs get the same behaviour. A user mistake ends
+in one `error: ...` line and exit code 2 (`--debug` shows the traceback); Ctrl-C prints the command
+that continues the run."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import shlex
 import sys
+import time
+import traceback
 from typing import Sequence
 
+from .errors import UsageError
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
+PROG = "python -m pipeline"
 
-    diarize = commands.add_parser("diarize", help="label every row of one or more manifests with Ray Data")
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad option is one line naming `--help` (exit 2), like every other mistake."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("corpus-diarization")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def common_options() -> argparse.ArgumentParser:
+    """Console and error options every subcommand takes."""
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("console")
+    group.add_argument("--quiet", "-q", action="store_true", help="no progress or dashboard line; errors and the summary only")
+    group.add_argument("--verbose", "-v", action="store_true", help="show Ray's own logs on the console too")
+    group.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                       help="level of the run's log file (default: %(default)s)")
+    group.add_argument("--log-file", default=None, metavar="PATH",
+                       help="where Ray's and the pipeline's logs go (default: OUTPUT/logs/ for a local output, else the temp folder)")
+    group.add_argument("--progress-interval", type=float, default=30.0, metavar="SECONDS",
+                       help="seconds between progress lines when stderr is not a terminal (default: %(default)s)")
+    group.add_argument("--debug", action="store_true", help="show the traceback of a user error")
+    return common
+
+
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    parser = Parser(prog=prog, description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"corpus-diarization {package_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    common = common_options()
+
+    diarize = commands.add_parser("diarize", parents=[common], help="label every row of one or more manifests with Ray Data")
     diarize.add_argument("--manifest", nargs="+", required=True, metavar="URI", help="manifest URIs or globs (s3://, gs://, file://, paths)")
     diarize.add_argument("--output", required=True, metavar="URI", help="output folder (local or object store)")
     diarize.add_argument("--model", default="default",
@@ -39,21 +85,37 @@ def build_parser() -> argparse.ArgumentParser:
     diarize.add_argument("--print-segments", action="store_true", help="print every recording's speaker turns")
     diarize.add_argument("--dry-run", action="store_true", help="read and check every row (fields, ids, audio exists); report rows, hours, errors and cost; write nothing")
     diarize.add_argument("--check-audio", action="store_true", help="with --dry-run: also read each file's header for its duration")
+    diarize.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N input rows (a trial run)")
+    diarize.add_argument("--report", action="store_true", help="write OUTPUT/report.html once the run is done")
     diarize.set_defaults(handler=run_diarize)
 
-    evaluate = commands.add_parser("evaluate", help="score a run's RTTMs against the manifests' references")
+    evaluate = commands.add_parser("evaluate", parents=[common], help="score a run's RTTMs against the manifests' references")
     evaluate.add_argument("--output", required=True, metavar="URI", help="the run's output folder")
     evaluate.add_argument("--manifest", nargs="+", default=None, metavar="URI", help="manifests with rttm_filepath (default: the run's)")
     evaluate.add_argument("--preset", choices=["full", "fair", "forgiving"], default="fair", help="NeMo's scoring presets (default: %(default)s)")
     evaluate.add_argument("--collar", type=float, default=None, help="seconds around each reference boundary, md-eval/NeMo meaning (default: the preset's)")
     evaluate.add_argument("--skip-overlap", action="store_true", help="do not score overlapped speech")
     evaluate.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
-    evaluate.add_argument("--endpoint-url", default=None)
-    evaluate.add_argument("--anonymous", action="store_true")
-    evaluate.add_argument("--profile", default=None)
+    add_storage_options(evaluate)
     evaluate.set_defaults(handler=run_evaluate)
 
-    fetch = commands.add_parser("fetch-sample", help="download the small sample corpus")
+    from .export import FORMATS
+
+    export = commands.add_parser("export", parents=[common], help="write a run's speaker turns as JSON, CSV, ELAN, Praat, Audacity, WebVTT or SRT files")
+    export.add_argument("--output", required=True, metavar="URI", help="the run's output folder")
+    export.add_argument("--format", required=True, choices=sorted(FORMATS), help="one file per recording in this format")
+    export.add_argument("--dest", default=None, metavar="URI", help="folder for the files (default: OUTPUT/export/FORMAT)")
+    add_storage_options(export)
+    export.set_defaults(handler=run_export)
+
+    report = commands.add_parser("report", parents=[common], help="write OUTPUT/report.html: summary, errors, DER, who spoke when")
+    report.add_argument("--output", required=True, metavar="URI", help="the run's output folder")
+    report.add_argument("--dest", default=None, metavar="URI", help="where to write the page (default: OUTPUT/report.html)")
+    report.add_argument("--no-score", action="store_true", help="do not score against references (uses eval/ when a previous evaluate wrote it)")
+    add_storage_options(report)
+    report.set_defaults(handler=run_report)
+
+    fetch = commands.add_parser("fetch-sample", parents=[common], help="download the small sample corpus")
     fetch.add_argument("--dest", required=True, help="folder to write the sample into")
     fetch.set_defaults(handler=run_fetch_sample)
     return parser
@@ -70,6 +132,12 @@ def model_argument(text: str) -> tuple[str, object]:
         return key.strip(), json.loads(value)
     except json.JSONDecodeError:
         return key.strip(), value
+
+
+def add_storage_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--endpoint-url", default=None, help="S3 endpoint URL (default: AWS_ENDPOINT_URL / AWS's)")
+    command.add_argument("--anonymous", action="store_true", help="read object storage without credentials")
+    command.add_argument("--profile", default=None, help="AWS profile for object storage")
 
 
 def run_diarize(args: argparse.Namespace) -> int:
@@ -96,6 +164,7 @@ def run_diarize(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint,
         dry_run=args.dry_run,
         check_audio=args.check_audio,
+        limit=args.limit,
     )
     if args.dry_run:
         print_dry_run(summary)
@@ -106,6 +175,10 @@ def run_diarize(args: argparse.Namespace) -> int:
     if args.evaluate:
         print_scores(args.output, args.manifest, 0.25, False, options, args.address)
     print_summary(summary, layout)
+    if args.report:
+        from .report import write_report
+
+        print(f"report: {write_report(args.output, storage_options=options)}")
     return 1 if args.fail_on_error and summary["errors"] else 0
 
 
@@ -177,6 +250,24 @@ def print_summary(summary: dict, layout) -> None:
             print(f"  ... {len(errors) - 20} more in recordings/ (status == 'error')")
 
 
+def run_export(args: argparse.Namespace) -> int:
+    from .corpus.storage import storage_options
+    from .export import export_run
+
+    written = export_run(args.output, args.format, args.dest, storage_options(args.endpoint_url, args.anonymous, args.profile))
+    print(f"{len(written)} {args.format} files in {os.path.dirname(written[0]) if written else args.dest or args.output}")
+    return 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from .corpus.storage import storage_options
+    from .report import write_report
+
+    options = storage_options(args.endpoint_url, args.anonymous, args.profile)
+    print(f"report: {write_report(args.output, args.dest, storage_options=options, score=not args.no_score)}")
+    return 0
+
+
 def run_fetch_sample(args: argparse.Namespace) -> int:
     from .sample import fetch_sample
 
@@ -184,11 +275,103 @@ def run_fetch_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    code = args.handler(args)
-    sys.stdout.flush()
-    return code
+def user_error(error: BaseException) -> str | None:
+    """The one line for a mistake the user can fix, or None for a bug (which keeps its traceback)."""
+    cause: BaseException | None = error
+    while cause is not None:  # Ray wraps an actor's UsageError (no GPU) in its own errors
+        if isinstance(cause, UsageError):
+            return str(cause)
+        cause = getattr(cause, "cause", None) or cause.__cause__ or cause.__context__
+    # An actor's constructor error reaches the driver only as text (Ray's ActorDiedError keeps the
+    # remote traceback, not the exception): its last line names our UsageError.
+    marker = f"{UsageError.__module__}.{UsageError.__name__}: "
+    for line in reversed(str(error).splitlines()):
+        if line.strip().startswith(marker):
+            return line.strip()[len(marker):]
+    name = type(error).__name__
+    if name in ("NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError"):
+        return (f"no usable AWS credentials ({error}): pass --profile NAME or set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY; "
+                "--anonymous for a public bucket; --endpoint-url for a non-AWS S3 store")
+    if name == "ProfileNotFound":
+        return f"{error}: name a profile of ~/.aws/config with --profile, or leave --profile out"
+    if name in ("EndpointConnectionError", "ConnectTimeoutError") or (name == "ClientConnectorError"):
+        return f"cannot reach the object store ({error}): check --endpoint-url"
+    if isinstance(error, PermissionError):
+        return f"access denied: {error}: check the credentials (--profile) or pass --anonymous for a public bucket"
+    if isinstance(error, FileExistsError):
+        return str(error)
+    if isinstance(error, (FileNotFoundError, IsADirectoryError, NotADirectoryError)):
+        where = error.filename or str(error)
+        hint = "; for S3 check the bucket name and --endpoint-url" if "s3" in str(where) or "bucket" in str(error).lower() else ""
+        return f"not found: {where}{hint}" if error.filename else f"{error}{hint}"
+    return None
+
+
+def resume_command(prog: str, argv: Sequence[str]) -> str:
+    """The command line that continues an interrupted run."""
+    argv = list(argv)
+    if "diarize" in argv[:1] and "--resume" not in argv:
+        argv.append("--resume")
+    return " ".join([prog, *map(shlex.quote, argv)])
+
+
+def default_log_file(args: argparse.Namespace) -> str:
+    from .corpus.storage import is_local
+
+    output = getattr(args, "output", None)
+    name = f"{args.command}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.log"
+    if output and is_local(output):
+        return os.path.join(output.removeprefix("file://"), "logs", name)
+    import tempfile
+
+    return os.path.join(tempfile.gettempdir(), "corpus-diarization", name)
+
+
+def main(argv: Sequence[str] | None = None, prog: str = PROG, command: str | None = None) -> int:
+    """`command` fixes the subcommand (the jobs/ entry points, whose `--help` names `prog`)."""
+    import logging
+
+    from .console import CONSOLE, capture_stderr
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(prog)
+    if command is not None:
+        subcommand = parser._subparsers._group_actions[0].choices[command]  # noqa: SLF001 - argparse keeps them here
+        subcommand.prog = prog
+        args = subcommand.parse_args(argv)
+        args.command = command
+        shown = [command, *argv]
+    else:
+        args = parser.parse_args(argv)
+        shown = argv
+    CONSOLE.quiet, CONSOLE.verbose, CONSOLE.progress_interval = args.quiet, args.verbose, args.progress_interval
+    log_file = args.log_file or default_log_file(args)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    continue_with = resume_command(PROG if command else prog, shown)
+
+    with contextlib.nullcontext() if args.verbose else capture_stderr(log_file) as console:
+        CONSOLE.stream = console
+        CONSOLE.log_file = None if args.verbose else log_file
+        try:
+            code = args.handler(args)
+            sys.stdout.flush()
+            return code
+        except KeyboardInterrupt:
+            print("\ninterrupted: committed recordings are kept; continue with:", file=CONSOLE.out)
+            print(f"  {continue_with}", file=CONSOLE.out, flush=True)
+            return 130
+        except Exception as error:  # noqa: BLE001 - sorted into user mistakes (one line) and bugs (traceback)
+            message = user_error(error)
+            if message is None or args.debug:
+                traceback.print_exc(file=CONSOLE.out)
+            if message is not None:
+                print(f"error: {message}", file=CONSOLE.out, flush=True)
+                return getattr(error, "exit_code", 2)
+            if CONSOLE.log_file:
+                print(f"(Ray's and the pipeline's logs: {CONSOLE.log_file})", file=CONSOLE.out, flush=True)
+            return 1
+        finally:
+            CONSOLE.stream = None
 
 
 if __name__ == "__main__":

@@ -23,7 +23,9 @@ RAYJOB_YAML = REPO / "deploy" / "kuberay-rayjob.yaml"
 S3_POLICY = REPO / "deploy" / "s3-policy.json"
 CLUSTER_DOC = REPO / "docs" / "cluster.md"
 ENTRY_POINT = "jobs/diarize_corpus.py"
-IMAGE = f"rayproject/ray:{ray.__version__}-py311-gpu"
+DOCKERFILE = REPO / "Dockerfile"
+BASE_IMAGE = f"rayproject/ray:{ray.__version__}-py311-gpu"
+IMAGE = yaml.safe_load(CLUSTER_YAML.read_text(encoding="utf-8"))["docker"]["image"]  # built from DOCKERFILE
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +118,19 @@ def test_docker_image_matches_installed_ray_and_python_311(config):
     assert pins and all(dep.split("==")[1].strip() == ray.__version__ for dep in pins), pins
 
 
+def test_dockerfile_bakes_project_and_weights_into_the_cluster_image():
+    """One image for both deployments, built on the Ray image the project pins; it installs the project
+    (torch and the weight-carrying packages with it) and loads the model once, so the weights are in it."""
+    lines = [line.strip() for line in DOCKERFILE.read_text(encoding="utf-8").replace("\\\n", " ").splitlines()]
+    assert [l for l in lines if l.startswith("FROM ")] == [f"FROM {BASE_IMAGE}"]
+    runs = " ".join(l for l in lines if l.startswith("RUN "))
+    assert re.search(r"pip install [^&]*-e \.", runs) and "load_model('default'" in runs
+    assert any(l.startswith("COPY") and " pipeline " in f"{l} " for l in lines)
+    assert not IMAGE.startswith("rayproject/"), "cluster.yaml should run the project's image"
+    ignored = (REPO / ".dockerignore").read_text(encoding="utf-8").split()
+    assert {".venv", "outputs", "data"} <= set(ignored)
+
+
 def test_setup_installs_the_project(config):
     mounts = config["file_mounts"]
     for role in ("head_setup_commands", "worker_setup_commands"):  # setup_commands already merged in
@@ -173,7 +188,9 @@ def test_kuberay_rayjob_structure(manifests, rayjob):
     assert words[:2] == ["python", ENTRY_POINT] and (REPO / ENTRY_POINT).is_file()
     assert words[words.index("--gpus-per-actor") + 1] == "1"
     assert all(str(w).startswith("s3://") for w in (words[words.index("--manifest") + 1], words[words.index("--output") + 1]))
-    yaml.safe_load(spec.get("runtimeEnvYAML", "{}"))  # a string holding YAML
+    runtime_env = yaml.safe_load(spec.get("runtimeEnvYAML", "{}"))  # a string holding YAML
+    assert "pip" not in runtime_env, "the image already holds the dependencies"
+    assert isinstance(spec["activeDeadlineSeconds"], int) and spec["activeDeadlineSeconds"] > 0
 
     cluster = spec["rayClusterSpec"]
     assert cluster["rayVersion"] == ray.__version__

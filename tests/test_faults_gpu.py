@@ -45,7 +45,8 @@ def test_gpu_actor_without_cuda_fails_loudly_and_never_runs_on_cpu(tmp_path):
     finally:
         shutil.rmtree(ray_temp, ignore_errors=True)
 
-    assert run.returncode != 0, "the run must fail when GPUs are requested and CUDA is unusable"
+    assert run.returncode == 2, "no usable GPU is a user error: one line, exit 2\n" + run.stderr
+    assert run.stderr.strip().splitlines()[-1].startswith("error: GPUs were requested"), run.stderr
     assert "GPUs were requested for the model actors (--gpus-per-actor > 0) but CUDA is not usable" in run.stderr
     assert "refusing to fall back to CPU" in run.stderr
     assert "CUDA_VISIBLE_DEVICES='0'" in run.stderr, "Ray gave the actor its (fake) GPU"

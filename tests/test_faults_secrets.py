@@ -114,7 +114,8 @@ def test_environment_secrets_stay_out_of_cli_output_and_ray_logs(corpus, s3_endp
                    AWS_DEFAULT_REGION="us-east-1", RAY_TMPDIR=ray_temp,
                    PATH=f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}")
         command = [sys.executable, "-m", "pipeline", "diarize", "--manifest", "s3://secrets/in/manifest.jsonl",
-                   "--output", "s3://secrets/out-env", "--endpoint-url", s3_endpoint, "--batch-size", "2", "--print-segments"]
+                   "--output", "s3://secrets/out-env", "--endpoint-url", s3_endpoint, "--batch-size", "2", "--print-segments",
+                   "--log-file", os.path.join(ray_temp, "logs", "cli-run.log")]  # the run's log (Ray's stderr) is searched too
         run = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
         assert run.returncode == 0, run.stderr[-3000:]
         assert_rows(corpus, "secrets/out-env")

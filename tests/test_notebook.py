@@ -30,9 +30,12 @@ def test_notebook_runs_top_to_bottom_and_draws_the_timeline(tmp_path, monkeypatc
     monkeypatch.setenv("OUTPUT", str(tmp_path / "run"))
     monkeypatch.setenv("TIMELINE_PNG", str(os.environ.get("NOTEBOOK_TIMELINE_PNG", png)))
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    # "local": the notebook would otherwise join ("auto") any Ray cluster already running on this machine.
+    monkeypatch.setenv("RAY_ADDRESS", "local")
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     NotebookClient(notebook, timeout=540, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
     printed = "".join(o.get("text", "") for cell in notebook.cells for o in cell.get("outputs", []))
     assert "OVERALL (10)" in printed
+    assert "Ray dashboard: http" in printed and "ELAN files" in printed
     assert os.path.getsize(os.environ["TIMELINE_PNG"]) > 10_000
+    assert (tmp_path / "run" / "report.html").is_file()

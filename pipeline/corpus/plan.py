@@ -37,6 +37,7 @@ from . import preflight
 from .inputs import assign_ids, manifest_row, read_inputs
 from .lease import OutputInUse, OutputLease
 from .outputs import OutputLayout, OutputWriteFailed
+from .progress import CommitProgress
 from .preflight import ActorCount
 from .ray_session import connect_ray, exit_on_sigterm
 from .sinks import CorpusSink
@@ -68,6 +69,7 @@ def run_corpus(
     checkpoint: str | None = None,
     dry_run: bool = False,
     check_audio: bool = False,
+    limit: int | None = None,
 ) -> dict[str, Any]:
     """Diarize every row of `manifests` (URIs or globs) into `output`; returns the run summary
     (also written to `output/summary.json`). Rows that fail become error rows, never a failed run.
@@ -80,7 +82,10 @@ def run_corpus(
     for; each failure is one `UsageError` line.
 
     `dry_run=True` reads and checks every row (fields, ids, that the audio exists, its duration with
-    `check_audio`) and returns a report (`dry_run.dry_run_report`) without writing anything."""
+    `check_audio`) and returns a report (`dry_run.dry_run_report`) without writing anything.
+    `limit`: only the first `limit` input rows, in manifest and line order (a trial run; a later run
+    with a larger or no limit resumes it). Progress (recordings, hours, errors, ETA) is shown as
+    `pipeline.console.CONSOLE` says."""
     started = time.perf_counter()
     manifests = [manifests] if isinstance(manifests, str) else list(manifests)
     min_actors, max_actors = preflight.check_options(batch_size, max_num_speakers, num_actors, gpus_per_actor,
@@ -98,7 +103,7 @@ def run_corpus(
         layout = OutputLayout(output, storage_options)
         has_records = layout.check_fresh(resume)
         connect_ray(address)
-        parsed = read_inputs(manifests, storage_options).materialize()
+        parsed = first_rows(read_inputs(manifests, storage_options), limit).materialize()
         input_rows = parsed.count()
         todo = assign_ids(parsed, input_rows, layout.recorded(RECORDED_COLUMNS) if has_records else None).materialize()
         from .dry_run import dry_run_report
@@ -112,18 +117,19 @@ def run_corpus(
             has_records = layout.prepare(resume)
             connect_ray(address)
             preflight.check_resources(gpus_per_actor, actor_cpus, min_actors)
-            parsed = read_inputs(manifests, storage_options).materialize()
+            parsed = first_rows(read_inputs(manifests, storage_options), limit).materialize()
             input_rows = parsed.count()
             recorded = layout.recorded(RECORDED_COLUMNS) if has_records else None
             todo = assign_ids(parsed, input_rows, recorded).materialize()
             counts = row_counts(todo)
             parts_before = layout.part_tokens("recordings")
             sink = CorpusSink(layout, model)
-            if counts["error"]:
-                todo.filter(expr=col("status") == "error").write_datasink(sink)
-            if counts["ok"]:
-                diarize_rows(todo, sink, counts, model, config, model_kwargs, batch_size, min_actors, max_actors,
-                             gpus_per_actor, actor_cpus, actor_threads, task_cpus, storage_options)
+            with CommitProgress(layout, total=input_rows, already_done=input_rows - counts["ok"] - counts["error"]):
+                if counts["error"]:
+                    todo.filter(expr=col("status") == "error").write_datasink(sink)
+                if counts["ok"]:
+                    diarize_rows(todo, sink, counts, model, config, model_kwargs, batch_size, min_actors, max_actors,
+                                 gpus_per_actor, actor_cpus, actor_threads, task_cpus, storage_options)
 
             if lease.lost_to is not None:
                 raise OutputInUse(f"another run took over the lease on {output} while this one worked "
@@ -136,6 +142,7 @@ def run_corpus(
                     "num_actors": [min_actors, max_actors], "gpus_per_actor": gpus_per_actor, "actor_cpus": actor_cpus, "actor_threads": actor_threads,
                     "task_cpus": task_cpus, "resume": resume, "max_num_speakers": max_num_speakers,
                     "postprocessing_yaml": postprocessing_yaml, "storage_options": public_options(storage_options),
+                    "limit": limit,
                 },
             )
             summary.update(processed_this_run=counts["ok"] + counts["error"], skipped_by_resume=input_rows - counts["ok"] - counts["error"])
@@ -146,6 +153,13 @@ def run_corpus(
                 raise
             raise failure from error
     return summary
+
+
+def first_rows(parsed, limit: int | None):
+    """The first `limit` rows by manifest and line (all rows when `limit` is None)."""
+    if limit is None:
+        return parsed
+    return parsed.sort(["manifest", "line_number"]).limit(limit)
 
 
 def diarize_rows(todo, sink: CorpusSink, counts: dict, model: str, config: DiarizeConfig, model_kwargs: dict, batch_size: int,

@@ -25,15 +25,20 @@ def ray_address(address: str | None) -> str:
 
 def connect_ray(address: str | None, local_options: dict | None = None, **init_options) -> None:
     """Join `address` or `RAY_ADDRESS` when given, else start a Ray local to this process (with
-    `local_options` too, such as `include_dashboard`, which joining a cluster does not take)."""
+    `local_options` too, such as `include_dashboard`, which joining a cluster does not take); the
+    dashboard address is shown once."""
+    from ..console import announce_dashboard, quiet_ray, ray_init_options
+
     global _STARTED_HERE
-    if ray.is_initialized():
-        return
-    target = ray_address(address)
-    ray.init(address=target, **init_options, **((local_options or {}) if target == "local" else {}))
-    if target == "local" and not _STARTED_HERE:
-        _STARTED_HERE = True
-        atexit.register(stop_local_ray)  # runs before Ray's own handler (LIFO), while the tree is known
+    if not ray.is_initialized():
+        target = ray_address(address)
+        context = ray.init(address=target, **{**ray_init_options(), **init_options},
+                           **((local_options or {}) if target == "local" else {}))
+        if target == "local" and not _STARTED_HERE:
+            _STARTED_HERE = True
+            atexit.register(stop_local_ray)  # runs before Ray's own handler (LIFO), while the tree is known
+        announce_dashboard(getattr(context, "dashboard_url", None))
+    quiet_ray()  # Ray's own logs stay out of the console (`pipeline.console`)
 
 
 def exit_on_sigterm() -> None:

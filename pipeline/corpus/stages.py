@@ -85,7 +85,7 @@ class DiarizeForward:
         if use_gpu and not torch.cuda.is_available():
             import ray
 
-            raise RuntimeError(
+            raise UsageError(  # the user's fix: a CUDA node, or --gpus-per-actor 0
                 "GPUs were requested for the model actors (--gpus-per-actor > 0) but CUDA is not usable "
                 f"in this actor (Ray GPU ids {ray.get_gpu_ids()}, CUDA_VISIBLE_DEVICES="
                 f"{os.environ.get('CUDA_VISIBLE_DEVICES')!r}, torch CUDA build {torch.version.cuda}); "

@@ -1,0 +1,147 @@
+"""What a person sees from the CLI: one `error:` line and exit code 2 for each user mistake, a clean
+Ctrl-C that prints the `--resume` command, and a successful run's stderr holding only the dashboard
+line and progress lines (Ray's own logs go to the run's log file)."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, ami_rows, with_absolute_paths, write_jsonl
+
+
+def cli_env(**extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "AWS_PROFILE")}
+    env.update(PYTHONPATH=str(REPO), AWS_EC2_METADATA_DISABLED="true", **extra)
+    return env
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: int = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=REPO, env=env or cli_env(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def assert_one_error_line(result: subprocess.CompletedProcess, *words: str) -> None:
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def test_bad_option_is_one_line(tmp_path):
+    assert_one_error_line(run_cli("diarize", "--manifest", "m.jsonl", "--output", str(tmp_path), "--batch-size", "many"),
+                          "--batch-size", "--help")
+
+
+def test_missing_manifest_is_one_line(tmp_path):
+    assert_one_error_line(run_cli("diarize", "--manifest", str(tmp_path / "nope.jsonl"), "--output", str(tmp_path / "run")),
+                          "nope.jsonl")
+
+
+def test_existing_output_without_resume_is_one_line_and_debug_shows_the_traceback(tmp_path):
+    manifest = write_jsonl(tmp_path / "m.jsonl", [with_absolute_paths(ami_rows("trn02")[0])])
+    (tmp_path / "run" / "recordings").mkdir(parents=True)
+    (tmp_path / "run" / "recordings" / "part-earlier.parquet").write_bytes(b"")
+    args = ("diarize", "--manifest", str(manifest), "--output", str(tmp_path / "run"))
+    assert_one_error_line(run_cli(*args), "--resume")
+    debug = run_cli(*args, "--debug")
+    assert debug.returncode == 2 and "Traceback" in debug.stderr and debug.stderr.strip().splitlines()[-1].startswith("error: ")
+
+
+def test_no_s3_credentials_names_the_three_options(tmp_path):
+    env = cli_env(AWS_CONFIG_FILE=str(tmp_path / "none"), AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"))
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        env.pop(name, None)
+    result = run_cli("diarize", "--manifest", "s3://corpus/manifest.jsonl", "--output", str(tmp_path / "run"),
+                     "--endpoint-url", "http://127.0.0.1:9", env=env)
+    assert_one_error_line(result, "--anonymous", "--profile", "--endpoint-url")
+
+
+def test_unknown_profile_is_one_line(tmp_path):
+    env = cli_env(AWS_CONFIG_FILE=str(tmp_path / "none"), AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"))
+    result = run_cli("diarize", "--manifest", "s3://corpus/manifest.jsonl", "--output", str(tmp_path / "run"), "--profile", "nosuch", env=env)
+    assert_one_error_line(result, "nosuch", "--profile")
+
+
+def test_missing_bucket_is_one_line(tmp_path, s3_endpoint):
+    result = run_cli("diarize", "--manifest", "s3://no-such-bucket/manifest.jsonl", "--output", str(tmp_path / "run"),
+                     "--endpoint-url", s3_endpoint, env=cli_env())
+    assert_one_error_line(result, "bucket", "--endpoint-url")
+
+
+def test_version_and_job_programs_name_themselves():
+    assert run_cli("--version").stdout.startswith("corpus-diarization ")
+    for job in ("jobs/diarize_corpus.py", "jobs/evaluate.py"):
+        shown = subprocess.run([sys.executable, job, "--help"], cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=60)
+        assert shown.returncode == 0 and shown.stdout.startswith(f"usage: {job}"), shown.stdout[:200]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_ctrl_c_prints_the_resume_command_and_a_resumed_run_has_a_quiet_stderr(tmp_path):
+    """Interrupt after the first commit, run the printed command: it finishes the corpus, and its
+    stderr is the dashboard line plus plain progress lines, nothing from Ray."""
+    manifest = write_jsonl(tmp_path / "m.jsonl", [with_absolute_paths(r) for r in ami_rows("trñ00", "trn02", "trn03")])
+    output = tmp_path / "run"
+    args = ["diarize", "--manifest", str(manifest), "--output", str(output), "--batch-size", "1", "--progress-interval", "1"]
+    process = subprocess.Popen([sys.executable, "-m", "pipeline", *args], cwd=REPO, env=cli_env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = []
+    deadline = time.monotonic() + 600
+    for line in process.stderr:
+        seen.append(line)
+        if line.startswith("progress: 1/3") or time.monotonic() > deadline:
+            break
+    process.send_signal(signal.SIGINT)
+    _, rest = process.communicate(timeout=300)
+    stderr = "".join(seen) + rest
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+    command = stderr.strip().splitlines()[-1].strip()
+    assert command.startswith("python -m pipeline diarize") and command.endswith("--resume"), stderr
+
+    resumed = subprocess.run([sys.executable, *shlex.split(command)[1:]], cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    lines = resumed.stderr.strip().splitlines()
+    assert lines and all(line.startswith(("progress: ", "Ray dashboard: ")) for line in lines), resumed.stderr
+    assert lines[-1].startswith("progress: 3/3 recordings (100%)") and "0 errors" in lines[-1], resumed.stderr
+    assert "3 input rows: 3 ok, 0 errors" in resumed.stdout
+    logs = list((output / "logs").glob("diarize-*.log"))
+    assert logs and any(log.stat().st_size > 0 for log in logs)  # Ray's lines went here instead
+
+
+def test_a_terminal_gets_a_tqdm_bar_that_counts_committed_recordings(tmp_path):
+    """The bar on a real pseudo-terminal (120 columns) moves when the sink commits a block."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+
+    from pipeline.corpus.outputs import OutputLayout
+    from pipeline.corpus.progress import CommitProgress
+    from pipeline.corpus.tables import recordings_table
+
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    stream = os.fdopen(terminal, "w")
+    layout = OutputLayout(str(tmp_path))
+    row = {"uniq_id": "a", "audio_filepath": "a.wav", "manifest": "m", "line_number": 1, "status": "ok", "error": "",
+           "audio_seconds": 1800.0, "segments": ""}
+    with CommitProgress(layout, total=3, already_done=1, poll=0.1, stream=stream):
+        layout.write_part("recordings", "block", recordings_table([row], "default"))
+        time.sleep(0.5)
+    stream.flush()
+    shown = b""
+    while select.select([controller], [], [], 0.2)[0]:
+        shown += os.read(controller, 4096)
+    text = shown.decode()
+    assert "recordings:  33%" in text and "2/3" in text and "0.50 h audio, 0 errors" in text, text
