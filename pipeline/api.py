@@ -62,6 +62,8 @@ class SpkDiarizationMixin(ABC):
     - `_diarize_forward(batch)` takes the padded batch of `pipeline.dataset.collate_recordings`
       (`audio` (B, T) float32 16 kHz mono, `audio_lengths`, `offsets`, `num_speakers` (0 = unknown),
       `uniq_ids`) and returns a sequence of exactly B items, one per recording, **in batch order**.
+      It must not write into `audio`: a batch of one shares the decoded recording's memory (read-only
+      in a corpus run), so that a 10-hour file is held once, not copied.
       Each item must be picklable (numpy arrays and plain Python values, not CUDA tensors or
       handles): the corpus pipeline pickles it per recording and hands it to
       `_diarize_output_processing` in another process, and may run a recording in a smaller batch

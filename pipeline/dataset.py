@@ -5,6 +5,7 @@ actors (`collate_recordings` on decoded rows), so a model sees one input format 
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Sequence
 
 import numpy as np
@@ -40,9 +41,12 @@ def collate_recordings(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
     `audio` (B, T) float32, `audio_lengths` (B,) samples, `offsets` (B,) seconds,
     `num_speakers` (B,) with 0 for unknown, `uniq_ids` list of B strings."""
     lengths = [len(item["audio"]) for item in items]
-    audio = torch.zeros(len(items), max(lengths, default=0), dtype=torch.float32)
-    for i, item in enumerate(items):
-        audio[i, : lengths[i]] = torch.as_tensor(np.asarray(item["audio"], dtype=np.float32))
+    if len(items) == 1:  # nothing to pad: a view of the recording, not a copy (a 10-hour file is 2.3 GB)
+        audio = as_tensor(items[0]["audio"])[None]
+    else:
+        audio = torch.zeros(len(items), max(lengths, default=0), dtype=torch.float32)
+        for i, item in enumerate(items):
+            audio[i, : lengths[i]] = as_tensor(item["audio"])
     return {
         "audio": audio,
         "audio_lengths": torch.tensor(lengths, dtype=torch.long),
@@ -50,6 +54,14 @@ def collate_recordings(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "num_speakers": torch.tensor([int(item["num_speakers"] or 0) for item in items], dtype=torch.long),
         "uniq_ids": [item["uniq_id"] for item in items],
     }
+
+
+def as_tensor(samples) -> torch.Tensor:
+    """float32 samples as a tensor sharing their memory. Arrays from Ray's object store are
+    read-only; models never write into their input batch, so torch's warning about it is moot."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.as_tensor(np.asarray(samples, dtype=np.float32))
 
 
 def move_to_device(batch: Any, device: torch.device | str | None) -> Any:

@@ -100,3 +100,25 @@ def test_long_silence_gives_no_segments(tmp_path):
     sf.write(path, np.zeros(30 * 60 * 16_000, dtype=np.float32), 16_000)  # 30 minutes (10 h in BENCHMARKS.md)
     assert audio_info(str(path)).duration == pytest.approx(1800)
     assert cpu_model().diarize(str(path), num_workers=0) == [[]]
+
+
+@pytest.mark.parametrize("rate, channels", [(16000, 1), (44100, 2), (8000, 1)])
+def test_block_decoding_equals_decoding_the_whole_file(tmp_path, monkeypatch, rate, channels):
+    """Files are decoded and resampled a block at a time into one buffer (bounded memory for
+    10-hour files); block edges must not show: the result equals a whole-signal resample."""
+    import soundfile as sf
+
+    from pipeline import audio
+
+    samples = (np.random.default_rng(rate).standard_normal((rate * 5 + 77, channels)) * 0.1).astype(np.float32)
+    path = tmp_path / "x.wav"
+    sf.write(path, samples, rate, subtype="FLOAT")
+    whole = audio.to_mono_16k(samples, rate)
+    monkeypatch.setattr(audio, "DECODE_BLOCK_SECONDS", 0.37)
+    blocked = audio.decode_audio(str(path))
+    assert len(blocked) == len(whole)
+    np.testing.assert_allclose(blocked, whole, atol=1e-6)
+    sliced = audio.decode_audio(str(path), offset=1.25, duration=2.0)
+    start = int(round(1.25 * rate))
+    np.testing.assert_allclose(sliced, audio.to_mono_16k(samples[start : start + 2 * rate], rate)[: len(sliced)], atol=2e-3)
+    assert len(sliced) == 32000

@@ -170,7 +170,7 @@ class DiarizeForward:
     def _forward(self, batch: Batch, rows: list[int], outputs: np.ndarray, seconds: np.ndarray) -> None:
         """Forward of `rows` as one padded batch; the time is shared out by audio length."""
         items = [
-            recording_item(batch["uniq_id"][i], np.array(batch["audio"][i], dtype=np.float32), batch["offset"][i], int(batch["num_speakers"][i]))
+            recording_item(batch["uniq_id"][i], np.asarray(batch["audio"][i], dtype=np.float32), batch["offset"][i], int(batch["num_speakers"][i]))
             for i in rows
         ]
         started = time.perf_counter()
