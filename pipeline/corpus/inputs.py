@@ -163,12 +163,13 @@ def expand_manifests(uris: Iterable[str], options: dict | None = None) -> list[s
     return expanded
 
 
-def read_inputs(manifests: Iterable[str], options: dict | None = None):
+def read_inputs(manifests: Iterable[str], options: dict | None = None, expanded: bool = False):
     """A Ray dataset of every line of every manifest (schema `INPUT_SCHEMA`), read and parsed by Ray
-    tasks. All manifests must live on one filesystem (one scheme and storage options)."""
+    tasks. All manifests must live on one filesystem (one scheme and storage options). `expanded`:
+    the URIs are `expand_manifests`' already."""
     import ray
 
-    uris = expand_manifests(manifests, options)
+    uris = list(manifests) if expanded else expand_manifests(manifests, options)
     fs, _ = filesystem(uris[0], options)
     paths = {filesystem(uri, options)[1]: uri for uri in uris}
     return ray.data.read_datasource(ManifestLines(list(paths), paths, fs))

@@ -34,7 +34,7 @@ import ray
 
 from ..config import DiarizeConfig, load_postprocessing_from_yaml
 from . import preflight
-from .inputs import assign_ids, manifest_row, read_inputs
+from .inputs import assign_ids, expand_manifests, manifest_row, read_inputs
 from .lease import OutputInUse, OutputLease
 from .outputs import OutputLayout, OutputWriteFailed
 from .progress import CommitProgress
@@ -92,6 +92,8 @@ def run_corpus(
                                                      actor_cpus, actor_threads, task_cpus)
     model_kwargs = {**(model_kwargs or {}), **({"checkpoint": checkpoint} if checkpoint else {})}
     preflight.check_model(model, model_kwargs)
+    # Globs listed and manifests found before Ray starts: a wrong path or bucket is one line, at once.
+    manifest_uris = expand_manifests(manifests, storage_options)
     config = DiarizeConfig(
         batch_size=batch_size,
         max_num_speakers=max_num_speakers,
@@ -103,7 +105,7 @@ def run_corpus(
         layout = OutputLayout(output, storage_options)
         has_records = layout.check_fresh(resume)
         connect_ray(address)
-        parsed = first_rows(read_inputs(manifests, storage_options), limit).materialize()
+        parsed = first_rows(read_inputs(manifest_uris, storage_options, expanded=True), limit).materialize()
         input_rows = parsed.count()
         todo = assign_ids(parsed, input_rows, layout.recorded(RECORDED_COLUMNS) if has_records else None).materialize()
         from .dry_run import dry_run_report
@@ -117,7 +119,7 @@ def run_corpus(
             has_records = layout.prepare(resume)
             connect_ray(address)
             preflight.check_resources(gpus_per_actor, actor_cpus, min_actors)
-            parsed = first_rows(read_inputs(manifests, storage_options), limit).materialize()
+            parsed = first_rows(read_inputs(manifest_uris, storage_options, expanded=True), limit).materialize()
             input_rows = parsed.count()
             recorded = layout.recorded(RECORDED_COLUMNS) if has_records else None
             todo = assign_ids(parsed, input_rows, recorded).materialize()
