@@ -1,5 +1,6 @@
 """Command line: `python -m pipeline diarize ...` (corpus run on Ray), `evaluate` (score a run),
-`export` (JSON, CSV, ELAN, Praat, Audacity, WebVTT, SRT), `report` (one HTML page), `fetch-sample`.
+`link-speakers` (global speaker ids across recordings), `export` (JSON, CSV, ELAN, Praat, Audacity,
+WebVTT, SRT), `report` (one HTML page), `fetch-sample`.
 
 Every subcommand is a thin layer over a library function (`pipeline.run_corpus`, `pipeline.evaluate.evaluate_run`,
 `pipeline.sample.fetch_sample`), so notebooks and Ray jobs get the same behaviour. A user mistake ends
@@ -79,7 +80,10 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     diarize.add_argument("--endpoint-url", default=None, help="S3 endpoint URL (default: AWS_ENDPOINT_URL / AWS's)")
     diarize.add_argument("--anonymous", action="store_true", help="read object storage without credentials")
     diarize.add_argument("--profile", default=None, help="AWS profile for object storage")
-    diarize.add_argument("--max-num-speakers", type=int, default=8, help="upper bound when a row gives no num_speakers")
+    diarize.add_argument("--num-speakers", type=int, default=None, help="every file's speaker count (over the rows' num_speakers)")
+    diarize.add_argument("--min-speakers", dest="min_num_speakers", type=int, default=1, help="lower bound of the estimated count (default: %(default)s)")
+    diarize.add_argument("--max-speakers", "--max-num-speakers", dest="max_num_speakers", type=int, default=8,
+                         help="upper bound of the estimated count when a row gives no num_speakers (default: %(default)s)")
     diarize.add_argument("--postprocessing-yaml", default=None, help="NeMo post-processing YAML (parameters: onset, offset, ...)")
     diarize.add_argument("--evaluate", action="store_true", help="score against the rows' rttm_filepath (DER, collar 0.25 s, UEM honoured)")
     diarize.add_argument("--print-segments", action="store_true", help="print every recording's speaker turns")
@@ -95,9 +99,26 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     evaluate.add_argument("--preset", choices=["full", "fair", "forgiving"], default="fair", help="NeMo's scoring presets (default: %(default)s)")
     evaluate.add_argument("--collar", type=float, default=None, help="seconds around each reference boundary, md-eval/NeMo meaning (default: the preset's)")
     evaluate.add_argument("--skip-overlap", action="store_true", help="do not score overlapped speech")
+    evaluate.add_argument("--global", dest="global_", action="store_true",
+                          help="score the linked global RTTMs (link-speakers) as one corpus-wide timeline against references "
+                               "whose speaker names are global; also purity and coverage of the links")
     evaluate.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
     add_storage_options(evaluate)
     evaluate.set_defaults(handler=run_evaluate)
+
+    from .linking import DEFAULT_MIN_SPEECH_SECONDS, DEFAULT_THRESHOLD
+
+    link = commands.add_parser("link-speakers", parents=[common],
+                               help="give the same voice the same global speaker id across the run's recordings")
+    link.add_argument("--output", required=True, metavar="URI", help="the run's output folder")
+    link.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+                      help="mean cosine similarity at which two groups of speakers merge (default: %(default)s, chosen on the dev split)")
+    link.add_argument("--min-speech-seconds", type=float, default=DEFAULT_MIN_SPEECH_SECONDS,
+                      help="speakers with less speech get no global id (default: %(default)s)")
+    link.add_argument("--fresh", action="store_true", help="forget the global ids of an earlier linking and link from scratch")
+    link.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
+    add_storage_options(link)
+    link.set_defaults(handler=run_link_speakers)
 
     from .export import FORMATS
 
@@ -158,6 +179,8 @@ def run_diarize(args: argparse.Namespace) -> int:
         resume=args.resume,
         storage_options=options,
         max_num_speakers=args.max_num_speakers,
+        min_num_speakers=args.min_num_speakers,
+        num_speakers=args.num_speakers,
         postprocessing_yaml=args.postprocessing_yaml,
         address=args.address,
         model_kwargs=dict(args.model_arg),
@@ -227,8 +250,36 @@ def run_evaluate(args: argparse.Namespace) -> int:
     preset = SCORING_PRESETS[args.preset]
     collar = preset["collar"] if args.collar is None else args.collar
     skip_overlap = preset["skip_overlap"] or args.skip_overlap
+    if args.global_:
+        from .evaluate import evaluate_global_run, format_global
+
+        _, overall = evaluate_global_run(args.output, args.manifest, collar=collar, skip_overlap=skip_overlap,
+                                         storage_options=storage_options(args.endpoint_url, args.anonymous, args.profile),
+                                         address=args.address)
+        print(f"global scoring (collar {collar} s around reference boundaries, overlap {'skipped' if skip_overlap else 'scored'})")
+        print(format_global(overall))
+        return 0
     print_scores(args.output, args.manifest, collar, skip_overlap, storage_options(args.endpoint_url, args.anonymous, args.profile),
                  args.address)
+    return 0
+
+
+def run_link_speakers(args: argparse.Namespace) -> int:
+    from .corpus.storage import storage_options
+    from .linking import link_run
+
+    summary = link_run(args.output, threshold=args.threshold, min_speech_seconds=args.min_speech_seconds,
+                       storage_options=storage_options(args.endpoint_url, args.anonymous, args.profile),
+                       address=args.address, fresh=args.fresh)
+    print(
+        f"{summary['speakers']} speakers of {summary['recordings']} recordings: {summary['linked']} linked into "
+        f"{summary['global_speakers']} global speakers ({summary['new_global_speakers']} new), "
+        f"{summary['unlinked']} unlinked (< {summary['min_speech_seconds']} s of speech)\n"
+        + (f"{summary['kept_links']} links kept from the earlier linking, {summary['attached_to_existing']} new speakers "
+           f"joined existing global speakers\n" if summary["kept_links"] else "")
+        + f"threshold {summary['threshold']}, {summary['global_rttms_written']} global RTTMs written, {summary['wall_seconds']:.1f} s\n"
+        f"outputs: {args.output.rstrip('/')}  (speaker_links.parquet, global_speakers.parquet, global_rttm/, linking.json)"
+    )
     return 0
 
 
@@ -240,8 +291,10 @@ def print_summary(summary: dict, layout) -> None:
         f"({summary['skipped_by_resume']} already done, {summary['processed_this_run']} processed this run)\n"
         f"{summary['audio_hours'] * 3600:.1f} s of audio in {summary['wall_seconds']:.1f} s "
         f"({summary['audio_seconds_per_wall_second']:.1f} audio s per wall s)\n"
-        f"outputs: {layout.uri}  (rttm/, segments/, recordings/, manifest.jsonl, summary.json)"
+        f"outputs: {layout.uri}  (rttm/, segments/, speakers/, recordings/, manifest.jsonl, summary.json)"
     )
+    if summary.get("speakers", {}).get("note"):
+        print(f"speakers: {summary['speakers']['note']}")
     if summary["errors"]:
         errors = layout.read_table("recordings").filter(pc.field("status") == "error").to_pylist()
         for row in errors[:20]:

@@ -4,7 +4,7 @@ factor split into VAD, embeddings and clustering. The figures in BENCHMARKS.md c
     python -m pipeline.benchmark accuracy --split test --model default     # AMI + simulated, known and estimated counts
     python -m pipeline.benchmark accuracy --manifest ../shared/data/ami-excerpts/manifest.jsonl \
         --postprocessing-yaml pipeline/conf/far_field.yaml --estimate-speakers
-    python -m pipeline.benchmark rtf --manifest SIMULATED/manifest.jsonl
+    python -m pipeline.benchmark rtf --manifest SIMULATED/manifest.jsonl --model default   # or --model ge2e
     python -m pipeline.benchmark corpus --manifest SIMULATED/manifest.jsonl --compare-in-process
     python -m pipeline.benchmark manifests --rows 1000000 --output outputs/benchmarks/manifests
     python -m pipeline.benchmark errors --rows 200000 --output outputs/benchmarks/errors
@@ -16,12 +16,13 @@ import argparse
 import json
 import resource
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 
 import torch
 
 from .audio import audio_info
-from .config import DiarizeConfig, InternalDiarizeConfig, load_postprocessing_from_yaml
+from .config import DiarizeConfig, InternalDiarizeConfig
 from .dataset import DiarizationDataset, collate_recordings
 from .manifest import read_manifest
 from .models import load_model
@@ -75,49 +76,70 @@ def split_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def real_time_factor(manifest: str, model=None, batch_size: int = 4) -> dict:
-    """Wall time / audio time of the default model (weights loaded, audio decoded beforehand),
-    split into its stages."""
-    from .models.clustering import spectral_cluster
+# The forward methods whose time each built-in model reports as its own stage; the rest of the
+# forward pass (VAD, chunk cutting, copies) is "forward (rest)".
+FORWARD_STAGES = {
+    "OverlapAwareDiarizer": {"_segment": "segmentation", "_embed_local_speakers": "embeddings (fbank + CAM++)"},
+    "ClusteringDiarizer": {"_embed_windows": "embeddings (mel + GE2E)"},
+}
 
+
+@contextmanager
+def timed_methods(model, stages: dict[str, str], timings: dict[str, float]):
+    """Wrap the model's methods named in `stages` so that their wall time adds up in `timings`."""
+    def timed(method, stage):
+        def wrapper(*args, **kwargs):
+            began = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                timings[stage] += time.perf_counter() - began
+        return wrapper
+
+    for name, stage in stages.items():
+        timings.setdefault(stage, 0.0)
+        setattr(model, name, timed(getattr(model, name), stage))
+    try:
+        yield
+    finally:
+        for name in stages:
+            delattr(model, name)
+
+
+def real_time_factor(manifest: str, model=None, batch_size: int = 4) -> dict:
+    """Wall time / audio time of a model (weights loaded, audio decoded beforehand), split into its
+    forward stages (`FORWARD_STAGES`) and post-processing (clustering + turns)."""
     model = model or load_model("default", device="cpu")
     rows = read_manifest(manifest)
     dataset = DiarizationDataset(rows)
     items = [dataset[i] for i in range(len(dataset))]
     audio_seconds = sum(len(item["audio"]) for item in items) / 16_000
-    config = DiarizeConfig(postprocessing_params=load_postprocessing_from_yaml(None), _internal=InternalDiarizeConfig())
-    timings = {"vad": 0.0, "embeddings": 0.0, "clustering": 0.0, "segments": 0.0}
-    segments = windows = 0
-    with torch.inference_mode():
+    config = DiarizeConfig(_internal=InternalDiarizeConfig())
+    stages = FORWARD_STAGES.get(type(model).__name__, {})
+    timings: dict[str, float] = {}
+    forward = post = 0.0
+    segments = 0
+    with torch.inference_mode(), timed_methods(model, stages, timings):
         for start in range(0, len(items), batch_size):
             batch = collate_recordings(items[start : start + batch_size])
             began = time.perf_counter()
-            model.vad(batch["audio"])  # timed alone; the forward pass below runs it again
-            vad = time.perf_counter() - began
-            began = time.perf_counter()
             outputs = model._diarize_forward(batch)
-            forward = time.perf_counter() - began
+            forward += time.perf_counter() - began
             began = time.perf_counter()
-            for output in outputs:
-                spectral_cluster(output["embeddings"], output["num_speakers"] or None, model.config.clustering)
-            clustering = time.perf_counter() - began
-            began = time.perf_counter()
-            segments += sum(map(len, model._diarize_output_processing(outputs, batch["uniq_ids"], config)))  # clusters again
-            post = time.perf_counter() - began
-            timings["vad"] += vad
-            timings["embeddings"] += max(forward - vad, 0.0)  # mel features + encoder
-            windows += sum(len(output["embeddings"]) for output in outputs)
-            timings["clustering"] += clustering
-            timings["segments"] += max(post - clustering, 0.0)
-    total = sum(timings.values())
+            segments += sum(map(len, model._diarize_output_processing(outputs, batch["uniq_ids"], config)))
+            post += time.perf_counter() - began
+    timings["forward (rest)"] = max(forward - sum(timings.values()), 0.0)
+    timings["post-processing (clustering, turns)"] = post
+    total = forward + post
     return {
+        "model": type(model).__name__,
         "audio_seconds": audio_seconds,
         "wall_seconds": total,
         "rtf": total / audio_seconds,
         "rtf_by_stage": {name: seconds / audio_seconds for name, seconds in timings.items()},
         "threads": torch.get_num_threads(),
+        "batch_size": batch_size,
         "segments_found": segments,
-        "embedding_ms_per_window": 1000 * timings["embeddings"] / max(windows, 1),
         "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
     }
 
@@ -376,7 +398,7 @@ def main(argv=None) -> None:
     parser.add_argument("what", choices=["accuracy", "rtf", "corpus", "manifests", "errors"])
     parser.add_argument("--manifest", help="manifest to measure on (accuracy: or --split)")
     parser.add_argument("--split", choices=["dev", "test"], help="accuracy: the AMI and simulated corpora of a split (pipeline.splits)")
-    parser.add_argument("--model", default="default", help="accuracy: registered model name")
+    parser.add_argument("--model", default="default", help="accuracy, rtf: registered model name")
     parser.add_argument("--postprocessing-yaml")
     parser.add_argument("--estimate-speakers", action="store_true", help="hide num_speakers from the model")
     parser.add_argument("--threads", type=int, default=2)
@@ -416,7 +438,7 @@ def main(argv=None) -> None:
             print(json.dumps(row))
         print(json.dumps(overall, indent=2))
     elif args.what == "rtf":
-        print(json.dumps(real_time_factor(args.manifest), indent=2))
+        print(json.dumps(real_time_factor(args.manifest, load_model(args.model, device="cpu"), args.batch_size), indent=2))
     else:
         if args.rows:
             import os

@@ -35,10 +35,12 @@ class PostProcessingParams:
         return cls(**{k: float(v) for k, v in values.items()})
 
 
-def load_postprocessing_from_yaml(path: Optional[str]) -> PostProcessingParams:
-    """NeMo's post-processing YAML: `parameters: {onset: .., offset: .., ...}`; None gives defaults."""
+def load_postprocessing_from_yaml(path: Optional[str]) -> Optional[PostProcessingParams]:
+    """NeMo's post-processing YAML: `parameters: {onset: .., offset: .., ...}`. None gives None: the
+    model's own defaults (`default_postprocessing`), which are the best general setting; NeMo's
+    defaults are the preset `pipeline/conf/nemo.yaml`."""
     if path is None:
-        return PostProcessingParams()
+        return None
     with fsspec.open(path, "r", encoding="utf-8") as f:
         document = yaml.safe_load(f) or {}
     if not isinstance(document, dict) or not isinstance(document.get("parameters", {}), dict):
@@ -68,8 +70,9 @@ class InternalDiarizeConfig:
 class DiarizeConfig:
     """Inference configuration (NeMo's fields and defaults).
 
-    `max_num_speakers` is this project's addition for clustering models: the upper bound of the
-    estimated speaker count when a manifest row gives no `num_speakers`."""
+    This project's additions for clustering models: `max_num_speakers` / `min_num_speakers` bound
+    the estimated speaker count when a manifest row gives no `num_speakers`; `num_speakers` fixes
+    the count of every file (over the manifest's)."""
 
     session_len_sec: float = -1
     batch_size: int = 1
@@ -79,4 +82,13 @@ class DiarizeConfig:
     include_tensor_outputs: bool = False
     postprocessing_params: Optional[PostProcessingParams] = None
     max_num_speakers: int = 8
+    min_num_speakers: int = 1
+    num_speakers: Optional[int] = None
     _internal: Optional[InternalDiarizeConfig] = field(default=None, repr=False)
+
+
+def speaker_count_bounds(diarcfg: DiarizeConfig, manifest_count: Optional[int]) -> tuple[Optional[int], int, int]:
+    """(known count or None, min, max) for one file: `diarcfg.num_speakers` over the manifest's
+    `num_speakers`; otherwise the estimate is bounded by `min_num_speakers`..`max_num_speakers`."""
+    known = diarcfg.num_speakers or manifest_count or None
+    return known, max(1, int(diarcfg.min_num_speakers or 1)), int(diarcfg.max_num_speakers)

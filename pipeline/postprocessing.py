@@ -59,13 +59,20 @@ def first_appearance_order(regions: list[np.ndarray]) -> list[int]:
     return [int(k) for k in np.argsort(firsts, kind="stable")]
 
 
+def speaker_names(regions: list[np.ndarray]) -> dict[int, str]:
+    """The name each column with speech gets in the turns (`regions_to_turns`): `speaker_k`, k in
+    order of first appearance; silent columns get none. A model maps its cluster labels to the
+    speakers of its segments with this (`pipeline.speakers.speaker_centroids`)."""
+    speaking = [k for k in first_appearance_order(regions) if len(regions[k])]
+    return {k: f"speaker_{rank}" for rank, k in enumerate(speaking)}
+
+
 def regions_to_turns(regions: list[np.ndarray], offset: float = 0.0) -> list[Turn]:
     """Turns sorted by time, shifted by `offset`, speakers named `speaker_k` with k in order of
     first appearance."""
-    speaking = [k for k in first_appearance_order(regions) if len(regions[k])]
     turns = [
-        Turn(float(start + offset), float(end + offset), f"speaker_{rank}")
-        for rank, k in enumerate(speaking)
+        Turn(float(start + offset), float(end + offset), name)
+        for k, name in speaker_names(regions).items()
         for start, end in regions[k]
     ]
     return sorted(turns, key=lambda t: (t.start, t.end, t.speaker))

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterable, NamedTuple, Sequence
 
+import numpy as np
+
 from pyannote.core import Annotation, Segment, Timeline
 from pyannote.metrics.diarization import JER_SPEAKER_COUNT, JER_SPEAKER_ERROR, DiarizationErrorRate, JaccardErrorRate
-from pyannote.metrics.identification import IER_CONFUSION, IER_FALSE_ALARM, IER_MISS, IER_TOTAL
+from pyannote.metrics.identification import IER_CONFUSION, IER_FALSE_ALARM, IER_MISS, IER_TOTAL, IdentificationErrorRate
 
 from pipeline.rttm import Turn
 
@@ -190,3 +192,130 @@ def score_rows(
             reference, uem = load_reference(row, storage_options)
             items.append(ScoringItem(row.uniq_id, reference, list(hypotheses[row.uniq_id]), uem))
     return score_corpus(items, collar=collar, skip_overlap=skip_overlap)
+
+
+# ------------------------------------------------------------------ corpus-wide (global) scoring
+#
+# Scoring the global RTTMs "as one corpus-wide timeline" is DER on the concatenation of all
+# recordings: one optimal mapping of hypothesis speakers to reference speakers for the whole corpus
+# (so a speaker linked to the wrong global id counts as confusion), then errors frame by frame.
+# pyannote's mapping is the Hungarian assignment on the co-occurrence matrix (seconds during which a
+# reference and a hypothesis speaker both speak, after the UEM and the collars are applied), and the
+# co-occurrence matrix of a concatenation is the sum of the recordings' matrices. So each recording
+# gives its matrix (Ray tasks, `global_cooccurrence`), the driver solves the assignment
+# (`global_mapping`), and each recording is scored with the mapping fixed (`mapped_components`):
+# the same figures as one pyannote DER over the concatenated timeline, without building it.
+
+UNMAPPED = "\u2400unmapped:"  # prefix of hypothesis speakers the global mapping leaves out (never a reference name)
+
+
+def _uemified(item: ScoringItem, collar: float, skip_overlap: bool) -> tuple[Annotation, Annotation, Timeline]:
+    reference = to_annotation(item.reference, item.uri)
+    hypothesis = to_annotation(item.hypothesis, item.uri)
+    uem = to_timeline(item.uem, item.uri) if item.uem is not None else extent_uem(reference, hypothesis)
+    metric = DiarizationErrorRate(collar=2 * collar, skip_overlap=skip_overlap)
+    return metric.uemify(reference, hypothesis, uem=uem, collar=2 * collar, skip_overlap=skip_overlap, returns_uem=True)
+
+
+def global_cooccurrence(item: ScoringItem, collar: float = 0.25, skip_overlap: bool = False) -> list[tuple[str, str, float]]:
+    """`(hypothesis speaker, reference speaker, seconds)` for every pair that speaks together in the
+    scored region of one recording (what pyannote's Hungarian mapper sums over)."""
+    reference, hypothesis, _ = _uemified(item, collar, skip_overlap)
+    if not reference.labels() or not hypothesis.labels():
+        return []
+    matrix = hypothesis * reference
+    hyp_labels, ref_labels = hypothesis.labels(), reference.labels()
+    return [(str(hyp_labels[i]), str(ref_labels[j]), float(matrix[i, j])) for i, j in zip(*np.nonzero(matrix > 0))]
+
+
+def global_mapping(triples: Iterable[tuple[str, str, float]]) -> dict[str, str]:
+    """The hypothesis -> reference mapping that maximises the total co-occurrence over the corpus
+    (pyannote's Hungarian mapping of the concatenated timeline). Solved per connected component of
+    the speakers' co-occurrence graph, so a corpus of many speakers never builds a dense matrix of
+    all of them."""
+    from collections import defaultdict
+
+    from scipy.optimize import linear_sum_assignment
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    totals: dict[tuple[str, str], float] = defaultdict(float)
+    for hyp, ref, seconds in triples:
+        totals[(hyp, ref)] += seconds
+    if not totals:
+        return {}
+    hyps = sorted({h for h, _ in totals})
+    refs = sorted({r for _, r in totals})
+    hyp_index, ref_index = {h: i for i, h in enumerate(hyps)}, {r: i for i, r in enumerate(refs)}
+    rows = np.array([hyp_index[h] for h, _ in totals])
+    columns = np.array([len(hyps) + ref_index[r] for _, r in totals])
+    values = np.array(list(totals.values()))
+    size = len(hyps) + len(refs)
+    graph = coo_matrix((values, (rows, columns)), shape=(size, size))
+    _, component = connected_components(graph, directed=False)
+    mapping: dict[str, str] = {}
+    order = np.argsort(component[rows], kind="stable")
+    edge_components = component[rows][order]
+    bounds = np.flatnonzero(np.diff(edge_components)) + 1
+    for edges in np.split(order, bounds):
+        edge_rows, edge_columns = rows[edges], columns[edges] - len(hyps)
+        h_ids, r_ids = np.unique(edge_rows), np.unique(edge_columns)
+        dense = np.zeros((len(h_ids), len(r_ids)))
+        dense[np.searchsorted(h_ids, edge_rows), np.searchsorted(r_ids, edge_columns)] = values[edges]
+        for i, j in zip(*linear_sum_assignment(-dense)):
+            if dense[i, j] > 0:
+                mapping[hyps[h_ids[i]]] = refs[r_ids[j]]
+    return mapping
+
+
+def mapped_components(item: ScoringItem, mapping: dict[str, str], collar: float = 0.25, skip_overlap: bool = False) -> dict:
+    """One recording's errors with the hypothesis speakers renamed by a fixed (corpus-wide) mapping:
+    identification error rate components (pyannote's IER: no mapping of its own), in seconds."""
+    renamed = [Turn(t.start, t.end, mapping.get(t.speaker, UNMAPPED + t.speaker)) for t in item.hypothesis]
+    reference = to_annotation(item.reference, item.uri)
+    hypothesis = to_annotation(renamed, item.uri)
+    uem = to_timeline(item.uem, item.uri) if item.uem is not None else extent_uem(reference, hypothesis)
+    metric = IdentificationErrorRate(collar=2 * collar, skip_overlap=skip_overlap)
+    components = metric(reference, hypothesis, uem=uem, detailed=True)
+    return {"uri": item.uri, "missed_speech_sec": components[IER_MISS], "false_alarm_sec": components[IER_FALSE_ALARM],
+            "confusion_sec": components[IER_CONFUSION], "reference_speech_sec": components[IER_TOTAL]}
+
+
+def link_purity_coverage(items: Iterable[tuple[str, str, dict[str, float]]]) -> dict:
+    """Purity and coverage of the links: `items` are the (recording, global speaker) pairs with the
+    seconds each reference speaker shares with them. Each item is labelled with its dominant
+    reference speaker and weighted by those seconds (so a recording's own diarization errors weigh
+    what they cover, and linking is what is measured); purity = share of the weight whose global
+    speaker's dominant reference speaker is its own, coverage = share whose reference speaker's
+    dominant global speaker is its own. Unlinked speakers are items of their own."""
+    from collections import defaultdict
+
+    weight: dict[tuple[str, str], float] = defaultdict(float)
+    count: dict[tuple[str, str], int] = defaultdict(int)
+    for _, cluster, overlaps in items:
+        if not overlaps:
+            continue
+        label, seconds = max(overlaps.items(), key=lambda kv: (kv[1], kv[0]))
+        weight[(cluster, label)] += seconds
+        count[(cluster, label)] += 1
+
+    def purity_and_coverage(table: dict[tuple[str, str], float]) -> tuple[float, float]:
+        total = sum(table.values())
+        if not total:
+            return 0.0, 0.0
+        by_cluster: dict[str, float] = defaultdict(float)
+        by_label: dict[str, float] = defaultdict(float)
+        for (cluster, label), value in table.items():
+            by_cluster[cluster] = max(by_cluster[cluster], value)
+            by_label[label] = max(by_label[label], value)
+        return sum(by_cluster.values()) / total, sum(by_label.values()) / total
+
+    purity, coverage = purity_and_coverage(weight)
+    item_purity, item_coverage = purity_and_coverage({key: float(value) for key, value in count.items()})
+    return {
+        "link_purity": purity, "link_coverage": coverage,
+        "link_purity_items": item_purity, "link_coverage_items": item_coverage,
+        "linked_items": sum(count.values()),
+        "global_speakers": len({cluster for cluster, _ in weight}),
+        "reference_speakers": len({label for _, label in weight}),
+    }

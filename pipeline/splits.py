@@ -79,3 +79,75 @@ def simulated_manifest(split: str, dest_dir: str, spec: SimulatedSplit | None = 
         write_corpus(folder, spec.num, base, speakers_range=spec.speakers_range, duration_range=spec.duration_range,
                      seed=spec.seed, id_prefix=f"sim-{split}", vary=True)
     return manifest
+
+
+@dataclass(frozen=True)
+class RecurringSplit:
+    """A corpus where speakers recur across conversations (for corpus-wide speaker linking): `num`
+    conversations, each of `speakers_range` speakers drawn from a pool of `pool_size` speakers of the
+    split; each conversation its own speaker gains (within ± U(0, `gain_spread_db`) dB) and its
+    own file format among `formats` (the decoder brings 8 kHz back to 16 kHz)."""
+
+    num: int = 30
+    pool_size: int = 12
+    speakers_range: tuple[int, int] = (2, 4)
+    duration_range: tuple[float, float] = (60.0, 120.0)
+    formats: tuple[str, ...] = ("16k", "8k")
+    gain_spread_db: float = 8.0
+    overlap_ratio: float = 0.1
+    seed: int = 0
+
+
+RECURRING_SPLITS = {"dev": RecurringSplit(seed=3003), "test": RecurringSplit(seed=4004)}
+
+
+def recurring_pool(split: str, spec: RecurringSplit, source_dir: str = DEFAULT_SOURCE_DIR) -> tuple[str, ...]:
+    """The `spec.pool_size` speakers of the split that the corpus draws from (seeded)."""
+    import numpy as np
+
+    speakers = librispeech_speakers(split, source_dir)
+    rng = np.random.default_rng([spec.seed, 7])
+    return tuple(sorted(str(s) for s in rng.choice(speakers, min(spec.pool_size, len(speakers)), replace=False)))
+
+
+def recurring_manifest(split: str, dest_dir: str, spec: RecurringSplit | None = None,
+                       source_dir: str = DEFAULT_SOURCE_DIR) -> str:
+    """The split's recurring-speaker corpus under `dest_dir/recurring-<split>-<num>x<pool>-seed<seed>`
+    (written once, then reused); references name the LibriSpeech speaker ids, so they are global."""
+    import dataclasses
+
+    import numpy as np
+
+    from .manifest import ManifestRow, write_manifest
+    from .rttm import write_rttm
+    from .simulate import simulate_conversation, write_audio
+
+    spec = spec or RECURRING_SPLITS[check_split(split)]
+    folder = os.path.join(dest_dir, f"recurring-{split}-{spec.num}x{spec.pool_size}-seed{spec.seed}")
+    manifest = os.path.join(folder, "manifest.jsonl")
+    if os.path.exists(manifest):
+        return manifest
+    os.makedirs(folder, exist_ok=True)
+    base = SimulationConfig(source_dir=source_dir, speaker_pool=recurring_pool(split, spec, source_dir),
+                            overlap_ratio=spec.overlap_ratio)
+    rng = np.random.default_rng(spec.seed)
+    rows = []
+    for index in range(spec.num):
+        spread = float(rng.uniform(0.0, spec.gain_spread_db))
+        config = dataclasses.replace(
+            base, seed=int(rng.integers(2**31)),
+            num_speakers=int(rng.integers(spec.speakers_range[0], spec.speakers_range[1] + 1)),
+            duration_sec=round(float(rng.uniform(*spec.duration_range)), 2),
+            gain_db_range=(-spread, spread),
+        )
+        audio_format = str(spec.formats[int(rng.integers(len(spec.formats)))])
+        uniq_id = f"rec-{split}-{index:04d}"
+        conversation = simulate_conversation(config, uniq_id)
+        write_audio(os.path.join(folder, f"{uniq_id}.wav"), conversation.audio, audio_format)
+        write_rttm(os.path.join(folder, f"{uniq_id}.rttm"), uniq_id, conversation.turns)
+        rows.append(ManifestRow(audio_filepath=f"{uniq_id}.wav", uniq_id=uniq_id, duration=conversation.duration,
+                                num_speakers=len(conversation.speaker_gains_db), rttm_filepath=f"{uniq_id}.rttm"))
+    temporary = manifest + ".tmp"
+    write_manifest(temporary, rows)
+    os.replace(temporary, manifest)
+    return manifest

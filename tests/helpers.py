@@ -14,7 +14,17 @@ FAR_FIELD_YAML = REPO / "pipeline" / "conf" / "far_field.yaml"
 
 @lru_cache(maxsize=1)
 def cpu_model():
+    """The default (overlap-aware) model on CPU."""
     from pipeline import load_model
 
     torch.set_num_threads(2)
     return load_model("default", device="cpu")
+
+
+@lru_cache(maxsize=1)
+def ge2e_model():
+    """The light GE2E model (Silero VAD + GE2E + NME-SC) on CPU."""
+    from pipeline import load_model
+
+    torch.set_num_threads(2)
+    return load_model("ge2e", device="cpu")

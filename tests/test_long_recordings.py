@@ -1,6 +1,9 @@
-"""Long recordings take the bounded-memory paths (mel features a stretch at a time, long-form
-clustering over chunk centroids) and stay as accurate as short ones. CI uses a 12-minute meeting;
-the 10 min / 1 h / 3 h figures are in BENCHMARKS.md."""
+"""Long recordings take the bounded-memory paths and stay as accurate as short ones. CI uses a
+12-minute meeting; the 10 min / 1 h / 3 h / 10 h figures are in BENCHMARKS.md.
+
+- default model: chunks are cut, segmented and embedded `chunk_batch` at a time (never a tensor of
+  every chunk), and above `max_direct` embeddings the clustering runs on k-means micro-clusters.
+- ge2e: mel features a stretch at a time, long-form clustering over chunk centroids."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from pipeline.benchmark import diarize_and_score
 from pipeline.models.clustering import ClusteringConfig
 from pipeline.simulate import SimulationConfig, write_corpus
 
-from helpers import cpu_model
+from helpers import cpu_model, ge2e_model
 
 pytestmark = pytest.mark.slow
 
@@ -23,11 +26,57 @@ def long_meeting(tmp_path_factory):
     return write_corpus(str(folder), 1, SimulationConfig(num_speakers=4, duration_sec=720, overlap_ratio=0.1, seed=3), seed=3)
 
 
-def test_long_meeting_uses_the_bounded_feature_path(long_meeting):
+@pytest.fixture(scope="module")
+def long_meeting_forward(long_meeting):
+    """The default model's forward item for the meeting, and how many chunks the largest group held."""
     from pipeline.dataset import DiarizationDataset, collate_recordings
     from pipeline.manifest import read_manifest
 
     model = cpu_model()
+    (row,) = read_manifest(long_meeting)
+    groups = []
+    cut = model._cut_chunks
+
+    def recording_cut(*args):
+        chunks = cut(*args)
+        groups.append(len(chunks))
+        return chunks
+
+    model._cut_chunks = recording_cut
+    try:
+        output = model._diarize_forward(collate_recordings([DiarizationDataset([row])[0]]))[0]
+    finally:
+        del model._cut_chunks
+    return row, output, groups
+
+
+def test_default_model_forwards_a_long_meeting_a_chunk_group_at_a_time(long_meeting_forward):
+    _, output, groups = long_meeting_forward
+    model = cpu_model()
+    assert len(output["chunk_starts"]) == len(output["segmentation"]) == len(output["embeddings"]) > 2 * model.config.chunk_batch
+    assert max(groups) <= model.config.chunk_batch and len(groups) > 2
+
+
+@pytest.mark.parametrize("max_direct", [None, 150])
+def test_default_model_on_a_long_meeting_is_as_accurate_as_on_short_ones(long_meeting, max_direct):
+    """Direct clustering and the k-means micro-cluster path (forced) both find every speaker."""
+    model = cpu_model()
+    default = model.config.clustering
+    if max_direct:
+        model.config.clustering = replace(default, max_direct=max_direct)
+    try:
+        per_recording, overall = diarize_and_score(long_meeting, model, estimate_speakers=True)
+    finally:
+        model.config.clustering = default
+    assert per_recording[0]["hypothesis_speakers"] == 4
+    assert overall["der"] < 0.08
+
+
+def test_ge2e_long_meeting_uses_the_bounded_feature_path(long_meeting):
+    from pipeline.dataset import DiarizationDataset, collate_recordings
+    from pipeline.manifest import read_manifest
+
+    model = ge2e_model()
     (row,) = read_manifest(long_meeting)
     output = model._diarize_forward(collate_recordings([DiarizationDataset([row])[0]]))[0]
     assert len(output["speech_probs"]) * model.frame_seconds > 2 * model.config.embedding_chunk_seconds  # chunked mel
@@ -35,10 +84,10 @@ def test_long_meeting_uses_the_bounded_feature_path(long_meeting):
 
 
 @pytest.mark.parametrize("max_direct_windows", [ClusteringConfig().max_direct_windows, 1000])
-def test_long_meeting_is_as_accurate_as_short_ones(long_meeting, max_direct_windows):
+def test_ge2e_long_meeting_is_as_accurate_as_short_ones(long_meeting, max_direct_windows):
     """With the default settings (pruning searched on a subset) and with long-form clustering
     forced (chunk centroids), every speaker is found and DER stays near the short conversations'."""
-    model = cpu_model()
+    model = ge2e_model()
     default = model.config.clustering
     model.config.clustering = replace(default, max_direct_windows=max_direct_windows)
     try:

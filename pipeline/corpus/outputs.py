@@ -2,12 +2,17 @@
 
     rttm/<uniq_id>.rttm            one per ok recording
     segments/part-<token>.parquet  speaker turns of one written block
+    speakers/part-<token>.parquet  one row per (recording, speaker) of that block, with its centroid
+                                   (no part for a block without centroids)
     recordings/part-<token>.parquet  one row per input row of that block: the block's commit record
     manifest.jsonl, summary.json   written by the driver once the plan has finished
+    speaker_links.parquet, global_speakers.parquet, global_rttm/, linking.json
+                                   written by `link-speakers` (`pipeline.linking`)
 
-A block's files are written RTTMs first, segments next, its recordings part last, each atomically.
-So a recordings part means the block is complete; `--resume` skips the inputs it names, deletes
-segments parts whose recordings part never came (a run killed mid-block), and redoes the rest."""
+A block's files are written RTTMs first, segments and speakers next, its recordings part last, each
+atomically. So a recordings part means the block is complete; `--resume` skips the inputs it names,
+deletes segments and speakers parts whose recordings part never came (a run killed mid-block), and
+redoes the rest."""
 
 from __future__ import annotations
 
@@ -26,13 +31,16 @@ from fsspec.implementations.local import LocalFileSystem
 
 from ..errors import UsageError
 from .storage import filesystem, join
-from .tables import RECORDINGS_SCHEMA, SEGMENTS_SCHEMA
+from .tables import RECORDINGS_SCHEMA, SEGMENTS_SCHEMA, speakers_schema
 
 PART_PREFIX, PART_SUFFIX = "part-", ".parquet"
 TEMPORARY_SUFFIX = ".tmp"
 TEMPORARY_NAME = re.compile(r"^\.(.+\.)?[0-9a-f]{32}" + re.escape(TEMPORARY_SUFFIX) + "$")  # older runs named them .NAME.HEX.tmp
 # What a run writes directly under OUTPUT.
-OUTPUT_ENTRIES = ("rttm", "segments", "recordings", "eval", "manifest.jsonl", "summary.json")
+OUTPUT_ENTRIES = ("rttm", "segments", "speakers", "recordings", "eval", "manifest.jsonl", "summary.json",
+                  "global_rttm", "speaker_links.parquet", "global_speakers.parquet", "linking.json")
+# Tables whose parts count only once the block's recordings part (its commit record) exists.
+BLOCK_TABLES = ("segments", "speakers")
 
 
 class OutputWriteFailed(UsageError):
@@ -118,13 +126,25 @@ class OutputLayout:
         names = (posixpath.basename(p) for p in self.fs.ls(directory, detail=False))
         return {n[len(PART_PREFIX):-len(PART_SUFFIX)] for n in names if n.startswith(PART_PREFIX) and n.endswith(PART_SUFFIX)}
 
+    def committed_parts(self, table_name: str) -> list[str]:
+        """The paths of the parts of `table_name` whose block committed (its recordings part exists)."""
+        tokens = self.part_tokens(table_name)
+        if table_name in BLOCK_TABLES:
+            tokens &= self.part_tokens("recordings")
+        return [self.part_path(table_name, token) for token in sorted(tokens)]
+
     def read_table(self, table_name: str, columns: Iterable[str] | None = None) -> pa.Table:
-        """All committed parts of `segments` or `recordings` (an empty table when there are none)."""
-        schema = {"segments": SEGMENTS_SCHEMA, "recordings": RECORDINGS_SCHEMA}[table_name]
-        tokens = sorted(self.part_tokens(table_name))
-        if table_name == "segments":
-            tokens = sorted(set(tokens) & self.part_tokens("recordings"))
-        paths = [self.part_path(table_name, token) for token in tokens]
+        """All committed parts of `segments`, `speakers` or `recordings` (an empty table when there
+        are none; `speakers` parts take the centroid size of the first part)."""
+        paths = self.committed_parts(table_name)
+        if table_name == "speakers":
+            if not paths:
+                schema = speakers_schema(0)
+                return schema.empty_table().select(list(columns) if columns else schema.names)
+            with self.fs.open(paths[0], "rb") as f:
+                schema = pq.read_schema(f)
+        else:
+            schema = {"segments": SEGMENTS_SCHEMA, "recordings": RECORDINGS_SCHEMA}[table_name]
         if not paths:
             return schema.empty_table().select(list(columns) if columns else schema.names)
         dataset = pads.dataset(paths, schema=schema, format="parquet", filesystem=self.fs)
@@ -183,12 +203,14 @@ class OutputLayout:
         return True
 
     def prepare(self, resume: bool) -> bool:
-        """Make the folder ready for a run: deletes segments parts whose block never committed;
-        returns whether there are records a resumed run skips."""
+        """Make the folder ready for a run: deletes segments and speakers parts whose block never
+        committed; returns whether there are records a resumed run skips."""
         self.refuse_links()
         self.remove_temporaries()
         if not self.check_fresh(resume):
             return False
-        for orphan in self.part_tokens("segments") - self.part_tokens("recordings"):
-            self.fs.rm(self.part_path("segments", orphan))
+        committed = self.part_tokens("recordings")
+        for table_name in BLOCK_TABLES:
+            for orphan in self.part_tokens(table_name) - committed:
+                self.fs.rm(self.part_path(table_name, orphan))
         return bool(self.part_tokens("recordings"))

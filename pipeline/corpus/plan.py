@@ -60,6 +60,8 @@ def run_corpus(
     resume: bool = False,
     storage_options: dict[str, Any] | None = None,
     max_num_speakers: int = 8,
+    min_num_speakers: int = 1,
+    num_speakers: int | None = None,
     postprocessing_yaml: str | None = None,
     address: str | None = None,
     actor_cpus: float = 0.5,
@@ -81,6 +83,9 @@ def run_corpus(
     output; `resume` takes over the lease of a run that is gone) and the resources the actors ask
     for; each failure is one `UsageError` line.
 
+    `num_speakers` fixes every file's speaker count (over the manifests' `num_speakers`);
+    otherwise the estimate stays within `min_num_speakers`..`max_num_speakers`.
+
     `dry_run=True` reads and checks every row (fields, ids, that the audio exists, its duration with
     `check_audio`) and returns a report (`dry_run.dry_run_report`) without writing anything.
     `limit`: only the first `limit` input rows, in manifest and line order (a trial run; a later run
@@ -89,7 +94,7 @@ def run_corpus(
     started = time.perf_counter()
     manifests = [manifests] if isinstance(manifests, str) else list(manifests)
     min_actors, max_actors = preflight.check_options(batch_size, max_num_speakers, num_actors, gpus_per_actor,
-                                                     actor_cpus, actor_threads, task_cpus)
+                                                     actor_cpus, actor_threads, task_cpus, min_num_speakers, num_speakers)
     model_kwargs = {**(model_kwargs or {}), **({"checkpoint": checkpoint} if checkpoint else {})}
     preflight.check_model(model, model_kwargs)
     # Globs listed and manifests found before Ray starts: a wrong path or bucket is one line, at once.
@@ -97,6 +102,8 @@ def run_corpus(
     config = DiarizeConfig(
         batch_size=batch_size,
         max_num_speakers=max_num_speakers,
+        min_num_speakers=min_num_speakers,
+        num_speakers=num_speakers,
         postprocessing_yaml=postprocessing_yaml,
         postprocessing_params=load_postprocessing_from_yaml(postprocessing_yaml),
         verbose=False,
@@ -143,6 +150,7 @@ def run_corpus(
                     "manifests": manifests, "output": output, "model": model, "model_kwargs": model_kwargs, "batch_size": batch_size,
                     "num_actors": [min_actors, max_actors], "gpus_per_actor": gpus_per_actor, "actor_cpus": actor_cpus, "actor_threads": actor_threads,
                     "task_cpus": task_cpus, "resume": resume, "max_num_speakers": max_num_speakers,
+                    "min_num_speakers": min_num_speakers, "num_speakers": num_speakers,
                     "postprocessing_yaml": postprocessing_yaml, "storage_options": public_options(storage_options),
                     "limit": limit,
                 },
@@ -332,6 +340,7 @@ def run_summary(layout: OutputLayout, input_rows: int, parts_before: set[str], w
     return {
         "input_rows": input_rows,
         "recorded_rows": totals["rows"],
+        "speakers": speakers_summary(layout, totals["ok"]),
         "ok": totals["ok"],
         "errors": totals["rows"] - totals["ok"],
         "errors_by_reason": dict(reasons.most_common()),
@@ -342,6 +351,28 @@ def run_summary(layout: OutputLayout, input_rows: int, parts_before: set[str], w
         "config": config,
         "versions": versions(),
     }
+
+
+NO_EMBEDDINGS_NOTE = ("the model gives no speaker embeddings (InternalDiarizeConfig.speaker_embeddings): "
+                      "speakers/ is empty and link-speakers has nothing to link")
+
+
+def speakers_summary(layout: OutputLayout, ok_rows: int) -> dict[str, Any]:
+    """Rows of `speakers/` and the centroid size, from the parts' Parquet footers; a note when ok
+    recordings gave no centroid at all (a model without embeddings)."""
+    import pyarrow.parquet as pq
+
+    rows, size = 0, None
+    for path in layout.committed_parts("speakers"):
+        with layout.fs.open(path, "rb") as f:
+            metadata = pq.ParquetFile(f).metadata
+            rows += metadata.num_rows
+            if size is None:
+                size = metadata.schema.to_arrow_schema().field("centroid").type.list_size
+    summary: dict[str, Any] = {"rows": rows, "embedding_size": size}
+    if ok_rows and not rows:
+        summary["note"] = NO_EMBEDDINGS_NOTE
+    return summary
 
 
 def error_reason(row: dict[str, Any]) -> str:

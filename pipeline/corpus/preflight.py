@@ -16,10 +16,16 @@ ActorCount = int | str | Sequence[int]
 
 
 def check_options(batch_size: Any = 1, max_num_speakers: Any = 1, num_actors: ActorCount = 1, gpus_per_actor: Any = 0.0,
-                  actor_cpus: Any = 0.5, actor_threads: Any = None, task_cpus: Any = 1.0) -> tuple[int, int]:
+                  actor_cpus: Any = 0.5, actor_threads: Any = None, task_cpus: Any = 1.0,
+                  min_num_speakers: Any = 1, num_speakers: Any = None) -> tuple[int, int]:
     """Validates the run options; returns the actor pool's (min, max) size."""
     whole_number_at_least(batch_size, 1, "--batch-size")
     whole_number_at_least(max_num_speakers, 1, "--max-num-speakers")
+    whole_number_at_least(min_num_speakers, 1, "--min-speakers")
+    if int(min_num_speakers) > int(max_num_speakers):
+        raise UsageError(f"--min-speakers ({min_num_speakers}) is above --max-num-speakers ({max_num_speakers})")
+    if num_speakers is not None:
+        whole_number_at_least(num_speakers, 1, "--num-speakers")
     if actor_threads is not None:
         whole_number_at_least(actor_threads, 1, "--actor-threads")
     number_at_least(gpus_per_actor, 0, "--gpus-per-actor")

@@ -1,5 +1,6 @@
-"""The corpus plan's sink: one Ray `Datasink` that writes a block's RTTMs and its rows of the two
-Parquet tables, in the commit order `OutputLayout` documents (RTTMs, segments, recordings last).
+"""The corpus plan's sink: one Ray `Datasink` that writes a block's RTTMs and its rows of the three
+Parquet tables, in the commit order `OutputLayout` documents (RTTMs, segments, speakers, recordings
+last; a block without speaker centroids writes no speakers part).
 
 One sink rather than three writes because Ray Data runs one sink per execution, and writing the
 tables from the same block is what lets a recordings part vouch for the files of its block.
@@ -21,7 +22,7 @@ from ray.data.datasource.datasink import WriteResult
 from ..rttm import rttm_text
 from .outputs import OutputLayout
 from .stages import DEFERRED
-from .tables import recordings_table, segments_table, turns_of
+from .tables import recordings_table, segments_table, speakers_table, turns_of
 
 
 class CorpusSink(Datasink[list]):
@@ -47,6 +48,9 @@ class CorpusSink(Datasink[list]):
                 self.layout.write_atomically(self.layout.rttm_path(row["uniq_id"]), text.encode("utf-8"))
         token = uuid.uuid4().hex
         self.layout.write_part("segments", token, segments_table(rows, self.model_name))
+        speakers = speakers_table(rows, self.model_name)
+        if speakers is not None:
+            self.layout.write_part("speakers", token, speakers)
         self.layout.write_part("recordings", token, recordings_table(rows, self.model_name))
 
     def on_write_complete(self, write_result: WriteResult[list]) -> None:

@@ -7,6 +7,7 @@ would drop the whole block) and every input row reaches the sink."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -21,10 +22,11 @@ import numpy as np
 import torch
 
 from ..audio import SAMPLE_RATE, decode_audio
-from ..config import DiarizeConfig
+from ..config import DiarizeConfig, InternalDiarizeConfig
 from ..dataset import collate_recordings, move_to_device, recording_item
 from ..errors import UsageError
 from ..models import load_model
+from ..speakers import pack_centroids
 from .storage import options_for
 
 Batch = dict[str, np.ndarray]
@@ -207,22 +209,30 @@ def cpu_model(model_name: str, model_kwargs_json: str = "{}"):
 
 def postprocess_batch(batch: Batch, model_name: str, config: DiarizeConfig, model_kwargs: dict[str, Any] | None = None) -> Batch:
     """CPU task: `_diarize_output_processing` per recording, segments as newline-joined NeMo strings
-    (`"begin end speaker_k"`); keeps clustering off the model actors."""
+    (`"begin end speaker_k"`); keeps clustering off the model actors. The model is asked for its
+    speaker centroids (`InternalDiarizeConfig.speaker_embeddings`); they travel to the sink packed
+    (`pipeline.speakers.pack_centroids`; empty bytes when the model gives none), for `speakers/`."""
     model = cpu_model(model_name, json.dumps(model_kwargs or {}, sort_keys=True))
     count = len(batch["uniq_id"])
     status, error = batch["status"].copy(), batch["error"].astype(object)
     segments = np.array([""] * count, dtype=object)
+    centroids = np.array([b""] * count, dtype=object)
     seconds = np.zeros(count, dtype=np.float64)
     for i in range(count):
         if status[i] != "ok":
             continue
         started = time.perf_counter()
+        embeddings: dict = {}
+        recording_config = dataclasses.replace(config, _internal=InternalDiarizeConfig(speaker_embeddings=embeddings))
         try:
             output = pickle.loads(batch["model_output"][i])
-            (recording_segments,) = model._diarize_output_processing([output], [batch["uniq_id"][i]], config)
+            (recording_segments,) = model._diarize_output_processing([output], [batch["uniq_id"][i]], recording_config)
             segments[i] = "\n".join(recording_segments)
+            named = {segment.split()[2] for segment in recording_segments}
+            recording_centroids = {name: value for name, value in embeddings.get(str(batch["uniq_id"][i]), {}).items() if name in named}
+            centroids[i] = pack_centroids(recording_centroids) if recording_centroids else b""
         except Exception as failure:  # noqa: BLE001
             status[i], error[i] = "error", f"post-processing failed: {describe(failure)}"
         seconds[i] = time.perf_counter() - started
     rest = {key: value for key, value in batch.items() if key != "model_output"}
-    return {**rest, "status": status, "error": error, "segments": segments, "post_seconds": seconds}
+    return {**rest, "status": status, "error": error, "segments": segments, "speaker_centroids": centroids, "post_seconds": seconds}

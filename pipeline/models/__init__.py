@@ -121,4 +121,4 @@ def load_model(name: str = "default", device: str | torch.device | None = None, 
 
 
 def _import_builtin_models() -> None:
-    from . import default  # noqa: F401  (registers "default")
+    from . import default, overlap_aware  # noqa: F401  (register "ge2e" and "default")

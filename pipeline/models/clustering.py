@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import sparse
 from scipy.linalg import eigh
-from scipy.sparse.linalg import ArpackNoConvergence, eigsh
+from scipy.sparse.linalg import ArpackError, eigsh
 from sklearn.cluster import AgglomerativeClustering, KMeans
 
 
@@ -60,7 +60,7 @@ def _smallest_eigenpairs(laplacian: sparse.csc_matrix, count: int) -> tuple[np.n
     if n > _DENSE_BELOW and count < n - 1:
         try:
             values, vectors = eigsh(laplacian, k=count, sigma=-1e-2, which="LM")
-        except ArpackNoConvergence:  # a badly fragmented graph (tiny p): solve it densely
+        except ArpackError:  # no convergence on a badly fragmented graph (tiny p), or no shifts: solve it densely
             pass
         else:
             order = np.argsort(values)
@@ -72,7 +72,7 @@ def _largest_eigenvalue(laplacian: sparse.csc_matrix) -> float:
     if laplacian.shape[0] > _DENSE_BELOW:
         try:
             return float(eigsh(laplacian, k=1, which="LA", return_eigenvectors=False)[0])
-        except ArpackNoConvergence:
+        except ArpackError:
             pass
     return float(eigh(laplacian.toarray(), eigvals_only=True)[-1])
 

