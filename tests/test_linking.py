@@ -241,8 +241,8 @@ def test_the_fast_ahc_merges_exactly_as_the_textbook_greedy_one():
                 return {frozenset(c) for c in clusters}
             clusters[a] += clusters.pop(b)
 
-    for seed in range(3):
-        data = synthetic_centroids(120, 15, seed=seed, between=0.75, within=0.93)
+    for seed in range(2):
+        data = synthetic_centroids(80, 10, seed=seed, between=0.75, within=0.93)
         groups = singletons(data.centroids, data.recordings)
         for compact_above in (10**9, 8):  # with and without compacting the matrix
             linking.COMPACT_ABOVE, saved = compact_above, linking.COMPACT_ABOVE
