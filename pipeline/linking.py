@@ -50,7 +50,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 # Chosen on the dev split only (recurring-speaker corpora, `pipeline.splits.RECURRING_SPLITS["dev"]`,
-# GE2E model; docs/speaker-linking-benchmarks.md): the test split is reported with these values.
+# GE2E model; BENCHMARKS.md, "Corpus-wide speaker linking"): the test split is reported with these values.
 DEFAULT_THRESHOLD = 0.82
 DEFAULT_MIN_SPEECH_SECONDS = 2.0
 EXACT_MAX = 4000

@@ -15,7 +15,7 @@ AMI = DATA / "ami-excerpts"
 
 # The model for tests that exercise pipeline mechanics, not accuracy. The current default model will
 # be registered as "ge2e" when a slower default replaces it; then this is the one line to change.
-FAST_MODEL = "default"
+FAST_MODEL = "ge2e"
 
 
 def free_port() -> int:
@@ -112,4 +112,4 @@ def in_process_segments(*names: str) -> dict[str, list[str]]:
 
 # The model of pipeline-mechanics tests (lease, faults, preflight, plug-ins): the fastest registered
 # model. One constant, so that renaming the models (the default becoming a slower one) is one edit.
-FAST_MODEL = "default"
+FAST_MODEL = "ge2e"
