@@ -13,7 +13,9 @@ import argparse
 import contextlib
 import os
 import shlex
+import shutil
 import sys
+import tempfile
 import time
 import traceback
 from typing import Sequence
@@ -399,32 +401,43 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG, command: str | Non
         shown = argv
     CONSOLE.quiet, CONSOLE.verbose, CONSOLE.progress_interval = args.quiet, args.verbose, args.progress_interval
     log_file = args.log_file or default_log_file(args)
+    # A run refused before it touched its output (pre-flight) must leave nothing there: the log of a
+    # new output is written aside and moved into OUTPUT/logs once the run has made the output.
+    destination = None
+    if not args.log_file and not args.verbose and getattr(args, "output", None) and log_file.startswith(args.output.removeprefix("file://")) \
+            and not os.path.exists(os.path.dirname(os.path.dirname(log_file))):
+        destination, log_file = log_file, os.path.join(tempfile.gettempdir(), "corpus-diarization", os.path.basename(log_file))
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     continue_with = resume_command(PROG if command else prog, shown)
 
-    with contextlib.nullcontext() if args.verbose else capture_stderr(log_file) as console:
-        CONSOLE.stream = console
-        CONSOLE.log_file = None if args.verbose else log_file
-        try:
-            code = args.handler(args)
-            sys.stdout.flush()
-            return code
-        except KeyboardInterrupt:
-            print("\ninterrupted: committed recordings are kept; continue with:", file=CONSOLE.out)
-            print(f"  {continue_with}", file=CONSOLE.out, flush=True)
-            return 130
-        except Exception as error:  # noqa: BLE001 - sorted into user mistakes (one line) and bugs (traceback)
-            message = user_error(error)
-            if message is None or args.debug:
-                traceback.print_exc(file=CONSOLE.out)
-            if message is not None:
-                print(f"error: {message}", file=CONSOLE.out, flush=True)
-                return getattr(error, "exit_code", 2)
-            if CONSOLE.log_file:
-                print(f"(Ray's and the pipeline's logs: {CONSOLE.log_file})", file=CONSOLE.out, flush=True)
-            return 1
-        finally:
-            CONSOLE.stream = None
+    try:
+        with contextlib.nullcontext() if args.verbose else capture_stderr(log_file) as console:
+            CONSOLE.stream = console
+            CONSOLE.log_file = None if args.verbose else log_file
+            try:
+                code = args.handler(args)
+                sys.stdout.flush()
+                return code
+            except KeyboardInterrupt:
+                print("\ninterrupted: committed recordings are kept; continue with:", file=CONSOLE.out)
+                print(f"  {continue_with}", file=CONSOLE.out, flush=True)
+                return 130
+            except Exception as error:  # noqa: BLE001 - sorted into user mistakes (one line) and bugs (traceback)
+                message = user_error(error)
+                if message is None or args.debug:
+                    traceback.print_exc(file=CONSOLE.out)
+                if message is not None:
+                    print(f"error: {message}", file=CONSOLE.out, flush=True)
+                    return getattr(error, "exit_code", 2)
+                if CONSOLE.log_file:
+                    print(f"(Ray's and the pipeline's logs: {CONSOLE.log_file})", file=CONSOLE.out, flush=True)
+                return 1
+            finally:
+                CONSOLE.stream = None
+    finally:
+        if destination and os.path.isdir(os.path.dirname(os.path.dirname(destination))):
+            os.makedirs(os.path.dirname(destination), exist_ok=True)
+            shutil.move(log_file, destination)
 
 
 if __name__ == "__main__":
