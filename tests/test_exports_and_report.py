@@ -25,7 +25,7 @@ def labelled_run(local_ray, tmp_path_factory):
     from pipeline.evaluate import evaluate_run
 
     folder = tmp_path_factory.mktemp("labelled")
-    manifest = write_jsonl(folder / "manifest.jsonl", [with_absolute_paths(r) for r in ami_rows("trñ00", "trn01")])
+    manifest = write_jsonl(folder / "manifest.jsonl", [with_absolute_paths(r) for r in ami_rows("trñ00", "trn03")])
     output = str(folder / "run")
     run_corpus([str(manifest)], output, postprocessing_yaml=str(FAR_FIELD_YAML))
     evaluate_run(output)
@@ -81,7 +81,7 @@ def test_every_export_format_reads_back_with_its_library(labelled_run, fmt, tmp_
 
     written = export_run(labelled_run, fmt, str(tmp_path / fmt))
     expected = committed_turns(labelled_run)
-    assert len(written) == 2 and set(expected) == {"trñ00", "trn01"}
+    assert len(written) == 2 and set(expected) == {"trñ00", "trn03"}
     for path in written:
         uid = Path(path).name.rsplit(".", 1)[0]
         want = merged(expected[uid]) if fmt in ("eaf", "textgrid") else expected[uid]  # tiers may not overlap
@@ -97,9 +97,9 @@ def test_to_annotation_gives_the_run_as_a_pyannote_annotation(labelled_run):
     import pipeline
 
     segments = pd.read_parquet(f"{labelled_run}/segments")
-    one = segments[segments.uniq_id == "trn01"]
+    one = segments[segments.uniq_id == "trn03"]
     annotation = pipeline.to_annotation(one)
-    assert annotation.uri == "trn01"
+    assert annotation.uri == "trn03"
     assert sorted(annotation.labels()) == sorted(one.speaker.unique())
     assert abs(sum(s.duration for s, _ in annotation.itertracks()) - one.duration.sum()) < 1e-6
 
@@ -161,7 +161,7 @@ def test_export_and_report_work_on_an_s3_run(labelled_run, s3_endpoint, tmp_path
     fs.put(labelled_run, "runs/ami", recursive=True)
     options = storage_options(endpoint_url=s3_endpoint)
     written = export_run("s3://runs/ami", "eaf", storage_options=options)
-    assert sorted(written) == ["s3://runs/ami/export/eaf/trn01.eaf", "s3://runs/ami/export/eaf/trñ00.eaf"]
+    assert sorted(written) == ["s3://runs/ami/export/eaf/trn03.eaf", "s3://runs/ami/export/eaf/trñ00.eaf"]
     assert write_report("s3://runs/ami", storage_options=options) == "s3://runs/ami/report.html"
     fs.invalidate_cache()
     assert b"DER over 2 scored recordings" in fs.cat("runs/ami/report.html")
