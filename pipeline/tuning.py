@@ -94,7 +94,9 @@ def main(argv=None) -> None:
     corpora, forward_seconds = {}, {}
     for corpus, manifest in {"ami": ami_manifest(args.split, args.dest), "simulated": simulated_manifest(args.split, args.dest)}.items():
         cache = os.path.join(args.dest, "forward-cache", f"{corpus}-{args.model}-{json.dumps(options, sort_keys=True)}.pkl")
-        if os.path.exists(cache):  # the forward pass depends only on the audio and the forward options
+        # The forward pass depends only on the audio, the forward options and the model code: delete
+        # the cache folder after changing `_diarize_forward`.
+        if os.path.exists(cache):
             with open(cache, "rb") as f:
                 rows, outputs, seconds = pickle.load(f)
         else:
