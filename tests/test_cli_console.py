@@ -87,8 +87,11 @@ def test_version_and_job_programs_name_themselves():
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_ctrl_c_prints_the_resume_command_and_a_resumed_run_has_a_quiet_stderr(tmp_path):
-    """Interrupt after the first commit, run the printed command: it finishes the corpus, and its
-    stderr is the dashboard line plus plain progress lines, nothing from Ray."""
+    """Interrupt once the run shows progress, run the printed command: it finishes the corpus, and
+    its stderr is the dashboard line plus plain progress lines, nothing from Ray. (Interrupting at
+    the first progress line, not the first commit: a small corpus may commit all its rows within
+    one poll, and a run that ended first cannot be interrupted. Resuming after a partial run is
+    `test_corpus_resume`'s.)"""
     manifest = write_jsonl(tmp_path / "m.jsonl", [with_absolute_paths(r) for r in ami_rows("trñ00", "trn02", "trn03")])
     output = tmp_path / "run"
     args = ["diarize", "--manifest", str(manifest), "--output", str(output), "--batch-size", "1", "--progress-interval", "1"]
@@ -98,7 +101,7 @@ def test_ctrl_c_prints_the_resume_command_and_a_resumed_run_has_a_quiet_stderr(t
     deadline = time.monotonic() + 600
     for line in process.stderr:
         seen.append(line)
-        if line.startswith("progress: 1/3") or time.monotonic() > deadline:
+        if line.startswith("progress: ") or time.monotonic() > deadline:
             break
     process.send_signal(signal.SIGINT)
     _, rest = process.communicate(timeout=300)

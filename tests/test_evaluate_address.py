@@ -22,8 +22,10 @@ import psutil
 import pytest
 
 from conftest import AMI, REPO, ami_rows, free_port, with_absolute_paths, write_jsonl
+from pipeline.corpus.inputs import manifest_items
 from pipeline.corpus.outputs import OutputLayout
 from pipeline.corpus.tables import recordings_table, segments_table
+from pipeline.ids import row_keys
 from pipeline.rttm import read_rttm
 
 pytestmark = pytest.mark.slow
@@ -68,8 +70,11 @@ def finished_run(tmp_path_factory):
     manifest = write_jsonl(folder / "manifest.jsonl", [row])
     turns = read_rttm(str(AMI / "trn02.rttm"))["trn02"]
     segments = "\n".join(f"{t.start:.3f} {t.end:.3f} {t.speaker}" for t in turns)
+    with open(manifest, "rb") as f:
+        (item,) = manifest_items(f, str(manifest))  # the fields a run records for the row, from the run's own parser
     record = {"uniq_id": "trn02", "audio_filepath": row["audio_filepath"], "manifest": str(manifest), "line_number": 1,
-              "status": "ok", "error": "", "segments": segments, "audio_seconds": 30.0}
+              "status": "ok", "error": "", "segments": segments, "audio_seconds": 30.0,
+              "row_key": row_keys([item["recording_hash"]])[0], "manifest_row": item["manifest_row"]}
     layout = OutputLayout(str(folder / "output"))
     layout.write_part("segments", "0", segments_table([record], "default"))
     layout.write_part("recordings", "0", recordings_table([record], "default"))

@@ -79,6 +79,14 @@ class CommitProgress:
     def __enter__(self) -> "CommitProgress":
         if CONSOLE.quiet:
             return self
+        try:
+            self._start()
+        except BaseException:  # Ctrl-C right after the first line: no __exit__ will stop the watcher
+            self._finish_watching()
+            raise
+        return self
+
+    def _start(self) -> None:
         if in_notebook() or self.stream.isatty():
             from tqdm.auto import tqdm
 
@@ -88,13 +96,16 @@ class CommitProgress:
             print(self.line(), file=self.stream, flush=True)
             self._last_line = time.monotonic()
         self._thread.start()
-        return self
+
+    def _finish_watching(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
 
     def __exit__(self, *exc_info) -> None:
         if CONSOLE.quiet:
             return
-        self._stop.set()
-        self._thread.join()
+        self._finish_watching()
         self.update()
         if self._bar is not None:
             self._bar.close()
