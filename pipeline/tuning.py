@@ -31,7 +31,9 @@ from .rttm import parse_segment
 from .scoring import score_rows
 
 GRID = {
-    "count_method": ("eigengap", "threshold"),  # eigengap: NME-SC on recordings with enough embeddings, else the threshold
+    # silhouette: one speaker by the tree's last merge, else the best-separated cut; eigengap: NME-SC
+    # on recordings with enough embeddings, else the threshold; threshold: the AHC cut
+    "count_method": ("silhouette", "eigengap", "threshold"),
     "threshold": (0.6, 0.7, 0.75, 0.8),
     "min_duration_off": (0.0, 0.2),
 }

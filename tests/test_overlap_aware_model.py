@@ -111,3 +111,36 @@ def test_clustering_finds_separated_speakers_directly_and_through_micro_clusters
     assert len(np.unique(labels)) == 3
     for k in range(3):
         assert len(np.unique(labels[100 * k: 100 * (k + 1)])) == 1
+
+
+@pytest.mark.parametrize("count_method", ["silhouette", "eigengap", "threshold"])
+def test_one_voice_stays_one_speaker_however_the_count_is_estimated(count_method):
+    rng = np.random.default_rng(2)
+    mean = np.linalg.qr(rng.standard_normal((32, 1)))[0].T[0]
+    points = mean + 0.06 * rng.standard_normal((60, 32))
+    centroids, labels = cluster_centroids(points, ChunkClusteringConfig(count_method=count_method))
+    assert len(centroids) == 1 and (labels == 0).all()
+
+
+@pytest.mark.parametrize("step_seconds", [2.5, 5.0, 10.0])
+def test_every_piece_of_time_is_embedded_by_one_covering_chunk(step_seconds):
+    """`embed_pieces="central"`: each 2.5 s piece of a recording is owned by a chunk that covers it,
+    exactly one when the step is a whole number of pieces apart from the chunk centre (5 s, 10 s);
+    `"all"`: by every chunk."""
+    from pipeline import load_model
+    from pipeline.models.overlap_aware import chunk_ends
+
+    model = load_model("default", device="cpu", step_seconds=step_seconds)
+    starts = model.chunk_starts(int(61.3 * 16000)) / 16000
+    owned = model.owned_pieces(*chunk_ends([starts]))
+    piece = 10.0 / model.pieces
+    owners = {}
+    for c, start in enumerate(starts):
+        for p in np.flatnonzero(owned[c]):
+            owners.setdefault(round(start + p * piece, 3), []).append(c)
+    covered = {round(start + p * piece, 3) for start in starts for p in range(model.pieces)}
+    assert set(owners) == covered  # nothing left without an owner, edges included
+    if step_seconds in (5.0, 10.0):
+        assert all(len(chunks) == 1 for chunks in owners.values())
+    everything = load_model("default", device="cpu", step_seconds=step_seconds, embed_pieces="all").owned_pieces(*chunk_ends([starts]))
+    assert everything.all()

