@@ -14,7 +14,7 @@ from helpers import cpu_model, ge2e_model
 
 pytestmark = pytest.mark.slow
 
-# Measured on the test split (BENCHMARKS.md): default 26.1 % (AMI, known), 6.2 % and 17 / 20 counts
+# Measured on the test split (BENCHMARKS.md): default 26.1 % (AMI, known), 6.1 % and 17 / 20 counts
 # (simulated, estimated); ge2e 10.3 % (simulated, estimated).
 AMI_KNOWN_LIMIT = 0.30  # the aim
 SIMULATED_ESTIMATED_LIMIT = 0.08

@@ -144,3 +144,22 @@ def test_every_piece_of_time_is_embedded_by_one_covering_chunk(step_seconds):
         assert all(len(chunks) == 1 for chunks in owners.values())
     everything = load_model("default", device="cpu", step_seconds=step_seconds, embed_pieces="all").owned_pieces(*chunk_ends([starts]))
     assert everything.all()
+
+
+@pytest.mark.parametrize("step_seconds", [2.5, 5.0, 10.0])
+def test_every_frame_of_the_timeline_is_decided_by_a_covering_chunk(step_seconds):
+    """The chunks' starts in frames are rounded (5 s is 296.3 frames), yet no frame falls between
+    two chunks' shares: a gap there would cut every turn at the chunk boundaries."""
+    from pipeline import load_model
+
+    model = load_model("default", device="cpu", step_seconds=step_seconds)
+    first = np.rint(model.chunk_starts(int(61.3 * 16000)) / 16000 / model.frame_seconds).astype(np.int64)
+    owned = model.owned_frames(first, model.chunk_frames)
+    deciding = np.zeros(int(first[-1]) + model.chunk_frames, int)
+    covering = np.zeros_like(deciding)
+    for start, row in zip(first, owned):
+        deciding[start: start + model.chunk_frames] += row
+        covering[start: start + model.chunk_frames] += 1
+    assert (deciding[covering > 0] >= 1).all()  # (a 10 s step leaves 4 frames between chunks that no chunk covers)
+    if step_seconds == 10.0:
+        assert deciding.max() == 1

@@ -134,6 +134,18 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
         half_step = self.step_samples / SAMPLE_RATE / 2
         return (last | (offset <= half_step)[None]) & (first | (offset >= -half_step)[None])
 
+    def owned_frames(self, first: np.ndarray, frames: int) -> np.ndarray:
+        """(chunks, frames) bool for one recording whose chunks start at frames `first`: the frames
+        each chunk decides in the timeline (`embed_pieces="central"`: those nearer its centre than
+        a neighbour's, ties to both, so no frame is left out whatever the rounding of `first`)."""
+        if self.config.embed_pieces == "all" or len(first) == 0:
+            return np.ones((len(first), frames), bool)
+        centres = first + frames / 2
+        frame = first[:, None] + np.arange(frames)[None]
+        after_previous = np.concatenate([[-np.inf], (centres[:-1] + centres[1:]) / 2])
+        before_next = np.concatenate([(centres[:-1] + centres[1:]) / 2, [np.inf]])
+        return (frame >= after_previous[:, None]) & (frame <= before_next[:, None])
+
     @torch.inference_mode()
     def _diarize_forward(self, batch: dict[str, Any]) -> List[dict[str, Any]]:
         """Padded batch -> one dict of numpy arrays per recording: `segmentation` (chunks, frames, 3)
@@ -267,12 +279,12 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
         frame_piece = self.frame_piece.cpu().numpy()
         # (chunk, piece) by (chunk, piece): its local speakers to distinct clusters
         assignment = assign_local_speakers(embeddings.reshape(chunks * pieces, local, -1), centroids).reshape(chunks, pieces, local)
-        # pieces another chunk owns stay unassigned: that chunk decides them
-        owned = self.owned_pieces(*chunk_ends([output["chunk_starts"]]))
-        assignment = np.where(owned[:, :, None], inherit_from_nearest_piece(np.where(owned[:, :, None], assignment, -1)), -1)
-        assignment = assignment[:, frame_piece, :]  # (C, F, 3): each frame's cluster per local speaker
-
+        assignment = inherit_from_nearest_piece(assignment)[:, frame_piece, :]  # (C, F, 3): each frame's cluster per local speaker
         first = np.rint(np.asarray(output["chunk_starts"]) / self.frame_seconds).astype(np.int64)
+        # frames another chunk owns stay unassigned there: that chunk decides them
+        owned = self.owned_frames(first, frames)
+        assignment = np.where(owned[:, :, None], assignment, -1)
+
         timeline = max(num_frames, int(first.max() + frames) if chunks else 0)
         index = (first[:, None] + np.arange(frames)[None]).ravel()  # (C*F,)
         coverage = np.bincount(index, minlength=timeline)[:num_frames].clip(1)
@@ -284,7 +296,7 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
         chunk, frame, speaker = np.nonzero((assignment >= 0) & (segmentation > 0))
         cells = index.reshape(chunks, frames)[chunk, frame] * width + assignment[chunk, frame, speaker]
         score = np.bincount(cells, minlength=timeline * width).reshape(timeline, width)[:num_frames, :num_clusters].astype(np.float32)
-        score /= coverage[:, None]
+        score /= np.bincount(index, weights=owned.ravel(), minlength=timeline)[:num_frames].clip(1)[:, None]  # share of the deciding chunks
         rank = np.argsort(np.argsort(-score, axis=1, kind="stable"), axis=1, kind="stable")
         selected = (rank < np.minimum(count, num_clusters)[:, None]) & (score > 0)
         return np.where(selected, 0.5 + 0.5 * score + 1e-3, 0.0).clip(0, 1).astype(np.float32)
