@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduces every figure of BENCHMARKS.md, in one run on one machine (2 threads per process).
-# Usage: bash benchmarks/run.sh [WORKDIR]   (needs `make install`; takes about 35 minutes on 2 cores)
+# Usage: bash benchmarks/run.sh [WORKDIR]   (needs `make install`; takes about an hour on 2 cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 W=${1:-outputs/benchmarks}
@@ -14,6 +14,19 @@ sim "$W/sim20" --num 20 --min-speakers 2 --max-speakers 5 --min-duration 60 --ma
 $PY -m pipeline.benchmark rtf --manifest "$W/sim20/manifest.jsonl" > "$W/rtf_sim20.json"
 $PY -m pipeline.benchmark accuracy --manifest "$AMI" --postprocessing-yaml pipeline/conf/far_field.yaml --estimate-speakers > "$W/accuracy_ami.jsonl"
 $PY -m pipeline.benchmark accuracy --manifest "$W/sim20/manifest.jsonl" --estimate-speakers > "$W/accuracy_sim20.jsonl"
+
+# Default model against ge2e (issue 8): dev grid (dev only), dev and test accuracy, per-stage RTF.
+# (the split corpora are generated into outputs/benchmarks/splits whatever WORKDIR is)
+$PY -m pipeline.tuning --split dev --json "$W/tuning_dev.json" \
+    --option step_seconds=5 --option piece_seconds=2.5 --option 'embed_pieces="central"' > "$W/tuning_dev.txt"
+for split in dev test; do
+  for model in default ge2e; do
+    $PY -m pipeline.benchmark accuracy --split $split --model $model > "$W/accuracy_${split}_$model.txt"
+  done
+done
+for model in default ge2e; do
+  $PY -m pipeline.benchmark rtf --manifest outputs/benchmarks/splits/sim-test-20-seed2002/manifest.jsonl --model $model > "$W/rtf_sim_test_$model.json"
+done
 
 # Corpus runs scored by the evaluate command (issue 4).
 rm -rf "$W/run_ami" "$W/run_sim20"

@@ -393,12 +393,16 @@ def _one_row_manifest(row) -> str:
 
 
 def main(argv=None) -> None:
+    from .__main__ import model_argument
+
     parser = argparse.ArgumentParser(prog="python -m pipeline.benchmark", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=["accuracy", "rtf", "corpus", "manifests", "errors"])
     parser.add_argument("--manifest", help="manifest to measure on (accuracy: or --split)")
     parser.add_argument("--split", choices=["dev", "test"], help="accuracy: the AMI and simulated corpora of a split (pipeline.splits)")
     parser.add_argument("--model", default="default", help="accuracy, rtf: registered model name")
+    parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE", type=model_argument,
+                        help="accuracy (--manifest), rtf: option passed to the model's factory (repeatable)")
     parser.add_argument("--postprocessing-yaml")
     parser.add_argument("--estimate-speakers", action="store_true", help="hide num_speakers from the model")
     parser.add_argument("--threads", type=int, default=2)
@@ -426,7 +430,7 @@ def main(argv=None) -> None:
             print(json.dumps(row))
         print(split_table(rows))
     elif args.what == "accuracy":
-        model = load_model(args.model, device="cpu")
+        model = load_model(args.model, device="cpu", **dict(args.model_arg))
         began = time.perf_counter()
         per_recording, overall = diarize_and_score(args.manifest, model, postprocessing_yaml=args.postprocessing_yaml,
                                                    estimate_speakers=args.estimate_speakers)
@@ -438,7 +442,8 @@ def main(argv=None) -> None:
             print(json.dumps(row))
         print(json.dumps(overall, indent=2))
     elif args.what == "rtf":
-        print(json.dumps(real_time_factor(args.manifest, load_model(args.model, device="cpu"), args.batch_size), indent=2))
+        model = load_model(args.model, device="cpu", **dict(args.model_arg))
+        print(json.dumps({**real_time_factor(args.manifest, model, args.batch_size), "model_args": dict(args.model_arg)}, indent=2))
     else:
         if args.rows:
             import os

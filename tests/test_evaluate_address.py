@@ -84,10 +84,15 @@ def finished_run(tmp_path_factory):
 
 def evaluate(output, *flags: str, env_extra: dict | None = None) -> tuple[subprocess.CompletedProcess, int]:
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["RAY_AUTH_MODE"] = "disabled"  # the head's mode: a client asking for a token would wait for ever
     env.update(env_extra or {})
     process = subprocess.Popen([sys.executable, "-m", "pipeline", "evaluate", "--output", str(output), *flags],
                                cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    stdout, stderr = process.communicate(timeout=300)
+    try:
+        stdout, stderr = process.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        process.kill()  # never left behind for the rest of the session
+        raise
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr), process.pid
 
 
