@@ -28,7 +28,6 @@ from sklearn.cluster import KMeans
 class ChunkClusteringConfig:
     threshold: float = 0.75  # centroid-linkage distance between unit vectors at which merging stops
     min_cluster_size: int = 12  # pyannote 3.1's value; scaled down for short recordings
-    min_cluster_floor: int = 1  # ... but never below this many embeddings
     max_direct: int = 2000  # above this many embeddings, k-means micro-clusters first
     # How an unknown count is estimated on a recording with at least `min_estimate_embeddings`
     # embeddings (on fewer, both estimates are noise: a 30 s two-speaker call gave 7 speakers by
@@ -120,8 +119,8 @@ def silhouette_count(points: np.ndarray, min_speakers: int, max_speakers: int, o
 
 
 def _min_cluster_size(config: ChunkClusteringConfig, n: int) -> int:
-    # pyannote: min(min_cluster_size, max(1, round(0.1 * num_embeddings))), with our own floor
-    return int(min(config.min_cluster_size, max(config.min_cluster_floor, round(0.1 * n))))
+    # pyannote: min(min_cluster_size, max(1, round(0.1 * num_embeddings)))
+    return int(min(config.min_cluster_size, max(1, round(0.1 * n))))
 
 
 def _cut_to_count(dendrogram: np.ndarray, weights: np.ndarray, count: int, min_size: int) -> np.ndarray:
