@@ -49,12 +49,13 @@ SPLIT_COLUMNS = ("der", "missed_speech", "false_alarm", "confusion", "jer")
 
 def split_accuracy(split: str, model_name: str = "default", postprocessing_yaml: str | None = None,
                    dest_dir: str = "outputs/benchmarks/splits") -> list[dict]:
-    """One row per (corpus, speaker count) of a split: AMI excerpts and simulated conversations
-    (see `pipeline.splits`), with the manifests' counts and with counts estimated by the model."""
-    from .splits import ami_manifest, simulated_manifest
+    """One row per (corpus, speaker count) of a split: AMI excerpts, simulated conversations and
+    short simulated calls (see `pipeline.splits`), with the manifests' counts and with counts
+    estimated by the model."""
+    from .splits import split_manifests
 
     model = load_model(model_name, device="cpu")
-    manifests = {"ami": ami_manifest(split, dest_dir), "simulated": simulated_manifest(split, dest_dir)}
+    manifests = split_manifests(split, dest_dir)
     rows = []
     for corpus, manifest in manifests.items():
         for estimate in (False, True):

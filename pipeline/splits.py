@@ -36,6 +36,11 @@ class SimulatedSplit:
 
 
 SIMULATED_SPLITS = {"dev": SimulatedSplit(seed=1001), "test": SimulatedSplit(seed=2002)}
+# Short calls (20-45 s, like `make run`'s sample): few embeddings, where a count estimate is hardest.
+SHORT_SIMULATED_SPLITS = {
+    "dev": SimulatedSplit(speakers_range=(1, 3), duration_range=(20.0, 45.0), seed=1011),
+    "test": SimulatedSplit(speakers_range=(1, 3), duration_range=(20.0, 45.0), seed=2022),
+}
 
 
 def check_split(split: str) -> str:
@@ -65,6 +70,12 @@ def ami_manifest(split: str, dest_dir: str, ami_dir: Path = AMI_DIR) -> str:
     with open(path, "w", encoding="utf-8") as f:
         f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in chosen)
     return path
+
+
+def split_manifests(split: str, dest_dir: str) -> dict[str, str]:
+    """The corpora of a split by name: AMI excerpts, simulated conversations, short simulated calls."""
+    return {"ami": ami_manifest(split, dest_dir), "simulated": simulated_manifest(split, dest_dir),
+            "short": simulated_manifest(split, dest_dir, SHORT_SIMULATED_SPLITS[split])}
 
 
 def simulated_manifest(split: str, dest_dir: str, spec: SimulatedSplit | None = None,

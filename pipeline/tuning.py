@@ -6,8 +6,9 @@ clustering threshold and post-processing parameters is scored from them. The gri
 what `OverlapAwareConfig` defaults to; the test split is then scored once with it
 (`python -m pipeline.benchmark accuracy --split test`).
 
-    python -m pipeline.tuning --split dev                       # AMI dev + simulated dev
+    python -m pipeline.tuning --split dev                       # AMI, simulated and short calls of dev
     python -m pipeline.tuning --split dev --option step_seconds=5   # a forward option
+    python -m pipeline.tuning --split dev --grid min_estimate_embeddings=10,30 --grid min_silhouette=0,0.25
 """
 
 from __future__ import annotations
@@ -39,6 +40,25 @@ GRID = {
 }
 
 
+def with_point(model, point: dict[str, Any]):
+    """`model.config` and post-processing parameters with a grid point's values: each key goes
+    where it is a field (the clustering config, the post-processing parameters, the model config)."""
+    from dataclasses import fields
+
+    def names(obj):
+        return {f.name for f in fields(obj)}
+
+    base = model.default_postprocessing
+    clustering = {k: v for k, v in point.items() if k in names(model.config.clustering)}
+    postprocessing = {k: v for k, v in point.items() if k in names(base) and k not in clustering}
+    top = {k: v for k, v in point.items() if k not in clustering and k not in postprocessing}
+    unknown = set(top) - names(model.config)
+    if unknown:
+        raise ValueError(f"unknown grid parameter(s) {sorted(unknown)}")
+    config = replace(model.config, clustering=replace(model.config.clustering, **clustering), **top)
+    return config, replace(base, **postprocessing)
+
+
 def forward_outputs(model, manifest: str) -> tuple[list, list[dict[str, Any]], float]:
     """(rows, one forward item per row, seconds spent in the forward hook)."""
     rows = read_manifest(manifest)
@@ -52,9 +72,8 @@ def forward_outputs(model, manifest: str) -> tuple[list, list[dict[str, Any]], f
     return rows, outputs, seconds
 
 
-def score_outputs(model, rows, outputs, estimate: bool, clustering: dict, postprocessing) -> dict:
-    model.config = replace(model.config, clustering=replace(model.config.clustering, **clustering))
-    config = DiarizeConfig(postprocessing_params=postprocessing, _internal=InternalDiarizeConfig())
+def score_outputs(model, rows, outputs, estimate: bool) -> dict:
+    config = DiarizeConfig(postprocessing_params=model.default_postprocessing, _internal=InternalDiarizeConfig())
     items = [dict(o, num_speakers=0) if estimate else o for o in outputs]
     segments = model._diarize_output_processing(items, [o["uniq_id"] for o in outputs], config)
     hypotheses = {row.uniq_id: [parse_segment(s) for s in segs] for row, segs in zip(rows, segments)}
@@ -62,30 +81,37 @@ def score_outputs(model, rows, outputs, estimate: bool, clustering: dict, postpr
 
 
 def sweep(model, corpora: dict[str, tuple[list, list]], grid: dict[str, Iterable] = GRID) -> list[dict]:
-    """DER of every grid point on every corpus, known and estimated counts."""
-    base = model.default_postprocessing
+    """DER and count accuracy of every grid point on every corpus, known and estimated counts."""
+    original = model.config
     results = []
-    for method, threshold, min_off in itertools.product(grid["count_method"], grid["threshold"], grid["min_duration_off"]):
-        params = replace(base, min_duration_off=min_off)
-        point = {"count_method": method, "threshold": threshold, "min_duration_off": min_off}
-        for corpus, (rows, outputs) in corpora.items():
-            for estimate in (False, True):
-                overall = score_outputs(model, rows, outputs, estimate, {"count_method": method, "threshold": threshold}, params)
-                key = f"{corpus}_{'estimated' if estimate else 'known'}"
-                point[key] = overall["der"]
-                point[key + "_count_right"] = overall["speaker_count_accuracy"]
-        results.append(point)
+    try:
+        for values in itertools.product(*grid.values()):
+            point = dict(zip(grid, values))
+            config, postprocessing = with_point(model, point)
+            model.config = replace(config, postprocessing=postprocessing)
+            for corpus, (rows, outputs) in corpora.items():
+                for estimate in (False, True):
+                    overall = score_outputs(model, rows, outputs, estimate)
+                    key = f"{corpus}_{'estimated' if estimate else 'known'}"
+                    point[key] = overall["der"]
+                    point[key + "_count_right"] = overall["speaker_count_accuracy"]
+            results.append(point)
+    finally:
+        model.config = original
     return results
 
 
 def main(argv=None) -> None:
-    from .splits import ami_manifest, simulated_manifest
+    from .splits import split_manifests
 
     parser = argparse.ArgumentParser(prog="python -m pipeline.tuning", description=__doc__.split("\n\n")[0])
     parser.add_argument("--split", default="dev", choices=["dev"], help="tuning reads the dev split only")
     parser.add_argument("--model", default="default")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="forward option of the model (e.g. step_seconds=5), VALUE read as JSON")
+    parser.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
+                        help="sweep these values of a clustering, post-processing or model parameter instead of the "
+                             "default grid (values read as JSON), e.g. --grid min_silhouette=0,0.25")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--dest", default="outputs/benchmarks/splits")
     parser.add_argument("--json", default=None, help="write the grid's results here")
@@ -94,7 +120,7 @@ def main(argv=None) -> None:
     options = {key: json.loads(value) for key, _, value in (option.partition("=") for option in args.option)}
     model = load_model(args.model, device="cpu", **options)
     corpora, forward_seconds = {}, {}
-    for corpus, manifest in {"ami": ami_manifest(args.split, args.dest), "simulated": simulated_manifest(args.split, args.dest)}.items():
+    for corpus, manifest in split_manifests(args.split, args.dest).items():
         cache = os.path.join(args.dest, "forward-cache", f"{corpus}-{args.model}-{json.dumps(options, sort_keys=True)}.pkl")
         # The forward pass depends only on the audio, the forward options and the model code: delete
         # the cache folder after changing `_diarize_forward`.
@@ -107,12 +133,12 @@ def main(argv=None) -> None:
             with open(cache, "wb") as f:
                 pickle.dump((rows, outputs, seconds), f)
         corpora[corpus], forward_seconds[corpus] = (rows, outputs), seconds
-    results = sweep(model, corpora)
+    grid = {key: [json.loads(v) for v in values.split(",")] for key, _, values in (g.partition("=") for g in args.grid)} or GRID
+    results = sweep(model, corpora, grid)
     print(json.dumps({"forward_seconds": forward_seconds, **options}))
-    columns = [c for c in results[0] if not c.endswith("count_right")]
-    print(" | ".join(columns))
+    print(" | ".join(results[0]))
     for point in results:
-        print(" | ".join(f"{point[c]:.3f}" if isinstance(point[c], float) else str(point[c]) for c in columns))
+        print(" | ".join(f"{value:.3f}" if isinstance(value, float) else str(value) for value in point.values()))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump({"forward_seconds": forward_seconds, "options": options, "results": results}, f, indent=1)

@@ -8,7 +8,7 @@ collar 0.25 s around reference boundaries, overlap scored, UEM honoured."""
 import pytest
 
 from pipeline.benchmark import diarize_and_score
-from pipeline.splits import ami_manifest, simulated_manifest
+from pipeline.splits import split_manifests
 
 from helpers import cpu_model, ge2e_model
 
@@ -25,7 +25,7 @@ GE2E_SIMULATED_ESTIMATED_LIMIT = 0.13
 @pytest.fixture(scope="module")
 def test_split(tmp_path_factory):
     folder = tmp_path_factory.mktemp("splits")
-    return {"ami": ami_manifest("test", str(folder)), "simulated": simulated_manifest("test", str(folder))}
+    return split_manifests("test", str(folder))
 
 
 def test_default_model_on_ami_test_meetings_with_known_counts(test_split):

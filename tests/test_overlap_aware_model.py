@@ -9,7 +9,8 @@ import torch
 
 from pipeline import DiarizeConfig, InternalDiarizeConfig
 from pipeline.dataset import collate_recordings, recording_item
-from pipeline.models.chunk_clustering import ChunkClusteringConfig, assign_local_speakers, cluster_centroids
+from pipeline.models.chunk_clustering import (ChunkClusteringConfig, assign_local_speakers, cluster_centroids, normalize,
+                                              silhouette_count)
 from pipeline.rttm import parse_segment
 
 from helpers import AMI, cpu_model
@@ -120,6 +121,21 @@ def test_one_voice_stays_one_speaker_however_the_count_is_estimated(count_method
     points = mean + 0.06 * rng.standard_normal((60, 32))
     centroids, labels = cluster_centroids(points, ChunkClusteringConfig(count_method=count_method))
     assert len(centroids) == 1 and (labels == 0).all()
+
+
+def test_a_short_call_is_counted_by_silhouette_unless_its_embeddings_show_no_structure():
+    rng = np.random.default_rng(3)
+    means = np.linalg.qr(rng.standard_normal((32, 3)))[0].T
+    few = np.concatenate([m + 0.06 * rng.standard_normal((4, 32)) for m in means])  # 12 embeddings, as in 30 s
+    config = ChunkClusteringConfig()
+    assert len(few) >= config.min_estimate_embeddings
+    centroids, labels = cluster_centroids(few, config)
+    assert len(centroids) == 3 and all(len(np.unique(labels[4 * k: 4 * (k + 1)])) == 1 for k in range(3))
+    # unrelated directions: no cut separates them well, so the threshold decides as on tiny inputs
+    scattered = rng.standard_normal((12, 32))
+    assert silhouette_count(normalize(scattered), 1, 8, config.one_speaker_distance)[1] < config.min_silhouette
+    by_threshold = cluster_centroids(scattered, ChunkClusteringConfig(count_method="threshold"))[1]
+    np.testing.assert_array_equal(cluster_centroids(scattered, config)[1], by_threshold)
 
 
 @pytest.mark.parametrize("step_seconds", [2.5, 5.0, 10.0])

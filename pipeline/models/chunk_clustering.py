@@ -6,7 +6,8 @@
    count is the known count (the cut that gives that many large clusters, by merge order: centroid
    linkage is not monotonic), else estimated within [min_speakers, max_speakers]: by default one
    speaker when an average-linkage tree's last merge is close, else the cut with the best mean
-   silhouette (`count_method`; the dev split chose it over NME-SC's eigengap and a distance cut).
+   silhouette unless no cut separates the embeddings well, when the distance threshold decides
+   (`count_method`; the dev split chose it over NME-SC's eigengap and a distance cut).
    Above `max_direct` embeddings, k-means first reduces them to `max_direct` weighted
    micro-clusters, so time and memory stay sub-quadratic in the recording's length.
 2. `assign_local_speakers`: every embedded local speaker of every chunk goes to its most similar
@@ -30,13 +31,17 @@ class ChunkClusteringConfig:
     min_cluster_size: int = 12  # pyannote 3.1's value; scaled down for short recordings
     max_direct: int = 2000  # above this many embeddings, k-means micro-clusters first
     # How an unknown count is estimated on a recording with at least `min_estimate_embeddings`
-    # embeddings (on fewer, both estimates are noise: a 30 s two-speaker call gave 7 speakers by
-    # silhouette, AMI excerpts too many by eigengap; the threshold decides there):
+    # embeddings (on fewer, the threshold decides):
     # "silhouette" (one speaker when the tree's last merge is close, else the best-separated cut),
     # "eigengap" (NME-SC's) or "threshold" (the AHC cut, always).
     count_method: str = "silhouette"
-    min_estimate_embeddings: int = 30  # dev: 30 best (sim 9.2 %, AMI 17.4 %); 40 costs simulated 4 points
+    # dev (short calls 20-45 s, simulated 1-3 min, AMI 30 s): 10 as good as 30 on AMI and simulated,
+    # and on short calls 4.6 % DER, 19/20 counts against 8.8 %, 14/20; 20 gives 7.7 %; 5 = 10
+    min_estimate_embeddings: int = 10
     one_speaker_distance: float = 0.45  # "silhouette": one speaker below this last-merge distance
+    # "silhouette": a best cut scoring lower shows no clear structure and the threshold decides
+    # (dev: free up to 0.25, 0.3 costs simulated 0.3 points, 0.35 costs 3.3)
+    min_silhouette: float = 0.25
     seed: int = 0
 
 
@@ -45,8 +50,10 @@ def normalize(embeddings: np.ndarray) -> np.ndarray:
 
 
 def cluster_centroids(embeddings: np.ndarray, config: ChunkClusteringConfig, num_speakers: int | None = None,
-                      min_speakers: int = 1, max_speakers: int = 8) -> tuple[np.ndarray, np.ndarray]:
-    """(centroids (K, D) unit vectors, labels (N,)) of `embeddings` (N, D)."""
+                      min_speakers: int = 1, max_speakers: int = 8, counted: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(centroids (K, D) unit vectors, labels (N,)) of `embeddings` (N, D). `counted` (N,) bool:
+    the embeddings whose silhouette decides an unknown count, when there are enough of them
+    (default: all)."""
     vectors = normalize(np.asarray(embeddings, dtype=np.float64))
     n = len(vectors)
     if n == 0:
@@ -72,8 +79,13 @@ def cluster_centroids(embeddings: np.ndarray, config: ChunkClusteringConfig, num
             count = estimate_count(points, weights, min_speakers, max_speakers, config.seed)
             point_labels = _cut_to_count(dendrogram, weights, count, min_size)
         elif config.count_method == "silhouette" and n >= config.min_estimate_embeddings:
-            count = silhouette_count(points, min_speakers, max_speakers, config.one_speaker_distance)
-            point_labels = _cut_to_count(dendrogram, weights, count, min_size)
+            voters = points  # above `max_direct`, the micro-clusters
+            if counted is not None and n <= config.max_direct and counted.sum() >= config.min_estimate_embeddings:
+                voters = vectors[counted]
+            estimate, separation = silhouette_count(voters, min_speakers, max_speakers, config.one_speaker_distance)
+            if estimate == 1 or separation >= config.min_silhouette:
+                count = estimate
+                point_labels = _cut_to_count(dendrogram, weights, count, min_size)
         bounded = int(np.clip(count, min_speakers, min(max_speakers, len(points))))
         if bounded != count:
             point_labels = _cut_to_count(dendrogram, weights, bounded, min_size)
@@ -98,15 +110,16 @@ def estimate_count(points: np.ndarray, weights: np.ndarray, min_speakers: int, m
     return int(np.clip(labels.max() + 1 if len(labels) else 1, min_speakers, max_speakers))
 
 
-def silhouette_count(points: np.ndarray, min_speakers: int, max_speakers: int, one_speaker_distance: float) -> int:
-    """One speaker when the average-linkage (cosine) tree's last merge is below
-    `one_speaker_distance` (a silhouette always prefers some split, so it cannot say "one"); else
-    the count of two or more whose cut of that tree has the highest mean silhouette."""
+def silhouette_count(points: np.ndarray, min_speakers: int, max_speakers: int, one_speaker_distance: float) -> tuple[int, float]:
+    """(count, its mean silhouette): one speaker when the average-linkage (cosine) tree's last
+    merge is below `one_speaker_distance` (a silhouette always prefers some split, so it cannot say
+    "one"; the score is then inf); else the count of two or more whose cut of that tree has the
+    highest mean silhouette."""
     from sklearn.metrics import silhouette_score
 
     tree = linkage(points, method="average", metric="cosine")
     if min_speakers <= 1 and tree[-1, 2] < one_speaker_distance:
-        return 1
+        return 1, np.inf
     best, best_count = -np.inf, max(1, min_speakers)
     for count in range(max(2, min_speakers), min(max_speakers, len(points) - 1) + 1):
         labels = fcluster(tree, count, criterion="maxclust")
@@ -115,7 +128,7 @@ def silhouette_count(points: np.ndarray, min_speakers: int, max_speakers: int, o
         score = silhouette_score(points, labels, metric="cosine")
         if score > best:
             best, best_count = score, count
-    return best_count
+    return best_count, float(best)
 
 
 def _min_cluster_size(config: ChunkClusteringConfig, n: int) -> int:
