@@ -3,11 +3,11 @@ speakers recur (`pipeline.splits.RECURRING_SPLITS`: 30 conversations of 60-120 s
 each from a pool of 12 LibriSpeech speakers of the split, 16 kHz and 8 kHz files, speaker gains
 within ±U(0, 8) dB per conversation).
 
-    python benchmarks/speaker_linking_accuracy.py --split dev --thresholds 0.70 0.72 ... 0.90   # choose on dev
-    python benchmarks/speaker_linking_accuracy.py --split test --thresholds 0.82                 # report on test
+    python benchmarks/speaker_linking_accuracy.py --split dev --model ge2e --thresholds 0.70 0.72 ... 0.90   # choose on dev
+    python benchmarks/speaker_linking_accuracy.py --split test --model ge2e                   # report on test at the model's default
 
 Each split's corpus is written once under `--work`, diarized once by a corpus run on a local Ray
-(`--model`, default `ge2e`, the model the default threshold was chosen for), then linked from scratch (`link_run(fresh=True)`) and
+(`--model`, default `ge2e`), then linked from scratch (`link_run(fresh=True)`) and
 scored (`evaluate_global_run`, collar 0.25 s, overlap scored) at every threshold."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def main(argv=None) -> int:
     parser.add_argument("--split", choices=["dev", "test"], required=True)
     parser.add_argument("--work", default="/tmp/speaker-linking")
     parser.add_argument("--model", default="ge2e")
-    parser.add_argument("--thresholds", type=float, nargs="+", default=None, help="default: pipeline.linking.DEFAULT_THRESHOLD")
+    parser.add_argument("--thresholds", type=float, nargs="+", default=None, help="default: the model's (pipeline.linking.DEFAULT_THRESHOLDS)")
     parser.add_argument("--min-speech-seconds", type=float, default=None)
     parser.add_argument("--collar", type=float, default=0.25)
     parser.add_argument("--json", default=None, help="append the results as JSON lines to this file")
@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     import pipeline
     from pipeline.corpus.ray_session import connect_ray
     from pipeline.evaluate import evaluate_global_run
-    from pipeline.linking import DEFAULT_MIN_SPEECH_SECONDS, DEFAULT_THRESHOLD, link_run
+    from pipeline.linking import DEFAULT_MIN_SPEECH_SECONDS, link_run, model_threshold
     from pipeline.splits import RECURRING_SPLITS, recurring_manifest, recurring_pool
 
     spec = RECURRING_SPLITS[args.split]
@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     min_speech = DEFAULT_MIN_SPEECH_SECONDS if args.min_speech_seconds is None else args.min_speech_seconds
     header = f"{'threshold':>9} {'per-rec DER':>11} {'global DER':>10} {'increase':>8} {'purity':>7} {'coverage':>8} {'global/ref spk':>14} {'link s':>6}"
     print(header)
-    for threshold in args.thresholds or [DEFAULT_THRESHOLD]:
+    for threshold in args.thresholds or [model_threshold(args.model)]:
         linked = link_run(output, threshold=threshold, min_speech_seconds=min_speech, fresh=True)
         _, overall = evaluate_global_run(output, collar=args.collar)
         print(f"{threshold:9.3f} {overall['per_recording_der']:11.2%} {overall['global_der']:10.2%} {overall['der_increase'] * 100:+8.2f} "

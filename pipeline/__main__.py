@@ -108,13 +108,14 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     add_storage_options(evaluate)
     evaluate.set_defaults(handler=run_evaluate)
 
-    from .linking import DEFAULT_MIN_SPEECH_SECONDS, DEFAULT_THRESHOLD
+    from .linking import DEFAULT_MIN_SPEECH_SECONDS, DEFAULT_THRESHOLDS
 
     link = commands.add_parser("link-speakers", parents=[common],
                                help="give the same voice the same global speaker id across the run's recordings")
     link.add_argument("--output", required=True, metavar="URI", help="the run's output folder")
-    link.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
-                      help="mean cosine similarity at which two groups of speakers merge (default: %(default)s, chosen on the dev split)")
+    link.add_argument("--threshold", type=float, default=None,
+                      help="mean cosine similarity at which two groups of speakers merge (default: the run's model's, chosen on "
+                           "the dev split: " + ", ".join(f"{m} {t}" for m, t in sorted(DEFAULT_THRESHOLDS.items())) + ")")
     link.add_argument("--min-speech-seconds", type=float, default=DEFAULT_MIN_SPEECH_SECONDS,
                       help="speakers with less speech get no global id (default: %(default)s)")
     link.add_argument("--fresh", action="store_true", help="forget the global ids of an earlier linking and link from scratch")

@@ -49,9 +49,10 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-# Chosen on the dev split only (recurring-speaker corpora, `pipeline.splits.RECURRING_SPLITS["dev"]`,
-# GE2E model; BENCHMARKS.md, "Corpus-wide speaker linking"): the test split is reported with these values.
-DEFAULT_THRESHOLD = 0.82
+# Chosen on the dev split only (recurring-speaker corpora, `pipeline.splits.RECURRING_SPLITS["dev"]`;
+# BENCHMARKS.md, "Corpus-wide speaker linking"): the test split is reported with these values. Each
+# model's embeddings have their own similarity scale, so the threshold is the model's.
+DEFAULT_THRESHOLDS = {"ge2e": 0.82, "default": 0.64}
 DEFAULT_MIN_SPEECH_SECONDS = 2.0
 EXACT_MAX = 4000
 BLOCK_SIZE = 2000
@@ -338,7 +339,7 @@ class LinkResult:
     rounds: list[dict]
 
 
-def link_centroids(centroids: np.ndarray, recordings: np.ndarray, threshold: float = DEFAULT_THRESHOLD,
+def link_centroids(centroids: np.ndarray, recordings: np.ndarray, threshold: float,
                    linked: np.ndarray | None = None, existing: np.ndarray | None = None, exact_max: int = EXACT_MAX,
                    block_size: int = BLOCK_SIZE, seed: int = 0, use_ray: bool | None = None) -> LinkResult:
     """Global speaker index of every centroid.
@@ -539,9 +540,9 @@ def unlinked_label(uniq_id: str, speaker: str) -> str:
     return f"{UNLINKED_PREFIX}/{uniq_id}/{speaker}"
 
 
-def read_speakers(layout) -> tuple[Any, list[str]]:
+def read_speakers(layout) -> tuple[Any, list[str], str | None]:
     """The committed `speakers` rows (uniq_id, speaker, speech_seconds, centroid) with the token of
-    the part each comes from, and the tokens; read part by part with pyarrow."""
+    the part each comes from, the tokens, and the model that wrote them; read part by part with pyarrow."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -554,14 +555,14 @@ def read_speakers(layout) -> tuple[Any, list[str]]:
         tables.append(table.drop_columns(["model"]).append_column("part", pa.array(np.full(table.num_rows, len(tokens), np.int64))))
         tokens.append(token)
     if not tables:
-        return None, []
+        return None, [], None
     sizes = {t.schema.field("centroid").type.list_size for t in tables}
     if len(models) > 1 or len(sizes) != 1:
         from .errors import UsageError
 
         raise UsageError(f"speakers/ holds the centroids of several models ({', '.join(sorted(models))}; sizes {sorted(sizes)}): "
                          "their embeddings cannot be compared; link the run of one model")
-    return pa.concat_tables(tables), tokens
+    return pa.concat_tables(tables), tokens, models.pop() if models else None
 
 
 def centroid_matrix(table) -> np.ndarray:
@@ -626,14 +627,26 @@ def parquet_bytes(table) -> bytes:
     return buffer.getvalue()
 
 
-def link_run(output: str, threshold: float = DEFAULT_THRESHOLD, min_speech_seconds: float = DEFAULT_MIN_SPEECH_SECONDS,
+def model_threshold(model: str) -> float:
+    """The dev-chosen linking threshold of `model`'s embeddings (a UsageError naming the fix when
+    there is none: a user's own model needs its threshold chosen on a dev split)."""
+    from .errors import UsageError
+
+    if model not in DEFAULT_THRESHOLDS:
+        raise UsageError(f"no default --threshold for the embeddings of model {model!r} (known: {', '.join(sorted(DEFAULT_THRESHOLDS))}): "
+                         "pass --threshold, chosen on a dev corpus with benchmarks/speaker_linking_accuracy.py --model")
+    return DEFAULT_THRESHOLDS[model]
+
+
+def link_run(output: str, threshold: float | None = None, min_speech_seconds: float = DEFAULT_MIN_SPEECH_SECONDS,
              storage_options: dict | None = None, address: str | None = None, fresh: bool = False,
              exact_max: int = EXACT_MAX, block_size: int = BLOCK_SIZE) -> dict[str, Any]:
     """Link the speakers of the run in `output` into global speakers (see the module docstring) and
     write `speaker_links.parquet`, `global_speakers.parquet`, `global_rttm/` and `linking.json`.
     A rerun keeps every global id given before (`fresh=True` forgets them and links from scratch),
     links the speakers added since (a `--resume` that grew the run) and rewrites only the global
-    RTTMs that changed. Holds the output's lease, so it never runs beside a corpus run on it."""
+    RTTMs that changed. Holds the output's lease, so it never runs beside a corpus run on it.
+    `threshold=None` takes the default of the model that wrote `speakers/` (`DEFAULT_THRESHOLDS`)."""
     import pyarrow as pa
 
     from .corpus.lease import OutputLease
@@ -642,7 +655,7 @@ def link_run(output: str, threshold: float = DEFAULT_THRESHOLD, min_speech_secon
     from .errors import UsageError
 
     started = time.perf_counter()
-    if not (math.isfinite(threshold) and -1.0 <= threshold <= 1.0):
+    if threshold is not None and not (math.isfinite(threshold) and -1.0 <= threshold <= 1.0):
         raise UsageError(f"--threshold must be a cosine similarity in [-1, 1], got {threshold}")
     if not (math.isfinite(min_speech_seconds) and min_speech_seconds >= 0):
         raise UsageError(f"--min-speech-seconds must be >= 0, got {min_speech_seconds}")
@@ -653,10 +666,12 @@ def link_run(output: str, threshold: float = DEFAULT_THRESHOLD, min_speech_secon
     with OutputLease(output, storage_options).acquire(resume=True):
         layout.refuse_links()
         layout.remove_temporaries()
-        table, tokens = read_speakers(layout)
+        table, tokens, model = read_speakers(layout)
         if table is None or table.num_rows == 0:
             raise UsageError(f"{output}/speakers/ is empty: the run's model gives no speaker embeddings "
                              "(InternalDiarizeConfig.speaker_embeddings), so there is nothing to link")
+        if threshold is None:
+            threshold = model_threshold(model)
         previous, state = ({}, {}) if fresh else read_previous(layout)
         uniq_ids = table.column("uniq_id").to_pylist()
         speakers = table.column("speaker").to_pylist()

@@ -9,7 +9,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from pipeline.linking import Groups, constrained_ahc, link_centroids, repair_conflicts
+from pipeline.errors import UsageError
+from pipeline.linking import DEFAULT_THRESHOLDS, Groups, constrained_ahc, link_centroids, model_threshold, repair_conflicts
 from pipeline.rttm import Turn
 from pipeline.speakers import speaker_centroids
 from pipeline.synthetic_speakers import purity_coverage, synthetic_centroids
@@ -252,3 +253,11 @@ def test_the_fast_ahc_merges_exactly_as_the_textbook_greedy_one():
                 linking.COMPACT_ABOVE = saved
             ours = {frozenset(np.flatnonzero(labels == k).tolist()) for k in range(labels.max() + 1)}
             assert ours == textbook(data.centroids, data.recordings, 0.8)
+
+
+def test_each_model_links_at_its_own_dev_threshold_and_an_unknown_one_is_told_to_choose():
+    assert model_threshold("ge2e") == DEFAULT_THRESHOLDS["ge2e"]
+    assert model_threshold("default") == DEFAULT_THRESHOLDS["default"]
+    assert DEFAULT_THRESHOLDS["default"] != DEFAULT_THRESHOLDS["ge2e"], "CAM++ and GE2E similarities are on different scales"
+    with pytest.raises(UsageError, match="pass --threshold"):
+        model_threshold("my_package.models:MyDiarizer")

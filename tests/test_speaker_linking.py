@@ -15,7 +15,7 @@ import pytest
 from pipeline.rttm import read_rttm
 from pipeline.splits import RecurringSplit, recurring_manifest
 
-# The model whose embeddings the default threshold was chosen for (pipeline.linking.DEFAULT_THRESHOLD).
+# The light model: its embeddings link at their own dev-chosen threshold (pipeline.linking.DEFAULT_THRESHOLDS).
 GE2E = "ge2e"
 # 10 conversations of 30-45 s, 2-3 speakers each, from 5 speakers; 16 kHz and 8 kHz files, gains varied.
 SPEC = RecurringSplit(num=10, pool_size=5, speakers_range=(2, 3), duration_range=(30.0, 45.0), seed=77)
@@ -146,11 +146,12 @@ def test_global_speakers_table_counts_recordings_and_hours(grown_run):
 
 
 def test_relinking_an_unchanged_run_changes_nothing(grown_run):
-    from pipeline.linking import link_run
+    from pipeline.linking import DEFAULT_THRESHOLDS, link_run
 
     output = grown_run["output"]
     before = pq.read_table(output / "speaker_links.parquet")
     summary = link_run(str(output))
+    assert summary["threshold"] == DEFAULT_THRESHOLDS[GE2E], "without --threshold, the run's model's own"
     assert summary["global_rttms_written"] == 0 and summary["new_global_speakers"] == 0
     assert pq.read_table(output / "speaker_links.parquet").equals(before)
 
