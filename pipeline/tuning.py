@@ -101,6 +101,14 @@ def sweep(model, corpora: dict[str, tuple[list, list]], grid: dict[str, Iterable
     return results
 
 
+def _value(text: str) -> Any:
+    """A command-line value: JSON when it parses (numbers, true, null), else the string itself."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
 def main(argv=None) -> None:
     from .splits import split_manifests
 
@@ -108,17 +116,28 @@ def main(argv=None) -> None:
     parser.add_argument("--split", default="dev", choices=["dev"], help="tuning reads the dev split only")
     parser.add_argument("--model", default="default")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                        help="forward option of the model (e.g. step_seconds=5), VALUE read as JSON")
+                        help="forward option of the model (e.g. step_seconds=5), VALUE read as JSON, else as a string")
     parser.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
                         help="sweep these values of a clustering, post-processing or model parameter instead of the "
-                             "default grid (values read as JSON), e.g. --grid min_silhouette=0,0.25")
+                             "default grid (values read as JSON, else as strings), e.g. --grid min_silhouette=0,0.25")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--dest", default="outputs/benchmarks/splits")
     parser.add_argument("--json", default=None, help="write the grid's results here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    options = {key: json.loads(value) for key, _, value in (option.partition("=") for option in args.option)}
-    model = load_model(args.model, device="cpu", **options)
+    for given in args.option + args.grid:
+        if not given.partition("=")[0] or not given.partition("=")[2]:
+            parser.error(f"{given!r} is not KEY=VALUE: e.g. --option step_seconds=5 or --grid threshold=0.7,0.8")
+    options = {key: _value(value) for key, _, value in (option.partition("=") for option in args.option)}
+    grid = {key: [_value(v) for v in values.split(",")] for key, _, values in (g.partition("=") for g in args.grid)} or GRID
+    try:
+        model = load_model(args.model, device="cpu", **options)
+    except TypeError as error:
+        parser.error(f"{error}: --option takes fields of the model's config (e.g. step_seconds=5)")
+    try:
+        with_point(model, dict.fromkeys(grid))
+    except (ValueError, TypeError, AttributeError) as error:
+        parser.error(f"{error}: --grid takes fields of {type(model.config).__name__}, its clustering config or its post-processing parameters")
     corpora, forward_seconds = {}, {}
     for corpus, manifest in split_manifests(args.split, args.dest).items():
         cache = os.path.join(args.dest, "forward-cache", f"{corpus}-{args.model}-{json.dumps(options, sort_keys=True)}.pkl")
@@ -133,7 +152,6 @@ def main(argv=None) -> None:
             with open(cache, "wb") as f:
                 pickle.dump((rows, outputs, seconds), f)
         corpora[corpus], forward_seconds[corpus] = (rows, outputs), seconds
-    grid = {key: [json.loads(v) for v in values.split(",")] for key, _, values in (g.partition("=") for g in args.grid)} or GRID
     results = sweep(model, corpora, grid)
     print(json.dumps({"forward_seconds": forward_seconds, **options}))
     print(" | ".join(results[0]))

@@ -148,3 +148,19 @@ def test_a_terminal_gets_a_tqdm_bar_that_counts_committed_recordings(tmp_path):
         shown += os.read(controller, 4096)
     text = shown.decode()
     assert "recordings:  33%" in text and "2/3" in text and "0.50 h audio, 0 errors" in text, text
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--grid", "threshold"], ["not KEY=VALUE"]),
+    (["--grid", "no_such_parameter=1,2"], ["no_such_parameter", "--grid takes fields"]),
+    (["--option", "no_such_option=5"], ["no_such_option", "--option takes fields"]),
+])
+def test_tuning_mistakes_are_one_error_line_before_any_forward_pass(tmp_path, args, words):
+    result = subprocess.run([sys.executable, "-m", "pipeline.tuning", "--dest", str(tmp_path), *args], cwd=REPO,
+                            env=cli_env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("python -m pipeline.tuning: error: "), result.stderr
+    for word in words:
+        assert word in last, last
+    assert not any(tmp_path.iterdir()), "nothing is computed or written for a mistaken command"
