@@ -35,7 +35,8 @@ GRID = {
     # silhouette: one speaker by the tree's last merge, else the best-separated cut; eigengap: NME-SC
     # on recordings with enough embeddings, else the threshold; threshold: the AHC cut
     "count_method": ("silhouette", "eigengap", "threshold"),
-    "threshold": (0.6, 0.7, 0.75, 0.8),
+    "linkage_method": ("average", "centroid"),
+    "threshold": (0.75, 0.85, 0.9, 0.95),
     "min_duration_off": (0.0, 0.2),
 }
 
