@@ -7,7 +7,8 @@
    cut that gives that many large clusters, by merge order), else estimated within
    [min_speakers, max_speakers]: by default one speaker when an average-linkage tree's last merge
    is close, else the cut with the best mean silhouette unless no cut separates the embeddings
-   well, when the distance threshold decides (`count_method`; the dev split chose it over NME-SC's eigengap and a distance cut).
+   well, when the distance threshold decides (`count_method`; the dev split chose it over NME-SC's
+   eigengap and a distance cut).
    Above `max_direct` embeddings, k-means first reduces them to `max_direct` weighted
    micro-clusters, so time and memory stay sub-quadratic in the recording's length.
 2. `assign_local_speakers`: every embedded local speaker of every chunk goes to its most similar
