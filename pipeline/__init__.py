@@ -1,10 +1,6 @@
 """Speaker diarization of speech corpora at scale: NeMo's diarization inference API, an offline
 default model, and a Ray Data pipeline for whole corpora on object storage."""
 
-from .api import DiarizationMixin, SpkDiarizationMixin
-from .config import DiarizeConfig, InternalDiarizeConfig, PostProcessingParams, load_postprocessing_from_yaml
-from .models import available_models, load_model, register_model
-
 __all__ = [
     "DiarizationMixin",
     "DiarizeConfig",
@@ -20,15 +16,30 @@ __all__ = [
 ]
 
 
+# Where each public name lives. Imported on first use (PEP 562): `import pipeline` stays cheap, so a
+# Ray worker that runs a CPU stage (`pipeline.corpus.inputs`, ...) or the CLI refusing a bad option
+# does not pay for torch, Ray Data or pyannote it never uses.
+_HOMES = {
+    "DiarizationMixin": ".api", "SpkDiarizationMixin": ".api",
+    "DiarizeConfig": ".config", "InternalDiarizeConfig": ".config", "PostProcessingParams": ".config",
+    "load_postprocessing_from_yaml": ".config",
+    "available_models": ".models", "load_model": ".models", "register_model": ".models",
+    "run_corpus": ".corpus.plan",
+    "to_annotation": ".export",
+}
+
+
 def __getattr__(name: str):
-    """`run_corpus` and `to_annotation` are imported on first use: they bring in Ray and pyannote,
-    which `diarize()` users don't need."""
-    if name == "run_corpus":
-        from .corpus import run_corpus
+    """A public name from its home module, or a submodule (`pipeline.audio`) imported on first use."""
+    import importlib
+    import importlib.util
 
-        return run_corpus
-    if name == "to_annotation":  # pyannote.core on first use too
-        from .export import to_annotation
-
-        return to_annotation
+    if name in _HOMES:
+        return getattr(importlib.import_module(_HOMES[name], __name__), name)
+    if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

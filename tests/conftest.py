@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import socket
 from pathlib import Path
 
 import pytest
 
+# A suite started in the background by a non-interactive shell (`make test &`, nohup) inherits
+# SIGINT ignored, and so would every CLI it starts: Python leaves an ignored SIGINT ignored, and
+# the Ctrl-C tests' interrupt would be lost. A handled signal is reset to the default in a child,
+# as a terminal's would be.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 AMI = DATA / "ami-excerpts"
 
-# The model for tests that exercise pipeline mechanics, not accuracy. The current default model will
-# be registered as "ge2e" when a slower default replaces it; then this is the one line to change.
+# The model of pipeline-mechanics tests (lease, faults, preflight, plug-ins): the fastest registered
+# model, not the default. One constant, so that renaming the models is one edit.
 FAST_MODEL = "ge2e"
 
 
@@ -109,7 +117,3 @@ def in_process_segments(*names: str) -> dict[str, list[str]]:
         _IN_PROCESS[names] = {name: list(s) for name, s in zip(names, segments) if s}
     return _IN_PROCESS[names]
 
-
-# The model of pipeline-mechanics tests (lease, faults, preflight, plug-ins): the fastest registered
-# model. One constant, so that renaming the models (the default becoming a slower one) is one edit.
-FAST_MODEL = "ge2e"

@@ -62,6 +62,19 @@ def test_output_manifest_points_at_written_rttms(finished_run):
     assert all(r["reference_rttm_filepath"].endswith(f"{r['uniq_id']}.rttm") for r in rows)
 
 
+def test_ray_sorts_the_output_manifest_of_a_large_run_into_the_same_bytes(finished_run):
+    """Small runs sort the output manifest on the driver; above `DRIVER_MANIFEST_ROWS` Ray sorts
+    it (read, sort, one part per block, concatenated): both give the same file."""
+    from pipeline.corpus.outputs import OutputLayout
+    from pipeline.corpus.plan import MANIFEST_PARTS, write_output_manifest
+
+    _, output, _ = finished_run
+    by_driver = (output / "manifest.jsonl").read_bytes()
+    write_output_manifest(OutputLayout(str(output)), recordings=len(NAMES), on_driver=False)
+    assert (output / "manifest.jsonl").read_bytes() == by_driver
+    assert not (output / MANIFEST_PARTS).exists()
+
+
 def test_summary_json_has_counts_config_and_versions(finished_run):
     _, output, _ = finished_run
     summary = json.loads((output / "summary.json").read_text(encoding="utf-8"))

@@ -236,7 +236,8 @@ def assign_ids(inputs, rows: int, recorded=None):
     if recorded is not None:
         rows_in = inputs.union(recorded.map_batches(recorded_items, batch_format="pyarrow"))
     bucketed = rows_in.map_batches(with_bucket, fn_kwargs={"buckets": buckets}, batch_format="pyarrow")
-    return bucketed.groupby("bucket").map_groups(assign_bucket, batch_format="pyarrow")
+    # One shuffle partition per bucket: Ray's default (200) costs seconds of tasks on a small corpus.
+    return bucketed.groupby("bucket", num_partitions=buckets).map_groups(assign_bucket, batch_format="pyarrow")
 
 
 def manifest_row(item: dict[str, Any]) -> ManifestRow:

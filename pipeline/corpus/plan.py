@@ -143,7 +143,7 @@ def run_corpus(
             if lease.lost_to is not None:
                 raise OutputInUse(f"another run took over the lease on {output} while this one worked "
                                   f"(host {lease.lost_to.get('host')}, pid {lease.lost_to.get('pid')}); check that run's outputs")
-            write_output_manifest(layout)
+            write_output_manifest(layout, input_rows)
             summary = run_summary(
                 layout, input_rows, parts_before, time.perf_counter() - started,
                 config={
@@ -273,17 +273,32 @@ def causes(error: BaseException):
         stack.extend([getattr(current, "cause", None), current.__cause__, current.__context__])
 
 
-def write_output_manifest(layout: OutputLayout) -> None:
+# Up to this many recordings the output manifest is sorted on the driver (a few MB of lines): Ray's
+# read, sort and write stages cost seconds of fixed overhead, more than sorting the rows here.
+DRIVER_MANIFEST_ROWS = 100_000
+MANIFEST_COLUMNS = ["uniq_id", "manifest", "line_number", "status", "manifest_row"]
+MANIFEST_PARTS = ".manifest-parts"
+
+
+def write_output_manifest(layout: OutputLayout, recordings: int, on_driver: bool | None = None) -> None:
     """The ok rows of `recordings`, sorted by manifest and line, with `rttm_filepath` at the written
-    RTTM (the reference RTTM the row named, if any, moves to `reference_rttm_filepath`). Ray sorts
-    the rows and writes one part per sorted block; the driver only concatenates the parts' bytes in
-    order (it never holds rows, nor maps them from the object store)."""
+    RTTM (the reference RTTM the row named, if any, moves to `reference_rttm_filepath`).
+    `recordings` (rows in the run's `recordings`) decides where (`on_driver` overrides): up to
+    `DRIVER_MANIFEST_ROWS` the driver reads and sorts them; above, Ray sorts the rows and writes one
+    part per sorted block, and the driver only concatenates the parts' bytes in order (it never
+    holds rows, nor maps them from the object store)."""
     import shutil
 
+    if on_driver is None:
+        on_driver = recordings <= DRIVER_MANIFEST_ROWS
     parts_folder = layout.path(MANIFEST_PARTS)
     if layout.fs.exists(parts_folder):
         layout.fs.rm(parts_folder, recursive=True)
-    recorded = layout.recorded(["uniq_id", "manifest", "line_number", "status", "manifest_row"])
+    if on_driver:
+        with layout.open_atomically(layout.path("manifest.jsonl")) as out:
+            out.write(manifest_lines(sorted_ok_recordings(layout), layout).encode("utf-8"))
+        return
+    recorded = layout.recorded(MANIFEST_COLUMNS)
     parts = []
     if recorded is not None:
         ok = recorded.filter(expr=col("status") == "ok").sort(["manifest", "line_number"])
@@ -297,7 +312,33 @@ def write_output_manifest(layout: OutputLayout) -> None:
         layout.fs.rm(parts_folder, recursive=True)
 
 
-MANIFEST_PARTS = ".manifest-parts"
+def sorted_ok_recordings(layout: OutputLayout) -> pa.Table:
+    """The ok rows of `recordings` (the manifest columns), sorted by manifest and line, on the driver."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from .tables import RECORDINGS_SCHEMA
+
+    schema = pa.schema([RECORDINGS_SCHEMA.field(name) for name in MANIFEST_COLUMNS])
+    tables = []
+    for part in layout.recorded_parts():
+        with layout.fs.open(part, "rb") as f:
+            table = pq.read_table(f, columns=MANIFEST_COLUMNS).cast(schema)
+        tables.append(table.filter(pc.equal(table["status"], "ok")))
+    ok = pa.concat_tables(tables) if tables else schema.empty_table()
+    return ok.sort_by([("manifest", "ascending"), ("line_number", "ascending")])
+
+
+def manifest_lines(block: pa.Table, layout: OutputLayout) -> str:
+    """Rows of `recordings` as output manifest lines (NeMo's fields; `rttm_filepath` at our RTTM)."""
+    lines = []
+    for item in block.to_pylist():
+        record = manifest_row(item).to_json()
+        if record.get("rttm_filepath"):
+            record["reference_rttm_filepath"] = record["rttm_filepath"]
+        record["rttm_filepath"] = layout.rttm_uri(item["uniq_id"])
+        lines.append(json_text(record, indent=None) + "\n")
+    return "".join(lines)
 
 
 def write_manifest_part(block: pa.Table, layout: OutputLayout) -> pa.Table:
@@ -306,15 +347,8 @@ def write_manifest_part(block: pa.Table, layout: OutputLayout) -> pa.Table:
 
     if not block.num_rows:
         return pa.table({"manifest": pa.array([], pa.string()), "line_number": pa.array([], pa.int64()), "path": pa.array([], pa.string())})
-    lines = []
-    for item in block.to_pylist():
-        record = manifest_row(item).to_json()
-        if record.get("rttm_filepath"):
-            record["reference_rttm_filepath"] = record["rttm_filepath"]
-        record["rttm_filepath"] = layout.rttm_uri(item["uniq_id"])
-        lines.append(json_text(record, indent=None) + "\n")
     path = layout.path(MANIFEST_PARTS, f"{uuid.uuid4().hex}.jsonl")
-    layout.write_atomically(path, "".join(lines).encode("utf-8"))
+    layout.write_atomically(path, manifest_lines(block, layout).encode("utf-8"))
     first = block.slice(0, 1).to_pylist()[0]
     return pa.table({"manifest": [first["manifest"]], "line_number": [first["line_number"]], "path": [path]})
 
