@@ -117,3 +117,22 @@ def in_process_segments(*names: str) -> dict[str, list[str]]:
         _IN_PROCESS[names] = {name: list(s) for name, s in zip(names, segments) if s}
     return _IN_PROCESS[names]
 
+
+
+_TERMINAL = None
+
+
+def pytest_sessionstart(session):
+    global _TERMINAL
+    _TERMINAL = session.config.pluginmanager.get_plugin("terminalreporter")
+
+
+def pytest_runtest_logreport(report):
+    """A failure is named, with its last lines, the moment it happens: `-ra`'s summary comes only at
+    the end, which a CI run stopped by its time limit never reaches."""
+    if report.failed and _TERMINAL is not None:
+        tail = report.longreprtext.strip().splitlines()[-12:]
+        _TERMINAL.write_line("")
+        _TERMINAL.write_line(f"FAILED ({report.when}) {report.nodeid}", red=True)
+        for line in tail:
+            _TERMINAL.write_line(f"    {line[:300]}")

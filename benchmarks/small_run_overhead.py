@@ -1,0 +1,65 @@
+"""The fixed cost of a corpus run: the same one-file manifest run `--repeats` times in one local
+Ray (the first run also pays for starting workers), with the driver's time in each step of
+`run_corpus`. What a Jupyter user pays per small trial run, and most of what the test suite pays.
+
+    python benchmarks/small_run_overhead.py --model ge2e --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+AMI = Path(__file__).resolve().parents[2] / "shared" / "data" / "ami-excerpts"
+STEPS = ("read_inputs", "assign_ids", "row_counts", "diarize_rows", "write_output_manifest", "run_summary")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="ge2e")
+    parser.add_argument("--recording", default="trn02", help="an AMI excerpt of ../shared/data")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    import ray
+
+    import pipeline
+    import pipeline.corpus.plan as plan
+
+    seconds: dict[str, list[float]] = defaultdict(list)
+
+    def timed(name):
+        step = getattr(plan, name)
+
+        @functools.wraps(step)
+        def wrapper(*a, **k):
+            began = time.perf_counter()
+            try:
+                return step(*a, **k)
+            finally:
+                seconds[name].append(time.perf_counter() - began)
+        return wrapper
+
+    for name in STEPS:
+        setattr(plan, name, timed(name))  # run_corpus looks them up in the module at call time
+    ray.init(address="local", num_cpus=2, include_dashboard=False)
+    rows = [json.loads(line) for line in (AMI / "manifest.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+    row = next(r for r in rows if Path(r["audio_filepath"]).stem == args.recording)
+    row = {k: str(AMI / v) if k.endswith("_filepath") and v else v for k, v in row.items()}
+    with tempfile.TemporaryDirectory() as folder:
+        manifest = Path(folder) / "manifest.jsonl"
+        manifest.write_text(json.dumps(row, ensure_ascii=False) + "\n", encoding="utf-8")
+        for repeat in range(args.repeats):
+            began = time.perf_counter()
+            pipeline.run_corpus(str(manifest), f"{folder}/run{repeat}", model=args.model, batch_size=2)
+            seconds["run_corpus"].append(time.perf_counter() - began)
+    print(json.dumps({name: [round(s, 2) for s in values] for name, values in seconds.items()}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
