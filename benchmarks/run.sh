@@ -42,6 +42,9 @@ for rows in 100 2000; do
   $PY -m pipeline.benchmark corpus --manifest "$W/sim20/manifest.jsonl" --rows $rows --slice-seconds 5 --output "$W/run_rows$rows" > "$W/memory_rows$rows.json"
 done
 
+# The fixed cost of a one-file corpus run, per step of run_corpus.
+$PY benchmarks/small_run_overhead.py --model ge2e --repeats 3 > "$W/small_run_overhead.json"
+
 # Long recordings (issue 5): RTF, peak memory and DER against length.
 for seconds in 600 3600 10800; do
   sim "$W/long$seconds" --num 1 --min-speakers 4 --max-speakers 4 --min-duration $seconds --max-duration $seconds --overlap 0.1 --seed 1
