@@ -118,7 +118,6 @@ def in_process_segments(*names: str) -> dict[str, list[str]]:
     return _IN_PROCESS[names]
 
 
-
 _TERMINAL = None
 
 

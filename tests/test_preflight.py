@@ -5,7 +5,7 @@ cannot be written (a missing bucket), GPUs the cluster does not have and cannot 
 "Before any work" is checked by what a refused run leaves behind, not by a clock (timings are
 benchmarks' business and flake on a loaded CI machine): CLI cases run `python -m pipeline` in a
 fresh process with a Ray temp folder of its own, which must stay empty, and the output must not
-exist; in-process cases must leave no recordings and no lease in the output."""
+exist; the refused GPU request must leave no recordings and no lease in the output."""
 
 from __future__ import annotations
 

@@ -273,7 +273,7 @@ def causes(error: BaseException):
         stack.extend([getattr(current, "cause", None), current.__cause__, current.__context__])
 
 
-# Up to this many recordings the output manifest is sorted on the driver (a few MB of lines): Ray's
+# Up to this many recordings the output manifest is sorted on the driver (tens of MB of lines): Ray's
 # read, sort and write stages cost seconds of fixed overhead, more than sorting the rows here.
 DRIVER_MANIFEST_ROWS = 100_000
 MANIFEST_COLUMNS = ["uniq_id", "manifest", "line_number", "status", "manifest_row"]
