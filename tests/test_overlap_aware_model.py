@@ -181,8 +181,9 @@ def test_a_short_call_is_counted_by_silhouette_unless_its_embeddings_show_no_str
     assert len(few) >= config.min_estimate_embeddings
     centroids, labels = cluster_centroids(few, config)
     assert len(centroids) == 3 and all(len(np.unique(labels[4 * k: 4 * (k + 1)])) == 1 for k in range(3))
-    # unrelated directions: no cut separates them well, so the threshold decides as on tiny inputs
-    scattered = rng.standard_normal((12, 32))
+    # unrelated directions (in CAM++'s 192 dimensions: best cuts score 0.05-0.09 over 20 seeds) show
+    # no structure, so the threshold decides as on tiny inputs
+    scattered = rng.standard_normal((12, 192))
     assert silhouette_count(normalize(scattered), 1, 8, config.one_speaker_distance)[1] < config.min_silhouette
     by_threshold = cluster_centroids(scattered, ChunkClusteringConfig(count_method="threshold"))[1]
     np.testing.assert_array_equal(cluster_centroids(scattered, config)[1], by_threshold)

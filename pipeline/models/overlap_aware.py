@@ -66,6 +66,9 @@ class OverlapAwareConfig:
     # 2.6 / 3.4 %, AMI 19.3 / 17.3 % to 17.6 / 18.0 %; weight 1.0 and 0.7 were 0.2-0.3 points worse
     # on simulated; a second CAM++ pass over whole pieces for the clustering gave the same figures.
     assignment_pieces: int = 2
+    # "merged": a piece's embedding from its parts' statistics (one CAM++ pass); "separate": CAM++
+    # also reads each whole piece (twice the embedding work).
+    piece_embedding: str = "merged"
     assignment_weight: float = 0.8
     min_assignment_seconds: float = 0.25  # a part with less speech takes the nearest part's embedding (dev: 0.5 s is 0.1 worse)
     # "central": a piece of time is embedded and decided by the one chunk whose centre is nearest
@@ -254,21 +257,28 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
         if len(index) == 0:
             return result, part_result
         features, _ = fbank(chunks)  # (G, T, 80)
-        unit_masks = part_masks[index[:, 0], index[:, 1], :, index[:, 2]]  # (U, T)
+        stats = self._statistics(features, part_masks, index)
+        own = assigned[index[:, 0], index[:, 1], index[:, 2]]
+        part_result[index[own, 0], index[own, 1], index[own, 2]] = self._embedding_of(FrameStatistics(*(t[own] for t in stats)))
+        if self.config.piece_embedding == "merged":  # the parts' statistics merged
+            piece_id = (index[:, 0] * pieces + index[:, 1] // per_piece) * local + index[:, 2]
+            piece_ids, group = torch.unique(piece_id, return_inverse=True)
+            g, rest = piece_ids // (pieces * local), piece_ids % (pieces * local)
+            result[g, rest // local, rest % local] = self._embedding_of(merge_statistics(stats, group, len(piece_ids)))
+        else:  # CAM++ reads the whole piece as well
+            pieces_index = embedded.nonzero(as_tuple=False)
+            stats = self._statistics(features, masks[:, :, self.fbank_to_frame, :], pieces_index)
+            result[pieces_index[:, 0], pieces_index[:, 1], pieces_index[:, 2]] = self._embedding_of(stats)
+        return result, part_result
+
+    def _statistics(self, features: torch.Tensor, masks: torch.Tensor, index: torch.Tensor) -> FrameStatistics:
+        """CAM++'s pooled statistics of the units `index` (U, 3) (chunk, piece or part, local
+        speaker) of `masks` (G, pieces or parts, T, 3) over the fbank `features` (G, T, 80)."""
+        unit_masks = masks[index[:, 0], index[:, 1], :, index[:, 2]]  # (U, T)
         lengths = unit_masks.sum(1).clamp(max=int(self.config.max_embedding_seconds / FBANK_HOP_SECONDS))
         order = torch.argsort((~unit_masks).to(torch.int8), dim=1, stable=True)[:, : int(lengths.max())]  # its frames first
         packed = features[index[:, 0]].gather(1, order[..., None].expand(-1, -1, features.shape[-1]))
-        packed = normalize_features(packed, lengths)
-        stats = embed_statistics(self.embedding, packed, lengths, self.config.embedding_batch)
-        own = assigned[index[:, 0], index[:, 1], index[:, 2]]
-        part_result[index[own, 0], index[own, 1], index[own, 2]] = self._embedding_of(FrameStatistics(*(t[own] for t in stats)))
-        # the piece's embedding: its parts' statistics merged
-        piece_id = (index[:, 0] * pieces + index[:, 1] // per_piece) * local + index[:, 2]
-        piece_ids, group = torch.unique(piece_id, return_inverse=True)
-        merged = merge_statistics(stats, group, len(piece_ids))
-        g, rest = piece_ids // (pieces * local), piece_ids % (pieces * local)
-        result[g, rest // local, rest % local] = self._embedding_of(merged)
-        return result, part_result
+        return embed_statistics(self.embedding, normalize_features(packed, lengths), lengths, self.config.embedding_batch)
 
     def _embedding_of(self, stats: FrameStatistics) -> torch.Tensor:
         param = next(self.embedding.parameters())
