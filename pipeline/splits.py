@@ -42,6 +42,13 @@ SHORT_SIMULATED_SPLITS = {
     "test": SimulatedSplit(speakers_range=(1, 3), duration_range=(20.0, 45.0), seed=2022),
 }
 
+# More dev data for the count estimate, whose choices swing on a handful of files in 20: dev only
+# (`python -m pipeline.tuning --more`), with seeds of their own.
+MORE_DEV_SPLITS = {
+    "simulated_more": SimulatedSplit(num=60, seed=1003),
+    "short_more": SimulatedSplit(num=60, speakers_range=(1, 3), duration_range=(20.0, 45.0), seed=1012),
+}
+
 
 def check_split(split: str) -> str:
     if split not in SPLITS:
@@ -72,10 +79,16 @@ def ami_manifest(split: str, dest_dir: str, ami_dir: Path = AMI_DIR) -> str:
     return path
 
 
-def split_manifests(split: str, dest_dir: str) -> dict[str, str]:
-    """The corpora of a split by name: AMI excerpts, simulated conversations, short simulated calls."""
-    return {"ami": ami_manifest(split, dest_dir), "simulated": simulated_manifest(split, dest_dir),
-            "short": simulated_manifest(split, dest_dir, SHORT_SIMULATED_SPLITS[split])}
+def split_manifests(split: str, dest_dir: str, more: bool = False) -> dict[str, str]:
+    """The corpora of a split by name: AMI excerpts, simulated conversations, short simulated calls;
+    with `more` (dev only), `MORE_DEV_SPLITS` as well."""
+    if more and check_split(split) != "dev":
+        raise ValueError("more corpora exist for the dev split only: no choice is made on the test split")
+    manifests = {"ami": ami_manifest(split, dest_dir), "simulated": simulated_manifest(split, dest_dir),
+                 "short": simulated_manifest(split, dest_dir, SHORT_SIMULATED_SPLITS[split])}
+    if more:
+        manifests.update({name: simulated_manifest(split, dest_dir, spec) for name, spec in MORE_DEV_SPLITS.items()})
+    return manifests
 
 
 def simulated_manifest(split: str, dest_dir: str, spec: SimulatedSplit | None = None,

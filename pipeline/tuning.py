@@ -9,6 +9,7 @@ what `OverlapAwareConfig` defaults to; the test split is then scored once with i
     python -m pipeline.tuning --split dev                       # AMI, simulated and short calls of dev
     python -m pipeline.tuning --split dev --option step_seconds=5   # a forward option
     python -m pipeline.tuning --split dev --grid min_estimate_embeddings=10,30 --grid min_silhouette=0,0.25
+    python -m pipeline.tuning --split dev --more ...            # with 60 + 60 more dev conversations
 """
 
 from __future__ import annotations
@@ -121,6 +122,8 @@ def main(argv=None) -> None:
     parser.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
                         help="sweep these values of a clustering, post-processing or model parameter instead of the "
                              "default grid (values read as JSON, else as strings), e.g. --grid min_silhouette=0,0.25")
+    parser.add_argument("--more", action="store_true", help="also score the dev split's 60 more simulated conversations "
+                        "and 60 more short calls (pipeline.splits.MORE_DEV_SPLITS)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--dest", default="outputs/benchmarks/splits")
     parser.add_argument("--json", default=None, help="write the grid's results here")
@@ -140,7 +143,7 @@ def main(argv=None) -> None:
     except (ValueError, TypeError, AttributeError) as error:
         parser.error(f"{error}: --grid takes fields of {type(model.config).__name__}, its clustering config or its post-processing parameters")
     corpora, forward_seconds = {}, {}
-    for corpus, manifest in split_manifests(args.split, args.dest).items():
+    for corpus, manifest in split_manifests(args.split, args.dest, args.more).items():
         cache = os.path.join(args.dest, "forward-cache", f"{corpus}-{args.model}-{json.dumps(options, sort_keys=True)}.pkl")
         # The forward pass depends only on the audio, the forward options and the model code: delete
         # the cache folder after changing `_diarize_forward`.

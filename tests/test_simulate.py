@@ -176,3 +176,14 @@ def test_a_split_corpus_uses_only_its_speakers_and_varies_formats(tmp_path):
     assert speakers <= set(pool)
     for row in rows:  # every format decodes back to the labelled duration
         assert abs(sf.info(tmp_path / row["audio_filepath"]).duration - row["duration"]) < 0.01
+
+
+def test_more_dev_corpora_are_new_conversations_of_the_dev_split_only(tmp_path):
+    from pipeline.splits import MORE_DEV_SPLITS, SHORT_SIMULATED_SPLITS, SIMULATED_SPLITS, split_manifests
+
+    seeds = [spec.seed for spec in MORE_DEV_SPLITS.values()]
+    assert len(set(seeds)) == len(seeds)
+    assert not set(seeds) & {spec.seed for table in (SIMULATED_SPLITS, SHORT_SIMULATED_SPLITS) for spec in table.values()}
+    with pytest.raises(ValueError, match="dev split only"):
+        split_manifests("test", str(tmp_path), more=True)
+    assert not list(tmp_path.iterdir())  # refused before writing anything
