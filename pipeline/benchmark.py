@@ -48,13 +48,13 @@ SPLIT_COLUMNS = ("der", "missed_speech", "false_alarm", "confusion", "jer")
 
 
 def split_accuracy(split: str, model_name: str = "default", postprocessing_yaml: str | None = None,
-                   dest_dir: str = "outputs/benchmarks/splits") -> list[dict]:
+                   dest_dir: str = "outputs/benchmarks/splits", model_kwargs: dict | None = None) -> list[dict]:
     """One row per (corpus, speaker count) of a split: AMI excerpts, simulated conversations and
     short simulated calls (see `pipeline.splits`), with the manifests' counts and with counts
     estimated by the model."""
     from .splits import split_manifests
 
-    model = load_model(model_name, device="cpu")
+    model = load_model(model_name, device="cpu", **(model_kwargs or {}))
     manifests = split_manifests(split, dest_dir)
     rows = []
     for corpus, manifest in manifests.items():
@@ -426,7 +426,7 @@ def main(argv=None) -> None:
     if not args.manifest and not (args.what == "accuracy" and args.split):
         parser.error("--manifest is required (or --split for accuracy)")
     if args.what == "accuracy" and args.split:
-        rows = split_accuracy(args.split, args.model, args.postprocessing_yaml)
+        rows = split_accuracy(args.split, args.model, args.postprocessing_yaml, model_kwargs=dict(args.model_arg))
         for row in rows:
             print(json.dumps(row))
         print(split_table(rows))

@@ -35,6 +35,7 @@ from torch import nn
 
 from ..api import SpkDiarizationMixin
 from ..audio import SAMPLE_RATE
+from ..errors import UsageError
 from ..config import DiarizeConfig, PostProcessingParams, speaker_count_bounds
 from ..postprocessing import first_appearance_order, regions_to_turns, speaker_names, speaker_regions, turns_to_segments
 from ..speakers import record_speaker_embeddings, speaker_centroids, wants_speaker_embeddings
@@ -83,6 +84,10 @@ class OverlapAwareConfig:
     # and short calls unchanged; a count ratio of 0.35 ties, 0.45 costs AMI 1.2 points.
     min_active_ratio: float = 0.25
     count_active_ratio: float = 0.4
+    # Weights' dtype of the two networks: "float32", "bfloat16" or "float16" ("bfloat16,float32":
+    # segmentation's, then CAM++'s). The sinc front-end, instance norms and pooled statistics stay
+    # float32 whatever this says. See BENCHMARKS.md for what bfloat16 costs and saves.
+    precision: str = "float32"
     chunk_batch: int = 32  # chunks per segmentation call
     embedding_batch: int = 64  # (chunk, speaker) sequences per CAM++ call
     clustering: ChunkClusteringConfig = field(default_factory=ChunkClusteringConfig)
@@ -104,6 +109,20 @@ def inherit_from_nearest_piece(assignment: np.ndarray) -> np.ndarray:
     return filled
 
 
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def network_dtypes(precision: str) -> tuple[torch.dtype, torch.dtype]:
+    """(segmentation's, CAM++'s) dtype from `precision`: one name for both, or two, comma-separated."""
+    names = [name.strip() for name in str(precision).split(",")]
+    if len(names) == 1:
+        names *= 2
+    if len(names) != 2 or any(name not in DTYPES for name in names):
+        raise UsageError(f"precision={precision!r}: use one of {sorted(DTYPES)}, or two of them as "
+                         "'segmentation,embedding' (e.g. precision=float32,bfloat16)")
+    return DTYPES[names[0]], DTYPES[names[1]]
+
+
 def chunk_ends(starts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Per chunk of the concatenated recordings' `starts`: (opens its recording, closes it)."""
     first = np.concatenate([np.arange(len(s)) == 0 for s in starts]) if starts else np.zeros(0, bool)
@@ -119,6 +138,9 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
         self.config = replace(config or OverlapAwareConfig(), **options)
         self.segmentation = SegmentationModel.pretrained()
         self.embedding = CAMPPlus.pretrained(final_relu=self.config.embedding_final_relu)
+        segmentation_dtype, embedding_dtype = network_dtypes(self.config.precision)
+        self.segmentation.to(segmentation_dtype)
+        self.embedding.to(embedding_dtype)
         self.chunk_samples = int(CHUNK_SECONDS * SAMPLE_RATE)
         self.step_samples = max(1, int(round(self.config.step_seconds * SAMPLE_RATE)))
         self.chunk_frames = self.segmentation.num_frames(self.chunk_samples)
