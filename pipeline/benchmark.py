@@ -23,11 +23,10 @@ import torch
 
 from .audio import audio_info
 from .config import DiarizeConfig, InternalDiarizeConfig
-from .dataset import DiarizationDataset, collate_recordings
+from .dataset import DiarizationDataset, collate_recordings, move_to_device
 from .manifest import read_manifest
 from .models import load_model
 from .rttm import parse_segment
-from .scoring import score_rows
 
 
 def diarize_and_score(manifest: str, model=None, postprocessing_yaml: str | None = None,
@@ -40,6 +39,8 @@ def diarize_and_score(manifest: str, model=None, postprocessing_yaml: str | None
         rows = [replace(row, num_speakers=None) for row in rows]
     loader = torch.utils.data.DataLoader(DiarizationDataset(rows), batch_size=batch_size, collate_fn=collate_recordings)
     segments = model.diarize(loader, postprocessing_yaml=postprocessing_yaml)
+    from .scoring import score_rows  # pyannote.metrics: only where something is scored
+
     hypotheses = {row.uniq_id: [parse_segment(s) for s in segs] for row, segs in zip(rows, segments)}
     return score_rows(rows, hypotheses, collar=collar)
 
@@ -85,15 +86,22 @@ FORWARD_STAGES = {
 }
 
 
+def synchronize() -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 @contextmanager
 def timed_methods(model, stages: dict[str, str], timings: dict[str, float]):
     """Wrap the model's methods named in `stages` so that their wall time adds up in `timings`."""
     def timed(method, stage):
         def wrapper(*args, **kwargs):
+            synchronize()
             began = time.perf_counter()
             try:
                 return method(*args, **kwargs)
             finally:
+                synchronize()  # CUDA kernels run asynchronously: a stage ends when its kernels do
                 timings[stage] += time.perf_counter() - began
         return wrapper
 
@@ -115,6 +123,7 @@ def real_time_factor(manifest: str, model=None, batch_size: int = 4) -> dict:
     dataset = DiarizationDataset(rows)
     items = [dataset[i] for i in range(len(dataset))]
     audio_seconds = sum(len(item["audio"]) for item in items) / 16_000
+    device = next(model.parameters()).device if isinstance(model, torch.nn.Module) else torch.device("cpu")
     config = DiarizeConfig(_internal=InternalDiarizeConfig())
     stages = FORWARD_STAGES.get(type(model).__name__, {})
     timings: dict[str, float] = {}
@@ -124,7 +133,7 @@ def real_time_factor(manifest: str, model=None, batch_size: int = 4) -> dict:
         for start in range(0, len(items), batch_size):
             batch = collate_recordings(items[start : start + batch_size])
             began = time.perf_counter()
-            outputs = model._diarize_forward(batch)
+            outputs = model._diarize_forward(move_to_device(batch, device))  # the copy to a GPU counts
             forward += time.perf_counter() - began
             began = time.perf_counter()
             segments += sum(map(len, model._diarize_output_processing(outputs, batch["uniq_ids"], config)))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+import torch
 
 from pipeline.benchmark import diarize_and_score
 from pipeline.models.clustering import ClusteringConfig
@@ -52,9 +53,9 @@ def long_meeting_forward(long_meeting):
 
 def test_default_model_forwards_a_long_meeting_a_chunk_group_at_a_time(long_meeting_forward):
     _, output, groups = long_meeting_forward
-    model = cpu_model()
-    assert len(output["chunk_starts"]) == len(output["segmentation"]) == len(output["embeddings"]) > 2 * model.config.chunk_batch
-    assert max(groups) <= model.config.chunk_batch and len(groups) > 2
+    chunk_batch, _ = cpu_model().batch_sizes(torch.device("cpu"))
+    assert len(output["chunk_starts"]) == len(output["segmentation"]) == len(output["embeddings"]) > 2 * chunk_batch
+    assert max(groups) <= chunk_batch and len(groups) > 2
 
 
 @pytest.mark.parametrize("max_direct", [None, 150])
