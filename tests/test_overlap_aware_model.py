@@ -264,3 +264,15 @@ def test_an_unknown_precision_is_refused_with_the_names_that_work():
 
     with pytest.raises(UsageError, match="bfloat16"):
         load_model("default", device="cpu", precision="float8")
+
+
+def test_call_sizes_follow_the_device_unless_given():
+    from pipeline import load_model
+    from pipeline.models.overlap_aware import DEVICE_BATCHES
+
+    model = cpu_model()
+    assert model.batch_sizes(torch.device("cpu")) == DEVICE_BATCHES["cpu"]
+    assert model.batch_sizes(torch.device("cuda", 0)) == DEVICE_BATCHES["cuda"]
+    assert DEVICE_BATCHES["cuda"][0] > DEVICE_BATCHES["cpu"][0]
+    given = load_model("default", device="cpu", chunk_batch=8, embedding_batch=16)
+    assert given.batch_sizes(torch.device("cuda")) == (8, 16)
