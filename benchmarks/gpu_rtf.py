@@ -66,15 +66,12 @@ def repeated(manifest: str, times: int) -> str:
     """A manifest of `manifest`'s rows `times` times over (absolute audio paths), in the temp folder."""
     import os
     import tempfile
+    from dataclasses import replace
 
-    from pipeline.manifest import read_manifest
+    from pipeline.manifest import read_manifest, write_manifest
 
-    lines = [json.dumps({"audio_filepath": row.audio_filepath, "uniq_id": f"{row.uniq_id}-{copy}", "offset": row.offset,
-                         "duration": row.duration, "num_speakers": row.num_speakers})
-             for copy in range(times) for row in read_manifest(manifest)]
     path = os.path.join(tempfile.gettempdir(), f"gpu_rtf.repeat{times}.jsonl")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
+    write_manifest(path, [replace(row, uniq_id=f"{row.uniq_id}-{copy}") for copy in range(times) for row in read_manifest(manifest)])
     return path
 
 
@@ -85,8 +82,8 @@ def labels(manifest: str, precisions: list[str], device: str = "cuda") -> dict[s
 
     paths = [row.audio_filepath for row in read_manifest(manifest)]
     runs = {}
-    for name, device, precision in [("cpu float32", "cpu", "float32")] + [(f"{device} {p}", device, p) for p in precisions]:
-        model = load_model("default", device=device, precision=precision)
+    for name, where, precision in [("cpu float32", "cpu", "float32")] + [(f"{device} {p}", device, p) for p in precisions]:
+        model = load_model("default", device=where, precision=precision)
         began = time.perf_counter()
         try:
             runs[name] = model.diarize(paths, batch_size=4, num_workers=0, verbose=False)

