@@ -189,6 +189,22 @@ def test_a_short_call_is_counted_by_silhouette_unless_its_embeddings_show_no_str
     np.testing.assert_array_equal(cluster_centroids(scattered, config)[1], by_threshold)
 
 
+def test_the_must_link_weight_keeps_the_pieces_of_one_local_speaker_together_in_the_count():
+    """A voice in two modes (cosine ~0.6) beside a distinct one: the silhouette alone counts three;
+    when each embedding of one mode shares its (chunk, local speaker) with one of the other, the
+    cut that separates them pays for it and the count is two."""
+    rng = np.random.default_rng(4)
+    a, b, other = np.linalg.qr(rng.standard_normal((32, 3)))[0].T
+    modes = [normalize(a + 0.8 * b), normalize(a - 0.8 * b), other]  # the two modes at cosine ~0.22 + spread
+    points = np.concatenate([m + 0.05 * rng.standard_normal((10, 32)) for m in modes])
+    voices = np.r_[np.arange(10), np.arange(10), 10 + np.arange(10)]  # mode 1's i-th and mode 2's i-th: one voice
+    config = ChunkClusteringConfig(min_voters=0)
+    assert len(cluster_centroids(points, config, voices=voices)[0]) == 3
+    with_links = ChunkClusteringConfig(min_voters=0, must_link_weight=1.0)
+    centroids, labels = cluster_centroids(points, with_links, voices=voices)
+    assert len(centroids) == 2 and len(np.unique(labels[:20])) == 1 and labels[20] != labels[0]
+
+
 @pytest.mark.parametrize("step_seconds", [2.5, 5.0, 10.0])
 def test_every_piece_of_time_is_embedded_by_one_covering_chunk(step_seconds):
     """`embed_pieces="central"`: each 2.5 s piece of a recording is owned by a chunk that covers it,
