@@ -3,12 +3,15 @@ post-processing parameters that NeMo reads from a YAML file with a top-level `pa
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Optional
 
 import fsspec
 import torch
 import yaml
+
+from .errors import BadParameterError
 
 
 @dataclass
@@ -31,8 +34,29 @@ class PostProcessingParams:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"unknown post-processing parameters {unknown}; expected some of {sorted(known)}")
-        return cls(**{k: float(v) for k, v in values.items()})
+            raise BadParameterError(f"unknown post-processing parameters {unknown}; expected some of {sorted(known)}")
+        params = {}
+        for name, value in values.items():
+            try:
+                params[name] = float(value)
+            except (TypeError, ValueError):
+                raise BadParameterError(f"post-processing parameter {name}={value!r}: give a number") from None
+        return cls(**params).checked()
+
+    def checked(self) -> "PostProcessingParams":
+        """These parameters, or BadParameterError naming the first one no turn could come from."""
+        for name in ("onset", "offset"):  # thresholds on probabilities
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise BadParameterError(f"post-processing parameter {name}={value:g}: must be from 0 to 1 (a probability threshold)")
+        for name in ("min_duration_on", "min_duration_off"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0.0):
+                raise BadParameterError(f"post-processing parameter {name}={value:g}: must be seconds >= 0")
+        for name in ("pad_onset", "pad_offset"):
+            if not math.isfinite(getattr(self, name)):
+                raise BadParameterError(f"post-processing parameter {name}={getattr(self, name):g}: must be a finite number of seconds")
+        return self
 
 
 def load_postprocessing_from_yaml(path: Optional[str]) -> Optional[PostProcessingParams]:
@@ -44,7 +68,7 @@ def load_postprocessing_from_yaml(path: Optional[str]) -> Optional[PostProcessin
     with fsspec.open(path, "r", encoding="utf-8") as f:
         document = yaml.safe_load(f) or {}
     if not isinstance(document, dict) or not isinstance(document.get("parameters", {}), dict):
-        raise ValueError(f"{path}: expected a mapping with a 'parameters:' block")
+        raise BadParameterError(f"{path}: expected a mapping with a 'parameters:' block")
     return PostProcessingParams.from_dict(document.get("parameters") or {})
 
 

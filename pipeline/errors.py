@@ -11,3 +11,8 @@ class UsageError(Exception):
     """A mistake in how the pipeline was called; the message is one line and names the fix."""
 
     exit_code = 2
+
+
+class BadParameterError(UsageError, ValueError):
+    """A parameter's value or name is not one the model or post-processing takes (a ValueError too,
+    for callers of the Python API that catch those)."""

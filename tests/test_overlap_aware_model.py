@@ -282,6 +282,32 @@ def test_an_unknown_precision_is_refused_with_the_names_that_work():
         load_model("default", device="cpu", precision="float8")
 
 
+@pytest.mark.parametrize("options, message", [
+    ({"step_seconds": 0}, "step_seconds=0: must be a number from 0.1 to 10"),
+    ({"assignment_pieces": 2.5}, "assignment_pieces=2.5: must be a whole number from 1 to 16"),
+    ({"split_similarity": float("nan")}, "split_similarity=nan: must be a number from -1 to 1"),
+    ({"embed_pieces": "most"}, "embed_pieces='most': use one of ['all', 'central']"),
+    ({"clustering": {"threshold": 3}}, "clustering.threshold=3: must be a number from 0 to 2"),
+    ({"postprocessing": {"offset": 1.5}}, "post-processing parameter offset=1.5: must be from 0 to 1"),
+])
+def test_out_of_range_options_are_refused_before_any_weights_load(options, message):
+    from pipeline.errors import BadParameterError
+    from pipeline.models.overlap_aware import OverlapAwareDiarizer
+
+    with pytest.raises(BadParameterError) as refused:
+        OverlapAwareDiarizer.check_options(**options)
+    assert message in str(refused.value) and isinstance(refused.value, ValueError)
+
+
+def test_nested_options_change_only_the_fields_given():
+    from pipeline.models.overlap_aware import OverlapAwareConfig, OverlapAwareDiarizer
+
+    config = OverlapAwareDiarizer.check_options(clustering={"threshold": 0.8}, postprocessing={"onset": 0.6})
+    default = OverlapAwareConfig()
+    assert config.clustering.threshold == 0.8 and config.clustering.min_voters == default.clustering.min_voters
+    assert config.postprocessing.onset == 0.6 and config.postprocessing.min_duration_off == default.postprocessing.min_duration_off
+
+
 def test_call_sizes_follow_the_device_unless_given():
     from pipeline import load_model
     from pipeline.models.overlap_aware import DEVICE_BATCHES

@@ -49,13 +49,30 @@ def last_line(text: str) -> str:
     (["--model", FAST_MODEL, "--model-arg", "no_such_option=1"], f"model '{FAST_MODEL}' does not take these options ['no_such_option']"),
     (["--model", "default", "--model-arg", "precision=float8"], "precision='float8': use one of ['bfloat16', 'float16', 'float32']"),
     (["--model", "default", "--model-arg", "step_secs=5"], "model 'default' does not take these options ['step_secs']"),
+    (["--model", "default", "--model-arg", "step_seconds=-1"], "step_seconds=-1: must be a number from 0.1 to 10"),
+    (["--model", "default", "--model-arg", 'clustering={"thresh": 0.8}'], "clustering has no option(s) ['thresh']: use some of ["),
 ], ids=["batch_size_0", "max_speakers_0", "num_actors_min_above_max", "num_actors_word", "negative_gpus", "unknown_model",
-        "unimportable_factory", "unknown_model_arg", "bad_default_model_value", "unknown_default_model_arg"])
+        "unimportable_factory", "unknown_model_arg", "bad_default_model_value", "unknown_default_model_arg",
+        "default_model_value_out_of_range", "unknown_nested_default_model_arg"])
 def test_a_bad_option_fails_before_ray_with_one_line_and_writes_nothing(manifest, tmp_path, flags, message):
     output = tmp_path / "output"
     run = cli("diarize", "--manifest", str(manifest), "--output", str(output), *flags)
     assert run.returncode != 0
     assert message in last_line(run.stderr), run.stderr[-2000:]
+    assert not output.exists(), "refused before the output was touched"
+
+
+@pytest.mark.parametrize("parameters, message", [
+    ("onsett: 0.5", "unknown post-processing parameters ['onsett']; expected some of ["),
+    ("onset: 5", "post-processing parameter onset=5: must be from 0 to 1 (a probability threshold)"),
+    ("min_duration_on: -1", "post-processing parameter min_duration_on=-1: must be seconds >= 0"),
+], ids=["misspelt", "onset_above_1", "negative_duration"])
+def test_a_bad_postprocessing_yaml_fails_before_ray_with_one_line(manifest, tmp_path, parameters, message):
+    yaml_path = tmp_path / "params.yaml"
+    yaml_path.write_text(f"parameters:\n  {parameters}\n")
+    output = tmp_path / "output"
+    run = cli("diarize", "--manifest", str(manifest), "--output", str(output), "--postprocessing-yaml", str(yaml_path))
+    assert run.returncode == 2 and message in last_line(run.stderr), run.stderr[-2000:]
     assert not output.exists(), "refused before the output was touched"
 
 

@@ -25,6 +25,8 @@ from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import KMeans
 
+from .options import Limit
+
 
 @dataclass
 class ChunkClusteringConfig:
@@ -70,6 +72,24 @@ class ChunkClusteringConfig:
     # would, and the local speakers that bridge two voices at abutting turns make it a noisy link.
     must_link_weight: float = 0.0
     seed: int = 0
+
+
+CLUSTERING_LIMITS = {
+    "threshold": Limit(0.0, 2.0),  # Euclidean between unit vectors
+    "min_cluster_size": Limit(1, None, integer=True),
+    "max_direct": Limit(2, None, integer=True),
+    "min_estimate_embeddings": Limit(0, None, integer=True),
+    "one_speaker_distance": Limit(0.0, 2.0),  # cosine distance
+    "min_silhouette": Limit(-1.0, 1.0),
+    "min_voters": Limit(0, None, integer=True),
+    "smallest_cluster": Limit(1, None, integer=True),
+    "must_link_weight": Limit(0.0, None),
+    "seed": Limit(0, None, integer=True),
+}
+CLUSTERING_CHOICES = {
+    "linkage_method": ("average", "centroid", "single", "complete", "weighted", "median", "ward"),
+    "count_method": ("silhouette", "eigengap", "threshold"),
+}
 
 
 def normalize(embeddings: np.ndarray) -> np.ndarray:

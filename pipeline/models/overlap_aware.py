@@ -28,7 +28,7 @@ the speakers. Turns come from NeMo's post-processing parameters.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, List
 
 import numpy as np
@@ -37,14 +37,15 @@ from torch import nn
 
 from ..api import SpkDiarizationMixin
 from ..audio import SAMPLE_RATE
-from ..errors import UsageError
+from ..errors import BadParameterError, UsageError
 from ..config import DiarizeConfig, PostProcessingParams, speaker_count_bounds
 from ..postprocessing import first_appearance_order, regions_to_turns, speaker_names, speaker_regions, turns_to_segments
 from ..speakers import record_speaker_embeddings, speaker_centroids, wants_speaker_embeddings
 from . import register_model
 from .campplus import CAMPPlus, FrameStatistics, embed_statistics, fbank, merge_statistics, normalize_features
-from .chunk_clustering import ChunkClusteringConfig, assign_local_speakers, cluster_centroids
+from .chunk_clustering import CLUSTERING_CHOICES, CLUSTERING_LIMITS, ChunkClusteringConfig, assign_local_speakers, cluster_centroids
 from .chunk_clustering import normalize as normalize_rows
+from .options import Limit, check_values, nested
 from .segmentation import CHUNK_SECONDS, SegmentationModel, powerset_to_multilabel
 
 FBANK_HOP_SECONDS = 0.010
@@ -125,6 +126,25 @@ def inherit_from_nearest_piece(assignment: np.ndarray) -> np.ndarray:
     return filled
 
 
+# What each option may be (`check_options`): a step over a chunk would leave audio no chunk hears.
+LIMITS = {
+    "step_seconds": Limit(0.1, CHUNK_SECONDS),
+    "min_embedding_seconds": Limit(0.0, CHUNK_SECONDS),
+    "min_clean_seconds": Limit(0.0, CHUNK_SECONDS),
+    "max_embedding_seconds": Limit(0.1, None),
+    "piece_seconds": Limit(0.1, CHUNK_SECONDS),
+    "assignment_pieces": Limit(1, 16, integer=True),
+    "assignment_weight": Limit(0.0, 1.0),
+    "min_assignment_seconds": Limit(0.0, CHUNK_SECONDS),
+    "min_speaker_seconds": Limit(0.0, None),
+    "split_speaker_seconds": Limit(0.0, None),
+    "split_similarity": Limit(-1.0, 1.0),
+    "min_active_ratio": Limit(0.0, 1.0),
+    "count_active_ratio": Limit(0.0, 1.0),
+    "chunk_batch": Limit(1, None, integer=True, optional=True),
+    "embedding_batch": Limit(1, None, integer=True, optional=True),
+}
+CHOICES = {"piece_embedding": ("merged", "separate"), "embed_pieces": ("central", "all"), "embedding_final_relu": (True, False)}
 DEVICE_BATCHES = {"cpu": (32, 64), "cuda": (1024, 2048)}  # (chunk_batch, embedding_batch) by device type
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -181,8 +201,19 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
     def check_options(config: OverlapAwareConfig | None = None, **options: Any) -> OverlapAwareConfig:
         """The config with `options` applied, their values checked, no weights loaded (the corpus
         preflight calls it, so that a bad --model-arg fails before Ray starts)."""
-        config = replace(config or OverlapAwareConfig(), **options)  # TypeError: no such option
+        config = config or OverlapAwareConfig()
+        if "clustering" in options:  # a mapping of some of its fields: `--model-arg 'clustering={"threshold": 0.8}'`
+            options["clustering"] = nested(config.clustering, options["clustering"], "clustering")
+        if "postprocessing" in options and not isinstance(options["postprocessing"], PostProcessingParams):
+            given = options["postprocessing"]
+            if not isinstance(given, dict):
+                raise BadParameterError(f"postprocessing={given!r}: give a mapping of NeMo's parameters, e.g. postprocessing='{{\"onset\": 0.6}}'")
+            options["postprocessing"] = PostProcessingParams.from_dict({**asdict(config.postprocessing), **given})
+        config = replace(config, **options)  # TypeError: no such option
+        config.postprocessing.checked()
         network_dtypes(config.precision)
+        check_values(config, LIMITS, CHOICES)
+        check_values(config.clustering, CLUSTERING_LIMITS, CLUSTERING_CHOICES, prefix="clustering.")
         return config
 
     def batch_sizes(self, device: torch.device) -> tuple[int, int]:
