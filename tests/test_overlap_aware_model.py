@@ -49,6 +49,7 @@ def test_forward_items_do_not_depend_on_batch_neighbours():
         np.testing.assert_array_equal(batched["segmentation"], single["segmentation"])
         np.testing.assert_allclose(batched["embeddings"], single["embeddings"], atol=1e-4, equal_nan=True)
         np.testing.assert_allclose(batched["part_embeddings"], single["part_embeddings"], atol=1e-4, equal_nan=True)
+        np.testing.assert_allclose(batched["half_embeddings"], single["half_embeddings"], atol=2e-3, equal_nan=True)  # float16
         np.testing.assert_allclose(batched["chunk_starts"], single["chunk_starts"])
 
 
@@ -306,6 +307,25 @@ def test_nested_options_change_only_the_fields_given():
     default = OverlapAwareConfig()
     assert config.clustering.threshold == 0.8 and config.clustering.min_voters == default.clustering.min_voters
     assert config.postprocessing.onset == 0.6 and config.postprocessing.min_duration_off == default.postprocessing.min_duration_off
+
+
+def test_a_change_of_speaker_between_two_parts_moves_to_the_half_whose_embedding_says_so():
+    """Parts 0 and 1 of a local speaker go to A and B: the late half of part 0 sounds like B, so
+    it becomes B, unless another local speaker holds B in part 0 or the margin is not met."""
+    from pipeline.models.overlap_aware import refine_boundaries
+
+    a, b = np.eye(192)[0], np.eye(192)[1]
+    centroids = np.stack([a, b]).astype(np.float32)
+    assignment = np.array([[[0, -1, -1], [1, -1, -1]]])  # (chunk, part, local speaker)
+    halves = np.full((1, 4, 3, 192), np.nan, np.float32)
+    halves[0, :, 0] = [a, normalize(0.3 * a + b), b, b]  # the late half of part 0 is nearer B
+    np.testing.assert_array_equal(refine_boundaries(assignment, halves, centroids, 0.0)[0, :, 0], [0, 1, 1, 1])
+    assert (refine_boundaries(assignment, halves, centroids, 0.9)[0, :, 0] == [0, 0, 1, 1]).all(), "margin not met"
+    held = assignment.copy()
+    held[0, 0, 1] = 1  # local speaker 1 is B in part 0
+    assert (refine_boundaries(held, halves, centroids, 0.0)[0, :, 0] == [0, 0, 1, 1]).all(), "two local speakers never share B"
+    halves[0, 1, 0], halves[0, 2, 0] = a, normalize(a + 0.2 * b)  # now the early half of part 1 sounds like A
+    np.testing.assert_array_equal(refine_boundaries(assignment, halves, centroids, 0.0)[0, :, 0], [0, 0, 0, 1])
 
 
 def test_call_sizes_follow_the_device_unless_given():

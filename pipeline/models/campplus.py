@@ -357,8 +357,12 @@ class CAMPPlus(nn.Module):
         (default: all T) -> (B, 192) embeddings, each what the unpadded item alone would give."""
         return self.from_statistics(self.statistics(features, lengths))
 
-    def statistics(self, features: torch.Tensor, lengths: torch.Tensor | None = None) -> FrameStatistics:
-        """The pooled statistics of each item's frame-level features (what `forward` embeds)."""
+    def statistics(self, features: torch.Tensor, lengths: torch.Tensor | None = None,
+                   splits: torch.Tensor | None = None) -> FrameStatistics:
+        """The pooled statistics of each item's frame-level features (what `forward` embeds). With
+        `splits` (B,) input steps: those of the frames before each item's split and of the frames
+        from it on, apart ((B, 2, C) means and squares, (B, 2) counts; merged, they are the
+        item's), from the one pass over the whole item."""
         batch, steps, _ = features.shape
         if lengths is None:
             lengths = torch.full((batch,), steps, dtype=torch.long)
@@ -371,7 +375,16 @@ class CAMPPlus(nn.Module):
         count = lengths.clamp_min(1).to(torch.float32)[:, None, None]
         for i in (1, 2, 3):
             x = getattr(xv, f"transit{i}")(getattr(xv, f"block{i}")(x, mask, count))
-        return xv.stats.statistics(xv.out_nonlinear(x), mask, count)
+        x = xv.out_nonlinear(x)
+        if splits is None:
+            return xv.stats.statistics(x, mask, count)
+        # output step t is centred on input step stride * t (the TDNN's padding keeps it so)
+        stride = xv.tdnn.linear.stride[0]
+        boundary = torch.div(torch.as_tensor(splits, device=x.device) + stride - 1, stride, rounding_mode="floor")
+        before = (torch.arange(x.shape[-1], device=x.device)[None] < boundary[:, None])[:, None].float() * mask
+        halves = [xv.stats.statistics(x, m, m.sum(-1, keepdim=True).clamp_min(1)) for m in (before, mask - before)]
+        counts = torch.stack([before.sum((1, 2)), (mask - before).sum((1, 2))], 1)
+        return FrameStatistics(torch.stack([h.mean for h in halves], 1), torch.stack([h.centred_squares for h in halves], 1), counts)
 
     def from_statistics(self, stats: FrameStatistics) -> torch.Tensor:
         """(N, 192) embeddings of pooled statistics (of one sequence each, or merged)."""
@@ -391,21 +404,25 @@ def embed(model: CAMPPlus, features: torch.Tensor, lengths: torch.Tensor, batch_
 
 
 @torch.inference_mode()
-def embed_statistics(model: CAMPPlus, features: torch.Tensor, lengths: torch.Tensor, batch_size: int = 64) -> FrameStatistics:
+def embed_statistics(model: CAMPPlus, features: torch.Tensor, lengths: torch.Tensor, batch_size: int = 64,
+                     splits: torch.Tensor | None = None) -> FrameStatistics:
     """`embed`'s batching, stopped at the pooled statistics (on the features' device, float32), so
-    that the statistics of several sequences can be merged (`merge_statistics`) before embedding."""
+    that the statistics of several sequences can be merged (`merge_statistics`) before embedding;
+    with `splits`, those of each sequence's two sides apart (`CAMPPlus.statistics`)."""
     param = next(model.parameters())
     lengths = torch.as_tensor(lengths).long().cpu()
     channels = model.xvector.dense.linear.in_channels // 2
-    mean = torch.zeros(len(lengths), channels, dtype=torch.float32, device=features.device)
-    stats = FrameStatistics(mean, torch.zeros_like(mean), torch.ones(len(lengths), device=features.device))
+    sides = () if splits is None else (2,)
+    mean = torch.zeros(len(lengths), *sides, channels, dtype=torch.float32, device=features.device)
+    stats = FrameStatistics(mean, torch.zeros_like(mean), torch.ones(len(lengths), *sides, device=features.device))
     order = torch.argsort(lengths, descending=True, stable=True)
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         chunk_lengths = lengths[idx]
         longest = max(int(chunk_lengths.max()), 1)
         chunk = features[idx.to(features.device), :longest].to(device=param.device, dtype=param.dtype)
-        part = model.statistics(chunk, chunk_lengths.to(param.device))
+        chunk_splits = None if splits is None else splits[idx.to(splits.device)].to(param.device)
+        part = model.statistics(chunk, chunk_lengths.to(param.device), chunk_splits)
         for mine, theirs in zip(stats, part):
             mine[idx.to(features.device)] = theirs.to(device=features.device, dtype=torch.float32)
     return stats
