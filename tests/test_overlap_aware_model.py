@@ -328,20 +328,6 @@ def test_a_change_of_speaker_between_two_parts_moves_to_the_half_whose_embedding
     np.testing.assert_array_equal(refine_boundaries(assignment, halves, centroids, 0.0)[0, :, 0], [0, 0, 0, 1])
 
 
-def test_a_change_of_cluster_is_put_where_the_segmentation_is_least_sure_the_speaker_speaks():
-    from pipeline.models.overlap_aware import changes_at_dips
-
-    labels = np.array([[[0, -1], [1, -1]]])  # one chunk, two units of ten frames, two local speakers
-    unit_of_frame = np.repeat([0, 1], 10)
-    probabilities = np.full((1, 20, 2), 230, np.uint8)
-    probabilities[0, 7, 0] = 90  # a dip three frames before the units' border
-    frames = changes_at_dips(labels, unit_of_frame, probabilities)
-    np.testing.assert_array_equal(frames[0, :, 0], [0] * 7 + [1] * 13)
-    assert (frames[0, :, 1] == -1).all()
-    probabilities[0, 7, 0], probabilities[0, 2, 0] = 230, 10  # a dip outside the window between the middles moves nothing
-    assert changes_at_dips(labels, unit_of_frame, probabilities)[0, :, 0].tolist() == [0] * 10 + [1] * 10
-
-
 def test_call_sizes_follow_the_device_unless_given():
     from pipeline import load_model
     from pipeline.models.overlap_aware import DEVICE_BATCHES

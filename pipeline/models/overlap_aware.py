@@ -88,12 +88,6 @@ class OverlapAwareConfig:
     # middle of a plateau (-0.1 to 0); -0.2 and below cost AMI 1.2 points.
     refine_boundaries: bool = True
     boundary_margin: float = -0.05
-    # Where a local speaker changes cluster from one unit (half part) to the next, the change is put
-    # at the frame, within half a unit of the units' border, where the segmentation is least sure
-    # that local speaker speaks (its marginal probability, kept as `speaker_probabilities`). Off:
-    # dev (with --more) AMI known 17.6 -> 18.2 %, simulated 3.65 -> 3.8 %, short calls estimated
-    # 2.4 -> 3.0 %: the segmentation's confidence does not dip where voices change.
-    change_at_dip: bool = False
     # "central": a piece of time is embedded and decided by the one chunk whose centre is nearest
     # (the others covering it leave it to that chunk), so each second of speech goes through
     # CAM++ once whatever the step; "all": by every chunk that covers it (pyannote's averaging).
@@ -165,7 +159,7 @@ LIMITS = {
     "embedding_batch": Limit(1, None, integer=True, optional=True),
 }
 CHOICES = {"piece_embedding": ("merged", "separate"), "embed_pieces": ("central", "all"), "embedding_final_relu": (True, False),
-           "refine_boundaries": (True, False), "change_at_dip": (True, False)}
+           "refine_boundaries": (True, False)}
 def refine_boundaries(assignment: np.ndarray, halves: np.ndarray, centroids: np.ndarray, margin: float) -> np.ndarray:
     """(chunks, 2 * parts, local) clusters per half part, from the parts' `assignment` (chunks,
     parts, local): where a local speaker's part q goes to cluster A and part q + 1 to B, the second
@@ -199,33 +193,6 @@ def refine_boundaries(assignment: np.ndarray, halves: np.ndarray, centroids: np.
     labels[chunk[move_late], late[move_late], speaker[move_late]] = b[move_late]
     labels[chunk[move_early], early[move_early], speaker[move_early]] = a[move_early]
     return labels
-
-
-def changes_at_dips(labels: np.ndarray, unit_of_frame: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
-    """(chunks, frames, local) clusters per frame from per-unit `labels` (chunks, units, local)
-    (`unit_of_frame` (frames,) in ascending order): where a local speaker's unit u and u + 1 have
-    two clusters, the frames between the middles of the two units change at the one where its
-    `probabilities` (chunks, frames, local; integers, 0-255) of speaking are lowest, not at the
-    units' border (which stays where they are all equal)."""
-    frames = labels[:, unit_of_frame, :]
-    units = labels.shape[1]
-    if units < 2:
-        return frames
-    middles = np.array([np.flatnonzero(unit_of_frame == u).mean() for u in range(units)])
-    starts = np.ceil(middles[:-1]).astype(np.int64)
-    width = int((np.floor(middles[1:]).astype(np.int64) - starts).min()) + 1
-    left, right = labels[:, :-1], labels[:, 1:]
-    chunk, unit, speaker = np.nonzero((left >= 0) & (right >= 0) & (left != right))
-    if len(chunk) == 0 or width < 2:
-        return frames
-    window = starts[unit][:, None] + np.arange(width)[None]  # (M, W) frames
-    borders = np.searchsorted(unit_of_frame, unit + 1)  # the first frame of unit u + 1
-    # the least sure frame; of equally sure ones, the nearest to the border (no dip: no move)
-    nearness = np.abs(window - borders[:, None]) / (2.0 * width)
-    dip = np.argmin(probabilities[chunk[:, None], window, speaker[:, None]].astype(np.float64) + nearness, axis=1)
-    after = np.arange(width)[None] >= dip[:, None]  # the frames from the dip on are the right unit's
-    frames[chunk[:, None], window, speaker[:, None]] = np.where(after, right[chunk, unit, speaker][:, None], left[chunk, unit, speaker][:, None])
-    return frames
 
 
 DEVICE_BATCHES = {"cpu": (32, 64), "cuda": (1024, 2048)}  # (chunk_batch, embedding_batch) by device type
@@ -357,14 +324,12 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
         offsets = np.concatenate(starts)
         owned = self.owned_pieces(*chunk_ends(starts))
         chunk_batch, _ = self.batch_sizes(audio.device)
-        segmentation, embeddings, part_embeddings, half_embeddings, probabilities = [], [], [], [], []
+        segmentation, embeddings, part_embeddings, half_embeddings = [], [], [], []
         for first in range(0, len(offsets), chunk_batch):
             group = slice(first, first + chunk_batch)
             chunks = self._cut_chunks(audio, torch.as_tensor(recording[group]), torch.as_tensor(offsets[group]),
                                       torch.as_tensor(lengths, device=audio.device))
-            activity, marginals = self._segment(chunks)
-            if self.config.change_at_dip:
-                probabilities.append((marginals * 255).round().to(torch.uint8).cpu().numpy())
+            activity = self._segment(chunks)
             pieces, parts, halves = self._embed_local_speakers(chunks, activity, torch.as_tensor(owned[group], device=chunks.device))
             embeddings.append(pieces.float().cpu().numpy())
             part_embeddings.append(parts.float().cpu().numpy())
@@ -374,14 +339,12 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
         segmentation = np.concatenate(segmentation) if segmentation else np.zeros((0, self.chunk_frames, 3), np.uint8)
         embeddings = np.concatenate(embeddings) if embeddings else np.zeros((0, self.pieces, 3, 192), np.float32)
         part_embeddings = np.concatenate(part_embeddings) if part_embeddings else np.zeros((0, self.parts, 3, 192), np.float32)
-        extras = {}  # what the options that refine the timeline read
+        halves = {}
         if self.config.refine_boundaries:
-            extras["half_embeddings"] = np.concatenate(half_embeddings) if half_embeddings else np.zeros((0, 2 * self.parts, 3, 192), np.float16)
-        if self.config.change_at_dip:
-            extras["speaker_probabilities"] = np.concatenate(probabilities) if probabilities else np.zeros((0, self.chunk_frames, 3), np.uint8)
+            halves["half_embeddings"] = np.concatenate(half_embeddings) if half_embeddings else np.zeros((0, 2 * self.parts, 3, 192), np.float16)
         return [
             {
-                **{key: value[recording == b] for key, value in extras.items()},
+                **{key: value[recording == b] for key, value in halves.items()},
                 "uniq_id": batch["uniq_ids"][b],
                 "offset": float(batch["offsets"][b]),
                 "num_speakers": int(batch["num_speakers"][b]),
@@ -403,11 +366,10 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
         rows = recording.to(device)[:, None].expand_as(positions)
         return audio[rows, positions.clamp(max=audio.shape[1] - 1)] * inside
 
-    def _segment(self, chunks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(G, frames, 3) bool local-speaker activity (the most likely powerset class), and each
-        local speaker's marginal probability of speaking."""
+    def _segment(self, chunks: torch.Tensor) -> torch.Tensor:
+        """(G, frames, 3) bool local-speaker activity."""
         log_probs = self.segmentation(chunks.to(next(self.segmentation.parameters()).dtype))
-        return powerset_to_multilabel(log_probs) > 0.5, powerset_to_multilabel(log_probs, soft=True)
+        return powerset_to_multilabel(log_probs) > 0.5
 
     def _embed_local_speakers(self, chunks: torch.Tensor, activity: torch.Tensor, owned: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """CAM++ embeddings of each local speaker in each time piece of its chunk that the chunk
@@ -574,14 +536,11 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
         parts = embeddings.shape[1]
         assignment = assign_local_speakers(embeddings.reshape(chunks * parts, local, -1), centroids).reshape(chunks, parts, local)
         assignment = inherit_from_nearest_piece(assignment)
-        unit_of_frame = self.frame_part.cpu().numpy()
         if self.config.refine_boundaries and "half_embeddings" in output:
-            assignment = refine_boundaries(assignment, np.asarray(output["half_embeddings"], np.float32), centroids, self.config.boundary_margin)
-            unit_of_frame = self.frame_half.cpu().numpy()
-        if self.config.change_at_dip and "speaker_probabilities" in output:
-            assignment = changes_at_dips(assignment, unit_of_frame, output["speaker_probabilities"])
+            halves = refine_boundaries(assignment, np.asarray(output["half_embeddings"], np.float32), centroids, self.config.boundary_margin)
+            assignment = halves[:, self.frame_half.cpu().numpy(), :]
         else:
-            assignment = assignment[:, unit_of_frame, :]  # (C, F, 3): each frame's cluster per local speaker
+            assignment = assignment[:, self.frame_part.cpu().numpy(), :]  # (C, F, 3): each frame's cluster per local speaker
         first = np.rint(np.asarray(output["chunk_starts"]) / self.frame_seconds).astype(np.int64)
         # frames another chunk owns stay unassigned there: that chunk decides them
         owned = self.owned_frames(first, frames)
