@@ -88,10 +88,6 @@ class OverlapAwareConfig:
     # middle of a plateau (-0.1 to 0); -0.2 and below cost AMI 1.2 points.
     refine_boundaries: bool = True
     boundary_margin: float = -0.05
-    # Local speakers are assigned after within-class covariance normalisation (WCCN) of the
-    # recording's own embeddings, shrunk this much towards the identity (1: plain cosine). Dev
-    # (with --more): 0.9 takes simulated 3.65 -> 3.9 %, short calls 2.3 -> 2.7 %; lower is worse.
-    wccn_shrinkage: float = 1.0
     # "central": a piece of time is embedded and decided by the one chunk whose centre is nearest
     # (the others covering it leave it to that chunk), so each second of speech goes through
     # CAM++ once whatever the step; "all": by every chunk that covers it (pyannote's averaging).
@@ -159,27 +155,11 @@ LIMITS = {
     "min_active_ratio": Limit(0.0, 1.0),
     "count_active_ratio": Limit(0.0, 1.0),
     "boundary_margin": Limit(-2.0, 2.0),  # a difference of cosines
-    "wccn_shrinkage": Limit(0.0, 1.0),
     "chunk_batch": Limit(1, None, integer=True, optional=True),
     "embedding_batch": Limit(1, None, integer=True, optional=True),
 }
 CHOICES = {"piece_embedding": ("merged", "separate"), "embed_pieces": ("central", "all"), "embedding_final_relu": (True, False),
            "refine_boundaries": (True, False)}
-def within_class_whitening(embeddings: np.ndarray, labels: np.ndarray, shrinkage: float) -> np.ndarray:
-    """(D, D) map whitening the within-cluster scatter of the unit `embeddings` (N, D) by `labels`,
-    the covariance shrunk by `shrinkage` towards its mean variance (WCCN, as for i-vector cosine
-    scoring)."""
-    vectors = normalize_rows(np.asarray(embeddings, np.float64))
-    clusters = labels.max() + 1
-    means = np.stack([vectors[labels == k].mean(0) for k in range(clusters)])
-    residuals = vectors - means[labels]
-    scatter = residuals.T @ residuals / max(len(vectors) - clusters, 1)
-    dims = scatter.shape[0]
-    scatter = (1 - shrinkage) * scatter + shrinkage * np.trace(scatter) / dims * np.eye(dims)
-    values, basis = np.linalg.eigh(scatter)
-    return ((basis / np.sqrt(values.clip(1e-12))) @ basis.T).astype(np.float32)
-
-
 def refine_boundaries(assignment: np.ndarray, halves: np.ndarray, centroids: np.ndarray, margin: float) -> np.ndarray:
     """(chunks, 2 * parts, local) clusters per half part, from the parts' `assignment` (chunks,
     parts, local): where a local speaker's part q goes to cluster A and part q + 1 to B, the second
@@ -527,11 +507,6 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
             if not split.any():
                 break
             centroids, labels, activity = without(centroids, np.flatnonzero(split)[np.argmin(spoken[split])])
-        if self.config.wccn_shrinkage < 1.0 and len(centroids) > 1:
-            transform = within_class_whitening(embeddings[trusted], labels, self.config.wccn_shrinkage)
-            spread = normalize_rows(embeddings[trusted]) @ transform
-            whitened = normalize_rows(np.stack([spread[labels == k].mean(0) for k in range(len(centroids))]))
-            activity = self._activity(output, segmentation, whitened, num_frames, transform)
         return activity, embeddings[trusted], labels
 
     def assignment_embeddings(self, output: dict[str, Any], segmentation: np.ndarray) -> np.ndarray:
@@ -553,25 +528,16 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
         blend[chunk, part, speaker] = blend[chunk, nearest[chunk, part, speaker], speaker]
         return blend
 
-    def _activity(self, output: dict[str, Any], segmentation: np.ndarray, centroids: np.ndarray, num_frames: int,
-                  transform: np.ndarray | None = None) -> np.ndarray:
-        """(frames, clusters) activity from the chunks' local speakers assigned to `centroids`
-        (in the space of `transform`, when given, that the unit embeddings are mapped into)."""
+    def _activity(self, output: dict[str, Any], segmentation: np.ndarray, centroids: np.ndarray, num_frames: int) -> np.ndarray:
+        """(frames, clusters) activity from the chunks' local speakers assigned to `centroids`."""
         chunks, frames, local = segmentation.shape
         # (chunk, part) by (chunk, part): its local speakers to distinct clusters
         embeddings = self.assignment_embeddings(output, segmentation)
-        half_embeddings = output.get("half_embeddings")
-        if half_embeddings is not None:
-            half_embeddings = np.asarray(half_embeddings, np.float32)
-        if transform is not None:
-            embeddings = normalize_rows(embeddings) @ transform
-            if half_embeddings is not None:
-                half_embeddings = normalize_rows(half_embeddings) @ transform
         parts = embeddings.shape[1]
         assignment = assign_local_speakers(embeddings.reshape(chunks * parts, local, -1), centroids).reshape(chunks, parts, local)
         assignment = inherit_from_nearest_piece(assignment)
         if self.config.refine_boundaries and "half_embeddings" in output:
-            halves = refine_boundaries(assignment, half_embeddings, centroids, self.config.boundary_margin)
+            halves = refine_boundaries(assignment, np.asarray(output["half_embeddings"], np.float32), centroids, self.config.boundary_margin)
             assignment = halves[:, self.frame_half.cpu().numpy(), :]
         else:
             assignment = assignment[:, self.frame_part.cpu().numpy(), :]  # (C, F, 3): each frame's cluster per local speaker
