@@ -324,35 +324,39 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
         offsets = np.concatenate(starts)
         owned = self.owned_pieces(*chunk_ends(starts))
         chunk_batch, _ = self.batch_sizes(audio.device)
-        segmentation, embeddings, part_embeddings, half_embeddings = [], [], [], []
-        for first in range(0, len(offsets), chunk_batch):
+        # Filled a chunk group at a time, then handed out as views (a recording's chunks are
+        # contiguous): no list of pieces to concatenate, no per-recording copy, so a 10-hour file
+        # holds each array once.
+        total = len(offsets)
+        segmentation = np.zeros((total, self.chunk_frames, 3), np.uint8)
+        embeddings = np.full((total, self.pieces, 3, 192), np.nan, np.float32)
+        part_embeddings = np.full((total, self.parts, 3, 192), np.nan, np.float32)
+        extras = {}  # what the options that refine the timeline read
+        if self.config.refine_boundaries:
+            extras["half_embeddings"] = np.full((total, 2 * self.parts, 3, 192), np.nan, np.float16)
+        for first in range(0, total, chunk_batch):
             group = slice(first, first + chunk_batch)
             chunks = self._cut_chunks(audio, torch.as_tensor(recording[group]), torch.as_tensor(offsets[group]),
                                       torch.as_tensor(lengths, device=audio.device))
             activity = self._segment(chunks)
             pieces, parts, halves = self._embed_local_speakers(chunks, activity, torch.as_tensor(owned[group], device=chunks.device))
-            embeddings.append(pieces.float().cpu().numpy())
-            part_embeddings.append(parts.float().cpu().numpy())
+            embeddings[group] = pieces.float().cpu().numpy()
+            part_embeddings[group] = parts.float().cpu().numpy()
             if halves is not None:
-                half_embeddings.append(halves.to(torch.float16).cpu().numpy())
-            segmentation.append(activity.to(torch.uint8).cpu().numpy())
-        segmentation = np.concatenate(segmentation) if segmentation else np.zeros((0, self.chunk_frames, 3), np.uint8)
-        embeddings = np.concatenate(embeddings) if embeddings else np.zeros((0, self.pieces, 3, 192), np.float32)
-        part_embeddings = np.concatenate(part_embeddings) if part_embeddings else np.zeros((0, self.parts, 3, 192), np.float32)
-        halves = {}
-        if self.config.refine_boundaries:
-            halves["half_embeddings"] = np.concatenate(half_embeddings) if half_embeddings else np.zeros((0, 2 * self.parts, 3, 192), np.float16)
+                extras["half_embeddings"][group] = halves.to(torch.float16).cpu().numpy()
+            segmentation[group] = activity.to(torch.uint8).cpu().numpy()
+        bounds = np.cumsum([0] + [len(s) for s in starts])
         return [
             {
-                **{key: value[recording == b] for key, value in halves.items()},
+                **{key: value[bounds[b]:bounds[b + 1]] for key, value in extras.items()},
                 "uniq_id": batch["uniq_ids"][b],
                 "offset": float(batch["offsets"][b]),
                 "num_speakers": int(batch["num_speakers"][b]),
                 "num_samples": int(lengths[b]),
                 "chunk_starts": starts[b] / SAMPLE_RATE,
-                "segmentation": segmentation[recording == b],
-                "embeddings": embeddings[recording == b],
-                "part_embeddings": part_embeddings[recording == b],
+                "segmentation": segmentation[bounds[b]:bounds[b + 1]],
+                "embeddings": embeddings[bounds[b]:bounds[b + 1]],
+                "part_embeddings": part_embeddings[bounds[b]:bounds[b + 1]],
             }
             for b in range(len(lengths))
         ]
