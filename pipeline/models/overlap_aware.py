@@ -160,6 +160,8 @@ LIMITS = {
 }
 CHOICES = {"piece_embedding": ("merged", "separate"), "embed_pieces": ("central", "all"), "embedding_final_relu": (True, False),
            "refine_boundaries": (True, False)}
+
+
 def refine_boundaries(assignment: np.ndarray, halves: np.ndarray, centroids: np.ndarray, margin: float) -> np.ndarray:
     """(chunks, 2 * parts, local) clusters per half part, from the parts' `assignment` (chunks,
     parts, local): where a local speaker's part q goes to cluster A and part q + 1 to B, the second
