@@ -88,10 +88,6 @@ class OverlapAwareConfig:
     # middle of a plateau (-0.1 to 0); -0.2 and below cost AMI 1.2 points.
     refine_boundaries: bool = True
     boundary_margin: float = -0.05
-    # A part's piece embedding in the assignment blend is itself blended with its local speaker's
-    # mean over the chunk's owned pieces by this much. Off: dev (with --more) 0.25-0.75 moves
-    # simulated more 4.78 -> 4.66-4.72 % (known), simulated 3.65 -> 3.75-3.82 %: noise either way.
-    track_weight: float = 0.0
     # "central": a piece of time is embedded and decided by the one chunk whose centre is nearest
     # (the others covering it leave it to that chunk), so each second of speech goes through
     # CAM++ once whatever the step; "all": by every chunk that covers it (pyannote's averaging).
@@ -528,10 +524,6 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
         parts = np.asarray(output["part_embeddings"], dtype=np.float32)
         weight = self.config.assignment_weight
         missing = np.isnan(parts).any(-1)
-        if self.config.track_weight:
-            embedded = ~np.isnan(pieces).any(-1, keepdims=True)
-            track = normalize_rows((normalize_rows(np.nan_to_num(pieces)) * embedded).sum(1, keepdims=True))
-            pieces = np.where(embedded, (1 - self.config.track_weight) * normalize_rows(np.nan_to_num(pieces)) + self.config.track_weight * track, np.nan)
         piece_of_part = np.repeat(pieces, parts.shape[1] // max(pieces.shape[1], 1), axis=1)
         blend = weight * normalize_rows(np.nan_to_num(parts)) + (1 - weight) * normalize_rows(np.nan_to_num(piece_of_part))
         blend[missing] = np.nan
