@@ -206,24 +206,6 @@ def test_the_must_link_weight_keeps_the_pieces_of_one_local_speaker_together_in_
     assert len(centroids) == 2 and len(np.unique(labels[:20])) == 1 and labels[20] != labels[0]
 
 
-def test_the_cannot_link_weight_keeps_two_local_speakers_of_one_chunk_apart_in_the_count():
-    """Two close voices (cosine ~0.83) beside a distinct one: the silhouette alone merges the close
-    pair and counts two; when each embedding of one shares its chunk with one of the other (two
-    local speakers of a chunk are two voices), the cut that joins them pays for it and the count is
-    three."""
-    rng = np.random.default_rng(5)
-    a, b, other = np.linalg.qr(rng.standard_normal((32, 3)))[0].T
-    voices_ = [normalize(a + 0.3 * b), normalize(a - 0.3 * b), other]
-    points = np.concatenate([m + 0.05 * rng.standard_normal((10, 32)) for m in voices_])
-    chunks = np.r_[np.arange(10), np.arange(10), 10 + np.arange(10)]  # close voice 1's i-th and 2's i-th: one chunk
-    voices = np.r_[np.arange(10) * 3, np.arange(10) * 3 + 1, 30 + np.arange(10) * 3]
-    config = ChunkClusteringConfig(min_voters=0)
-    assert len(cluster_centroids(points, config, voices=voices, chunks=chunks)[0]) == 2
-    with_links = ChunkClusteringConfig(min_voters=0, cannot_link_weight=1.0)
-    centroids, labels = cluster_centroids(points, with_links, voices=voices, chunks=chunks)
-    assert len(centroids) == 3 and len(np.unique(labels[[0, 10, 20]])) == 3
-
-
 @pytest.mark.parametrize("step_seconds", [2.5, 5.0, 10.0])
 def test_every_piece_of_time_is_embedded_by_one_covering_chunk(step_seconds):
     """`embed_pieces="central"`: each 2.5 s piece of a recording is owned by a chunk that covers it,

@@ -71,10 +71,6 @@ class ChunkClusteringConfig:
     # (simulated 3.8 -> 4.6-8.3 %): the split-speaker fold already removes the over-counts it
     # would, and the local speakers that bridge two voices at abutting turns make it a noisy link.
     must_link_weight: float = 0.0
-    # "silhouette": a cut that puts two local speakers of one chunk (two voices, as the segmentation
-    # has it) in one cluster loses this times the share of such pairs it joins: an under-count
-    # merges voices that speak in the same 10 s.
-    cannot_link_weight: float = 0.0
     seed: int = 0
 
 
@@ -88,7 +84,6 @@ CLUSTERING_LIMITS = {
     "min_voters": Limit(0, None, integer=True),
     "smallest_cluster": Limit(1, None, integer=True),
     "must_link_weight": Limit(0.0, None),
-    "cannot_link_weight": Limit(0.0, None),
     "seed": Limit(0, None, integer=True),
 }
 CLUSTERING_CHOICES = {
@@ -103,12 +98,11 @@ def normalize(embeddings: np.ndarray) -> np.ndarray:
 
 def cluster_centroids(embeddings: np.ndarray, config: ChunkClusteringConfig, num_speakers: int | None = None,
                       min_speakers: int = 1, max_speakers: int = 8, counted: np.ndarray | None = None,
-                      voices: np.ndarray | None = None, chunks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                      voices: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(centroids (K, D) unit vectors, labels (N,)) of `embeddings` (N, D). `counted` (N,) bool:
     the embeddings whose silhouette decides an unknown count, when there are enough of them
     (default: all). `voices` (N,) int: embeddings with the same value are taken for one voice
-    (the same chunk's local speaker) by the count's `must_link_weight`; `chunks` (N,) int: those
-    with the same chunk but another voice for two voices by its `cannot_link_weight`."""
+    (the same chunk's local speaker) by the count's `must_link_weight`."""
     vectors = normalize(np.asarray(embeddings, dtype=np.float64))
     n = len(vectors)
     if n == 0:
@@ -135,9 +129,8 @@ def cluster_centroids(embeddings: np.ndarray, config: ChunkClusteringConfig, num
             point_labels = _cut_to_count(dendrogram, weights, count, min_size)
         elif config.count_method == "silhouette" and n >= config.min_estimate_embeddings:
             chosen = _voters(len(vectors), counted, config)
-            links = Links(*(None if given is None else np.asarray(given)[chosen] for given in (voices, chunks)),
-                          config.must_link_weight, config.cannot_link_weight)
-            estimate, separation = silhouette_count(vectors[chosen], min_speakers, max_speakers, config.one_speaker_distance, links)
+            estimate, separation = silhouette_count(vectors[chosen], min_speakers, max_speakers, config.one_speaker_distance,
+                                                    None if voices is None else np.asarray(voices)[chosen], config.must_link_weight)
             if estimate == 1 or separation >= config.min_silhouette:
                 count = estimate
                 point_labels = _cut_to_count(dendrogram, weights, count, min_size)
@@ -165,50 +158,17 @@ def estimate_count(points: np.ndarray, weights: np.ndarray, min_speakers: int, m
     return int(np.clip(labels.max() + 1 if len(labels) else 1, min_speakers, max_speakers))
 
 
-@dataclass
-class Links:
-    """What the segmentation says of pairs of embeddings, for the count: the same `voices` value is
-    one voice (a chunk's local speaker), the same `chunks` value with another voice is two."""
-    voices: np.ndarray | None = None
-    chunks: np.ndarray | None = None
-    must_link_weight: float = 0.0
-    cannot_link_weight: float = 0.0
-
-    def penalty(self, labels: np.ndarray) -> float:
-        """What a cut into `labels` loses: the weighted shares of the one-voice pairs it separates
-        and of the two-voice pairs it joins."""
-        loss = 0.0
-        if self.voices is not None and self.must_link_weight:
-            loss += self.must_link_weight * (1.0 - _joined_share(self.voices, None, labels))
-        if self.voices is not None and self.chunks is not None and self.cannot_link_weight:
-            loss += self.cannot_link_weight * _joined_share(self.chunks, self.voices, labels)
-        return loss
-
-
-def _pairs(*keys: np.ndarray) -> float:
-    """Pairs of items that agree on every key."""
-    _, cells = np.unique(np.stack(keys), axis=1, return_inverse=True)
-    counts = np.bincount(cells.ravel()).astype(float)
-    return float((counts * (counts - 1)).sum() / 2)
-
-
-def _joined_share(groups: np.ndarray, exclude: np.ndarray | None, labels: np.ndarray) -> float:
-    """Of the pairs with the same `groups` value (and, with `exclude`, different `exclude` values),
-    the share with the same `labels` value (1 when there is no such pair)."""
-    total = _pairs(groups) - (_pairs(groups, exclude) if exclude is not None else 0.0)
-    if not total:
-        return 1.0 if exclude is None else 0.0
-    joined = _pairs(groups, labels) - (_pairs(groups, exclude, labels) if exclude is not None else 0.0)
-    return joined / total
-
-
 def silhouette_count(points: np.ndarray, min_speakers: int, max_speakers: int, one_speaker_distance: float,
-                     links: Links | None = None) -> tuple[int, float]:
+                     voices: np.ndarray | None = None, must_link_weight: float = 0.0) -> tuple[int, float]:
     """(count, its mean silhouette): one speaker when the average-linkage (cosine) tree's last
     merge is below `one_speaker_distance` (a silhouette always prefers some split, so it cannot say
     "one"; the score is then inf); else the count of two or more whose cut of that tree has the
-    highest mean silhouette, less what the segmentation's `links` say the cut gets wrong."""
+    highest mean silhouette, less `must_link_weight` times the share of the pairs of one voice
+    (same `voices` value) that the cut separates."""
     from sklearn.metrics import silhouette_score
+
+    if voices is not None and must_link_weight:
+        _, voices = np.unique(np.asarray(voices), return_inverse=True)
 
     tree = linkage(points, method="average", metric="cosine")
     if min_speakers <= 1 and tree[-1, 2] < one_speaker_distance:
@@ -219,11 +179,24 @@ def silhouette_count(points: np.ndarray, min_speakers: int, max_speakers: int, o
         if len(np.unique(labels)) < 2:
             continue
         score = silhouette_score(points, labels, metric="cosine")
-        if links is not None:
-            score -= links.penalty(labels)
+        if voices is not None and must_link_weight:
+            score -= must_link_weight * separated_share(voices, labels)
         if score > best:
             best, best_count = score, count
     return best_count, float(best)
+
+
+def separated_share(voices: np.ndarray, labels: np.ndarray) -> float:
+    """Of the pairs of embeddings with the same `voices` value, the share in different `labels` (0 when
+    there is no such pair)."""
+    def pairs(counts: np.ndarray) -> float:
+        return float((counts * (counts - 1)).sum() / 2)
+
+    together = pairs(np.bincount(voices))
+    if not together:
+        return 0.0
+    _, cells = np.unique(np.stack([voices, labels]), axis=1, return_inverse=True)
+    return 1.0 - pairs(np.bincount(cells.ravel())) / together
 
 
 def _voters(n: int, counted: np.ndarray | None, config: ChunkClusteringConfig) -> np.ndarray:

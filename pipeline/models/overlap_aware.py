@@ -490,9 +490,8 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
             trusted = embedded
         known, low, high = bounds
         counted = (solo >= self.config.count_active_ratio * piece_frames[None, :, None])[trusted]  # the count's voters
-        chunk_of, _, speaker_of = np.nonzero(trusted)
-        centroids, labels = cluster_centroids(embeddings[trusted], self.config.clustering, known, low, high, counted,
-                                              voices=chunk_of * local + speaker_of, chunks=chunk_of)
+        voices = np.nonzero(trusted)[0] * local + np.nonzero(trusted)[2]  # (chunk, local speaker) of each
+        centroids, labels = cluster_centroids(embeddings[trusted], self.config.clustering, known, low, high, counted, voices)
         activity = self._activity(output, segmentation, centroids, num_frames)
 
         def without(centroids: np.ndarray, dropped: np.ndarray):  # the others take the dropped clusters' local speakers
