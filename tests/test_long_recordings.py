@@ -2,7 +2,7 @@
 12-minute meeting; the 10 min / 1 h / 3 h / 10 h figures are in BENCHMARKS.md.
 
 - default model: chunks are cut, segmented and embedded `chunk_batch` at a time (never a tensor of
-  every chunk), and above `max_direct` embeddings the clustering runs on k-means micro-clusters.
+  every chunk), and above `max_direct` embeddings the clustering's tree is built on a sample of them.
 - ge2e: mel features a stretch at a time, long-form clustering over chunk centroids."""
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def test_default_model_forwards_a_long_meeting_a_chunk_group_at_a_time(long_meet
 
 @pytest.mark.parametrize("max_direct", [None, 150])
 def test_default_model_on_a_long_meeting_is_as_accurate_as_on_short_ones(long_meeting, max_direct):
-    """Direct clustering and the k-means micro-cluster path (forced) both find every speaker."""
+    """Direct clustering and the sampled path (forced) both find every speaker."""
     model = cpu_model()
     default = model.config.clustering
     if max_direct:

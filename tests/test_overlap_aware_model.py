@@ -155,12 +155,13 @@ def test_two_local_speakers_of_one_chunk_never_share_a_cluster():
 
 
 @pytest.mark.parametrize("max_direct", [2000, 40])
-def test_clustering_finds_separated_speakers_directly_and_through_micro_clusters(max_direct):
+def test_clustering_finds_separated_speakers_directly_and_through_a_sample(max_direct):
+    """Above `max_direct` the tree is built on a sample: every embedding, sampled or not, is labelled."""
     rng = np.random.default_rng(1)
     means = np.linalg.qr(rng.standard_normal((32, 3)))[0].T  # three orthogonal speakers
     points = np.concatenate([m + 0.06 * rng.standard_normal((100, 32)) for m in means])  # same-speaker cosine ~0.9
-    _, labels = cluster_centroids(points, ChunkClusteringConfig(max_direct=max_direct))
-    assert len(np.unique(labels)) == 3
+    centroids, labels = cluster_centroids(points, ChunkClusteringConfig(max_direct=max_direct))
+    assert len(labels) == len(points) and len(np.unique(labels)) == len(centroids) == 3
     for k in range(3):
         assert len(np.unique(labels[100 * k: 100 * (k + 1)])) == 1
 

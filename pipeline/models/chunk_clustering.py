@@ -9,8 +9,9 @@
    is close, else the cut with the best mean silhouette unless no cut separates the embeddings
    well, when the distance threshold decides (`count_method`; the dev split chose it over NME-SC's
    eigengap and a distance cut).
-   Above `max_direct` embeddings, k-means first reduces them to `max_direct` weighted
-   micro-clusters, so time and memory stay sub-quadratic in the recording's length.
+   Above `max_direct` embeddings, the tree is built on a seeded random sample of `max_direct` of
+   them and every embedding then joins its nearest centroid, so time and memory stay bounded
+   whatever the recording's length.
 2. `assign_local_speakers`: every embedded local speaker of every chunk goes to its most similar
    centroid, with the constraint that two local speakers of one chunk never share a cluster
    (a Hungarian assignment per chunk, as pyannote does).
@@ -23,7 +24,6 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.optimize import linear_sum_assignment
-from sklearn.cluster import KMeans
 
 from .options import Limit
 
@@ -37,9 +37,11 @@ class ChunkClusteringConfig:
     linkage_method: str = "average"
     threshold: float = 0.9  # linkage distance at which merging stops (centroid's dev best: 0.75)
     min_cluster_size: int = 12  # pyannote 3.1's value; scaled down for short recordings
-    # Above this many embeddings, k-means micro-clusters first. 5000 covers a 3 h meeting (4,663
-    # embeddings) directly: with 2000, its micro-clusters gave 15.5 % DER with the known count
-    # against 5.6 % direct (the 10 min meeting: 5.5 %). Direct costs O(n^2): about 100 MB at 5000.
+    # Above this many embeddings, the tree is built on a random sample of this many. Direct costs
+    # O(n^2): about 100 MB at 5000, which covers a 3 h meeting (4,663 embeddings) directly. A sample
+    # keeps the embeddings' own geometry, which k-means micro-clusters (the previous path) did not:
+    # their averaged centroids sit closer together than embeddings do, and on that meeting with
+    # 2,000 of them the known count gave 15.5 % DER against 5.6 % direct (BENCHMARKS.md).
     max_direct: int = 5000
     # How an unknown count is estimated on a recording with at least `min_estimate_embeddings`
     # embeddings (on fewer, the threshold decides):
@@ -109,47 +111,46 @@ def cluster_centroids(embeddings: np.ndarray, config: ChunkClusteringConfig, num
         return np.zeros((0, vectors.shape[1] if vectors.ndim == 2 else 0), dtype=np.float32), np.zeros(0, dtype=int)
     if n == 1:
         return vectors.astype(np.float32), np.zeros(1, dtype=int)
-    points, weights, members = vectors, np.ones(n), np.arange(n)
-    if n > config.max_direct:
-        kmeans = KMeans(config.max_direct, n_init=1, random_state=config.seed).fit(vectors)
-        members = kmeans.labels_
-        weights = np.bincount(members, minlength=config.max_direct).astype(float)
-        used = weights > 0
-        remap = np.cumsum(used) - 1
-        points, weights, members = normalize(kmeans.cluster_centers_[used]), weights[used], remap[members]
+    sample = _sample(n, config.max_direct, config.seed)
+    points = vectors[sample]
     dendrogram = linkage(points, method=config.linkage_method, metric="euclidean")
-    min_size = _min_cluster_size(config, n)
+    min_size = _min_cluster_size(config, len(points))
     if num_speakers:
-        point_labels = _cut_to_count(dendrogram, weights, min(num_speakers, len(points)), min_size)
+        point_labels = _cut_to_count(dendrogram, min(num_speakers, len(points)), min_size)
     else:
         point_labels = fcluster(dendrogram, config.threshold, criterion="distance") - 1
-        count = int((np.bincount(point_labels, weights=weights) >= min_size).sum())
+        count = int((np.bincount(point_labels) >= min_size).sum())
         if config.count_method == "eigengap" and n >= config.min_estimate_embeddings:
-            count = estimate_count(points, weights, min_speakers, max_speakers, config.seed)
-            point_labels = _cut_to_count(dendrogram, weights, count, min_size)
+            count = estimate_count(points, min_speakers, max_speakers, config.seed)
+            point_labels = _cut_to_count(dendrogram, count, min_size)
         elif config.count_method == "silhouette" and n >= config.min_estimate_embeddings:
             chosen = _voters(len(vectors), counted, config)
             estimate, separation = silhouette_count(vectors[chosen], min_speakers, max_speakers, config.one_speaker_distance,
                                                     None if voices is None else np.asarray(voices)[chosen], config.must_link_weight)
             if estimate == 1 or separation >= config.min_silhouette:
                 count = estimate
-                point_labels = _cut_to_count(dendrogram, weights, count, min_size)
+                point_labels = _cut_to_count(dendrogram, count, min_size)
         bounded = int(np.clip(count, min_speakers, min(max_speakers, len(points))))
         if bounded != count:
-            point_labels = _cut_to_count(dendrogram, weights, bounded, min_size)
-    sizes = np.bincount(point_labels, weights=weights)
+            point_labels = _cut_to_count(dendrogram, bounded, min_size)
+    sizes = np.bincount(point_labels)
     if num_speakers:  # exactly the known count: the heaviest clusters stay
         large = np.sort(np.argsort(-sizes, kind="stable")[: min(num_speakers, len(sizes))])
     else:
         large = np.flatnonzero(sizes >= min_size)
-    point_labels = _fold_into(points, weights, point_labels, large)
+    point_labels = _fold_into(points, point_labels, large)
     _, point_labels = np.unique(point_labels, return_inverse=True)
-    labels = point_labels[members]
-    centroids = np.stack([vectors[labels == k].mean(0) for k in range(labels.max() + 1)])
-    return normalize(centroids).astype(np.float32), labels
+    centroids = normalize(np.stack([points[point_labels == k].mean(0) for k in range(point_labels.max() + 1)]))
+    if len(sample) == n:
+        labels = point_labels
+    else:  # the embeddings left out of the sample join their nearest centroid
+        labels = np.argmax(vectors @ centroids.T, axis=1)
+        labels[sample] = point_labels
+        centroids = normalize(np.stack([vectors[labels == k].mean(0) for k in range(len(centroids))]))
+    return centroids.astype(np.float32), labels
 
 
-def estimate_count(points: np.ndarray, weights: np.ndarray, min_speakers: int, max_speakers: int, seed: int = 0) -> int:
+def estimate_count(points: np.ndarray, min_speakers: int, max_speakers: int, seed: int = 0) -> int:
     """Speaker count by NME-SC's normalised maximum eigengap (`clustering.spectral_cluster`), which
     estimates counts far better than a distance threshold on these embeddings (dev split)."""
     from .clustering import ClusteringConfig, spectral_cluster
@@ -201,16 +202,20 @@ def separated_share(voices: np.ndarray, labels: np.ndarray) -> float:
 
 def _voters(n: int, counted: np.ndarray | None, config: ChunkClusteringConfig) -> np.ndarray:
     """Indices of the `n` embeddings whose silhouette decides the count: the `counted` ones when
-    there are enough, and at most `max_direct` of them, drawn at random. Not the k-means micro-clusters: their
-    centroids are averages that hide how the voices spread (a 3 h, 4-speaker meeting was counted
-    as 2 from 2,000 micro-clusters, as 3 from a sample of 2,000 of its embeddings)."""
+    there are enough, and at most `max_direct` of them, drawn at random (k-means centroids would
+    hide how the voices spread: a 3 h, 4-speaker meeting was counted as 2 from 2,000
+    micro-clusters, as 3 from a sample of 2,000 of its embeddings)."""
     chosen = np.arange(n)
     if counted is not None and counted.sum() >= config.min_voters:
         chosen = np.flatnonzero(counted)
-    if len(chosen) > config.max_direct:
-        rng = np.random.default_rng(config.seed)
-        chosen = chosen[np.sort(rng.choice(len(chosen), config.max_direct, replace=False))]
-    return chosen
+    return chosen[_sample(len(chosen), config.max_direct, config.seed)]
+
+
+def _sample(n: int, size: int, seed: int) -> np.ndarray:
+    """Sorted indices of a seeded random sample of `size` of `n` items (all of them when n <= size)."""
+    if n <= size:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
 
 
 def _min_cluster_size(config: ChunkClusteringConfig, n: int) -> int:
@@ -218,7 +223,7 @@ def _min_cluster_size(config: ChunkClusteringConfig, n: int) -> int:
     return int(min(config.min_cluster_size, max(config.smallest_cluster, round(0.1 * n))))
 
 
-def _cut_to_count(dendrogram: np.ndarray, weights: np.ndarray, count: int, min_size: int) -> np.ndarray:
+def _cut_to_count(dendrogram: np.ndarray, count: int, min_size: int) -> np.ndarray:
     """Labels with `count` large clusters (or as close as the tree allows). Centroid linkage (pyannote's)
     is not monotonic, so a cut by distance can skip counts: the cut goes by merge order instead
     (pyannote's trick), from `count` raw clusters upwards until `count` of them are large."""
@@ -227,7 +232,7 @@ def _cut_to_count(dendrogram: np.ndarray, weights: np.ndarray, count: int, min_s
     best, best_gap = None, np.inf
     for raw in range(count, min(len(ordered) + 1, count + 200) + 1):
         labels = fcluster(ordered, raw, criterion="maxclust") - 1
-        large = int((np.bincount(labels, weights=weights) >= min_size).sum())
+        large = int((np.bincount(labels) >= min_size).sum())
         if abs(large - count) < best_gap:
             best, best_gap = labels, abs(large - count)
         if large >= count:
@@ -235,7 +240,7 @@ def _cut_to_count(dendrogram: np.ndarray, weights: np.ndarray, count: int, min_s
     return best
 
 
-def _fold_into(points: np.ndarray, weights: np.ndarray, labels: np.ndarray, large: np.ndarray) -> np.ndarray:
+def _fold_into(points: np.ndarray, labels: np.ndarray, large: np.ndarray) -> np.ndarray:
     """Members of the clusters not in `large` join the most similar cluster of `large` (none
     large: one speaker)."""
     if len(large) == 0:
@@ -243,7 +248,7 @@ def _fold_into(points: np.ndarray, weights: np.ndarray, labels: np.ndarray, larg
     small = ~np.isin(labels, large)
     if not small.any():
         return labels
-    centroids = normalize(np.stack([np.average(points[labels == k], axis=0, weights=weights[labels == k]) for k in large]))
+    centroids = normalize(np.stack([points[labels == k].mean(0) for k in large]))
     labels = labels.copy()
     labels[small] = large[np.argmax(points[small] @ centroids.T, axis=1)]
     return labels
