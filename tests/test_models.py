@@ -84,3 +84,34 @@ def test_vad_chunking_does_not_change_probabilities():
     vad = SileroVAD.pretrained()
     with torch.inference_mode():
         assert torch.allclose(vad(audio, chunk_frames=100_000), vad(audio, chunk_frames=64), atol=1e-5)
+
+
+def test_ge2e_forward_removes_each_recordings_dc_offset_a_stretch_at_a_time():
+    """The GE2E model never copies its batch whole: each stretch is read less its recording's DC
+    offset and zero past its length. In a padded batch of two recordings with offsets, read in
+    stretches of 7 s, the VAD gives what each recording gives alone, and the embeddings are those
+    of the same batch without offsets."""
+    from dataclasses import replace
+
+    from pipeline.dataset import collate_recordings, recording_item
+    from pipeline.models import load_model
+    from pipeline.models.vad import centred_stretch
+
+    audio = torch.arange(10, dtype=torch.float32)[None].repeat(2, 1)
+    stretch = centred_stretch(audio, -2, 12, torch.tensor([10, 6]), torch.tensor([1.0, 2.0]))
+    np.testing.assert_array_equal(stretch[1].numpy(), [0, 0, -2, -1, 0, 1, 2, 3, 0, 0, 0, 0, 0, 0])
+
+    model = load_model("ge2e", device="cpu")
+    speech = decode_audio(str(AMI / "trn03.wav"))
+    short = speech[: len(speech) // 3]
+    alone = [model._diarize_forward(collate_recordings([recording_item(name, samples)]))[0]
+             for name, samples in (("long", speech), ("short", short))]
+    model.config = replace(model.config, embedding_chunk_seconds=7.0)
+    clean = model._diarize_forward(collate_recordings([recording_item("long", speech), recording_item("short", short)]))
+    offset = model._diarize_forward(collate_recordings([recording_item("long", speech + 0.3), recording_item("short", short - 0.2)]))
+    for one, without, other in zip(alone, clean, offset):
+        np.testing.assert_allclose(one["speech_probs"], other["speech_probs"], atol=1e-3)
+        np.testing.assert_array_equal(without["window_starts"], other["window_starts"])
+        a, b = without["embeddings"], other["embeddings"]
+        cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+        assert len(cosine) > 10 and cosine.min() > 0.999

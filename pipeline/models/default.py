@@ -28,7 +28,7 @@ from ..speakers import record_speaker_embeddings, speaker_centroids, wants_speak
 from . import register_model
 from .clustering import ClusteringConfig, spectral_cluster
 from .encoder import HOP_SAMPLES, WINDOW_FRAMES, MelFrontend, SpeakerEncoder, frame_power, volume_gain
-from .vad import FRAME_SAMPLES, FRAME_SECONDS, SileroVAD
+from .vad import FRAME_SAMPLES, FRAME_SECONDS, SileroVAD, centred_stretch
 
 # GE2E windows are 160 mel frames (1.6 s) = 50 VAD frames of 32 ms.
 WINDOW_VAD_FRAMES = WINDOW_FRAMES * HOP_SAMPLES // FRAME_SAMPLES
@@ -69,15 +69,15 @@ class ClusteringDiarizer(nn.Module, SpkDiarizationMixin):
         `embeddings` (windows, 256), `window_starts` (windows,) in VAD frames, plus `uniq_id`,
         `offset`, `num_speakers` carried through for post-processing elsewhere."""
         audio, lengths = batch["audio"], batch["audio_lengths"].to(batch["audio"].device)
-        valid = torch.arange(audio.shape[1], device=audio.device)[None] < lengths[:, None]
-        # A DC offset reads as speech to the VAD's lowest STFT bin: remove each recording's mean.
-        audio = (audio - audio.sum(1, keepdim=True) / lengths.clamp_min(1)[:, None]) * valid
+        # A DC offset reads as speech to the VAD's lowest STFT bin: each recording's mean is removed,
+        # a stretch at a time (`centred_stretch`), so the batch is never copied whole.
+        dc = audio.sum(1) / lengths.clamp_min(1)
         frame_counts = torch.div(lengths + FRAME_SAMPLES - 1, FRAME_SAMPLES, rounding_mode="floor")
-        speech = self.vad(audio)
+        speech = self.vad(audio, lengths=lengths, dc=dc)
         speech = speech * (torch.arange(speech.shape[1], device=speech.device)[None] < frame_counts[:, None])
-        gain = volume_gain(frame_power(audio, FRAME_SAMPLES), speech)
+        gain = volume_gain(self._frame_power(audio, lengths, dc), speech)
         starts, recordings = self._speech_windows(speech, frame_counts)
-        embeddings = self._embed_windows(audio, gain, starts, recordings)
+        embeddings = self._embed_windows(audio, lengths, dc, gain, starts, recordings)
 
         speech_np, starts_np = speech.float().cpu().numpy(), starts.cpu().numpy()
         recordings_np, embeddings_np = recordings.cpu().numpy(), embeddings.float().cpu().numpy()
@@ -93,9 +93,24 @@ class ClusteringDiarizer(nn.Module, SpkDiarizationMixin):
             for b in range(audio.shape[0])
         ]
 
-    def _embed_windows(self, audio: torch.Tensor, gain: torch.Tensor, starts: torch.Tensor, recordings: torch.Tensor) -> torch.Tensor:
-        """GE2E embeddings of the given windows. Mel features are computed one stretch of
-        `embedding_chunk_seconds` at a time, so memory stays bounded for recordings of any length."""
+    def _frame_power(self, audio: torch.Tensor, lengths: torch.Tensor, dc: torch.Tensor) -> torch.Tensor:
+        """(B, ceil(T / 512)) mean power of each VAD frame of the DC-free recordings, computed one
+        stretch of `embedding_chunk_seconds` (whole frames) at a time."""
+        step = max(1, int(self.config.embedding_chunk_seconds / FRAME_SECONDS))
+        total = audio.shape[1]
+        # Filled in place: a list of small results between the large stretches fragments the heap
+        # (a 10-hour file then kept 2 GB more).
+        power = audio.new_zeros(audio.shape[0], -(-total // FRAME_SAMPLES))
+        for first in range(0, power.shape[1], step):
+            stretch = centred_stretch(audio, first * FRAME_SAMPLES, min((first + step) * FRAME_SAMPLES, total), lengths, dc)
+            power[:, first : first + step] = frame_power(stretch, FRAME_SAMPLES)
+        return power
+
+    def _embed_windows(self, audio: torch.Tensor, lengths: torch.Tensor, dc: torch.Tensor, gain: torch.Tensor,
+                       starts: torch.Tensor, recordings: torch.Tensor) -> torch.Tensor:
+        """GE2E embeddings of the given windows of the DC-free recordings. Mel features are computed
+        one stretch of `embedding_chunk_seconds` at a time, so memory stays bounded for recordings
+        of any length."""
         embeddings = audio.new_zeros(len(starts), SpeakerEncoder.embedding_size)
         chunk_frames = max(1, int(self.config.embedding_chunk_seconds / FRAME_SECONDS))
         window_samples = WINDOW_VAD_FRAMES * FRAME_SAMPLES
@@ -104,7 +119,8 @@ class ClusteringDiarizer(nn.Module, SpkDiarizationMixin):
             if len(selected) == 0:
                 continue
             begin = first_frame * FRAME_SAMPLES
-            stretch = audio[:, begin : begin + chunk_frames * FRAME_SAMPLES + window_samples]
+            end = max(begin, min(begin + chunk_frames * FRAME_SAMPLES + window_samples, audio.shape[1]))
+            stretch = centred_stretch(audio, begin, end, lengths, dc)
             stretch = torch.nn.functional.pad(stretch, (0, max(0, window_samples - stretch.shape[1])))
             mels = self.mel(stretch) * gain[:, None, None] ** 2
             mel_starts = (starts[selected] - first_frame) * FRAME_SAMPLES // HOP_SAMPLES

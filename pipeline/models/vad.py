@@ -55,19 +55,37 @@ class SileroVAD(nn.Module):
             magnitude = F.relu(conv(magnitude))
         return magnitude.squeeze(-1)
 
-    def forward(self, audio: torch.Tensor, chunk_frames: int = 8192) -> torch.Tensor:
-        """(B, T) 16 kHz audio -> (B, ceil(T / 512)) speech probabilities, one per 32 ms frame.
+    def forward(self, audio: torch.Tensor, chunk_frames: int = 8192, lengths: torch.Tensor | None = None,
+                dc: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T) 16 kHz audio -> (B, ceil(T / 512)) speech probabilities, one per 32 ms frame; with
+        `lengths` (B,) and `dc` (B,), of each recording less its DC offset, zero past its length.
 
-        Frames are processed `chunk_frames` (over the batch) at a time, so memory beyond the
-        input and output stays bounded for recordings of any length."""
+        Frames are cut and processed `chunk_frames` (over the batch) at a time, so memory beyond the
+        input and output stays bounded for recordings of any length (no whole padded copy)."""
         batch, length = audio.shape
         num_frames = -(-length // FRAME_SAMPLES)
-        padded = F.pad(audio, (CONTEXT_SAMPLES, num_frames * FRAME_SAMPLES - length))
-        frames = padded.unfold(1, FRAME_SAMPLES + CONTEXT_SAMPLES, FRAME_SAMPLES)  # a view: (B, frames, 576)
         step = max(1, chunk_frames // max(batch, 1))
-        probabilities, state = [], None
-        for chunk in frames.split(step, dim=1):  # the LSTM state carries over: same result, bounded memory
+        probabilities, state = audio.new_zeros(batch, num_frames), None  # filled in place (no list to concatenate)
+        for first in range(0, num_frames, step):  # the LSTM state carries over: same result, bounded memory
+            last = min(num_frames, first + step)
+            samples = centred_stretch(audio, first * FRAME_SAMPLES - CONTEXT_SAMPLES, last * FRAME_SAMPLES, lengths, dc)
+            chunk = samples.unfold(1, FRAME_SAMPLES + CONTEXT_SAMPLES, FRAME_SAMPLES)  # (B, frames, 576)
             features = self.frame_features(chunk.reshape(-1, chunk.shape[-1])).reshape(batch, chunk.shape[1], -1)
             hidden, state = self.rnn(features, state)
-            probabilities.append(torch.sigmoid(self.head(F.relu(hidden).transpose(1, 2))).squeeze(1))
-        return torch.cat(probabilities, dim=1) if probabilities else audio.new_zeros(batch, 0)
+            probabilities[:, first:last] = torch.sigmoid(self.head(F.relu(hidden).transpose(1, 2))).squeeze(1)
+        return probabilities
+
+
+def centred_stretch(audio: torch.Tensor, begin: int, end: int, lengths: torch.Tensor | None = None,
+                    dc: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, end - begin) samples `begin`..`end` of each recording of `audio` (B, T), less its `dc`
+    (B,), zero outside [0, its length) (`lengths`, else T): a copy of that stretch only, so that a
+    10-hour recording (2.3 GB) is never copied whole."""
+    batch, total = audio.shape
+    out = audio.new_zeros(batch, end - begin)
+    low, high = max(begin, 0), min(end, total)
+    if high > low:
+        out[:, low - begin : high - begin] = audio[:, low:high] if dc is None else audio[:, low:high] - dc[:, None]
+    if lengths is not None:
+        out *= torch.arange(begin, end, device=audio.device)[None] < lengths[:, None]
+    return out
