@@ -47,6 +47,7 @@ from . import register_model
 from .campplus import CAMPPlus, FrameStatistics, embed_statistics, fbank, merge_statistics, normalize_features
 from .chunk_clustering import CLUSTERING_CHOICES, CLUSTERING_LIMITS, ChunkClusteringConfig, assign_local_speakers, cluster_centroids
 from .chunk_clustering import normalize as normalize_rows
+from .memory import release_freed_memory
 from .options import Limit, check_values, nested
 from .segmentation import CHUNK_SECONDS, SegmentationModel, powerset_to_multilabel
 
@@ -117,7 +118,8 @@ class OverlapAwareConfig:
     # Chunks per segmentation call and sequences per CAM++ call; None: `DEVICE_BATCHES` for the
     # device the audio is on. On an H200, 4 recordings a batch: 1024 / 2048 ran 4x faster than
     # 32 / 64 (RTF 0.00023 against 0.00092) in the same 1.75 GiB (BENCHMARKS.md); on a CPU large
-    # calls only cost memory (32 chunks hold 20 MB of audio, 1024 hold 650 MB).
+    # calls only cost memory: a 2-hour recording peaked at 2.72 GiB with 32 chunks a call and at
+    # 2.17 GiB with 16, in the same time (the sinc front-end and BiLSTM hold ~35 MB per chunk).
     chunk_batch: int | None = None
     embedding_batch: int | None = None
     clustering: ChunkClusteringConfig = field(default_factory=ChunkClusteringConfig)
@@ -197,7 +199,7 @@ def refine_boundaries(assignment: np.ndarray, halves: np.ndarray, centroids: np.
     return labels
 
 
-DEVICE_BATCHES = {"cpu": (32, 64), "cuda": (1024, 2048)}  # (chunk_batch, embedding_batch) by device type
+DEVICE_BATCHES = {"cpu": (16, 64), "cuda": (1024, 2048)}  # (chunk_batch, embedding_batch) by device type
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -347,6 +349,7 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
             if halves is not None:
                 extras["half_embeddings"][group] = halves.to(torch.float16).cpu().numpy()
             segmentation[group] = activity.to(torch.uint8).cpu().numpy()
+            release_freed_memory()  # the group's freed tensors, not kept in the heap (`memory`)
         bounds = np.cumsum([0] + [len(s) for s in starts])
         return [
             {
@@ -442,7 +445,7 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
         unit_masks = masks[index[:, 0], index[:, 1], :, index[:, 2]]  # (U, T)
         lengths = unit_masks.sum(1).clamp(max=int(self.config.max_embedding_seconds / FBANK_HOP_SECONDS))
         order = torch.argsort((~unit_masks).to(torch.int8), dim=1, stable=True)[:, : int(lengths.max())]  # its frames first
-        packed = features[index[:, 0]].gather(1, order[..., None].expand(-1, -1, features.shape[-1]))
+        packed = features[index[:, 0, None], order]  # (U, L, 80), without a (U, T, 80) copy of every unit's chunk
         _, embedding_batch = self.batch_sizes(features.device)
         if splits is not None:
             splits = torch.minimum(splits, lengths)
