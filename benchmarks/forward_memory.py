@@ -47,7 +47,12 @@ def main(argv=None) -> None:
             time.sleep(0.2)
 
     threading.Thread(target=sample, daemon=True).start()
-    model = load_model(args.model, device="cpu", **dict(args.model_arg))
+    from pipeline.errors import UsageError
+
+    try:
+        model = load_model(args.model, device="cpu", **dict(args.model_arg))
+    except (TypeError, ValueError, UsageError) as error:  # a misspelt or out-of-range --model-arg
+        parser.error(f"{error}")
     rows, outputs, seconds = forward_outputs(model, args.manifest)
     audio_seconds = sum(int(o.get("num_samples", 0)) for o in outputs) / 16_000 or None
     print(json.dumps({"model": args.model, "model_args": dict(args.model_arg), "forward_seconds": round(seconds, 1),

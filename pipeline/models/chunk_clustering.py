@@ -40,8 +40,9 @@ class ChunkClusteringConfig:
     # Above this many embeddings, the tree is built on a random sample of this many. Direct costs
     # O(n^2): about 100 MB at 5000, which covers a 3 h meeting (4,663 embeddings) directly. A sample
     # keeps the embeddings' own geometry, which k-means micro-clusters (the previous path) did not:
-    # their averaged centroids sit closer together than embeddings do, and on that meeting with
-    # 2,000 of them the known count gave 15.5 % DER against 5.6 % direct (BENCHMARKS.md).
+    # that meeting's embeddings tiled to 13,989 and clustered to its 4 speakers gave two voices
+    # merged in 13 s through 5,000 micro-clusters, 4 balanced clusters in 1.2 s through a sample
+    # (BENCHMARKS.md, "Ten hours of speech").
     max_direct: int = 5000
     # How an unknown count is estimated on a recording with at least `min_estimate_embeddings`
     # embeddings (on fewer, the threshold decides):
