@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed-stamp
 SAMPLE := data/sample/manifest.jsonl
 OUTPUT ?= outputs/sample
 
-.PHONY: install browser run test benchmark clean
+.PHONY: install browser run lint format test benchmark clean
 
 install: $(STAMP)
 
@@ -28,7 +28,16 @@ browser:
 	  { if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
 	    else echo "chromium not installed and apt-get unavailable: the report test will be skipped"; fi; }
 
-test: $(STAMP) browser
+# ruff lints and checks the format of the whole tree (pyproject.toml's [tool.ruff]) before the suite.
+lint: $(STAMP)
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
+
+format: $(STAMP)
+	$(PYTHON) -m ruff check --fix .
+	$(PYTHON) -m ruff format .
+
+test: lint browser
 	$(PYTHON) -m pytest -q -ra
 
 clean:

@@ -20,7 +20,7 @@ import numpy as np
 
 def trusted_embeddings(model, output) -> np.ndarray:
     """The embeddings `speaker_activity` trains the clustering on, for one forward item."""
-    import pipeline.models.overlap_aware as overlap_aware
+    import pipeline.models.overlap_aware.model as overlap_aware
 
     captured, cluster = {}, overlap_aware.cluster_centroids
 
@@ -30,7 +30,7 @@ def trusted_embeddings(model, output) -> np.ndarray:
 
     overlap_aware.cluster_centroids = capture
     try:
-        model.speaker_activity(output, (max(int(output["num_speakers"]), 1), 1, 8))
+        model.speaker_activity(output, (max(int(output.num_speakers), 1), 1, 8))
     finally:
         overlap_aware.cluster_centroids = cluster
     return captured["embeddings"]
@@ -45,7 +45,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     from pipeline.models import load_model
-    from pipeline.models.chunk_clustering import ChunkClusteringConfig, cluster_centroids
+    from pipeline.models.overlap_aware.clustering import ChunkClusteringConfig, cluster_centroids
 
     with open(args.forward, "rb") as f:
         _, outputs, _ = pickle.load(f)

@@ -3,8 +3,8 @@ the reference (any turn's start or end), on one corpus of the dev split.
 
     python benchmarks/confusion_by_boundary.py --corpus simulated_more [--estimate-speakers] [--model-arg KEY=VALUE ...]
 
-The corpus is one of `pipeline.splits.split_manifests("dev", more=True)` (ami, simulated, short,
-simulated_more, short_more). Each recording is scored as `pipeline.benchmark accuracy` scores it
+The corpus is one of `benchmarks.splits.split_manifests("dev", more=True)` (ami, simulated, short,
+simulated_more, short_more). Each recording is scored as `benchmarks.benchmark accuracy` scores it
 (pyannote's optimal mapping; frames within the ±0.25 s collar are not scored), then every 10 ms
 frame outside the collar is put in a band by its distance to the nearest reference boundary. Short
 turns put all their frames near a boundary, so the bands say where errors are relative to changes,
@@ -15,6 +15,7 @@ turns around them, to tell a late change from a whole turn given to the wrong vo
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 import numpy as np
 
@@ -59,13 +60,13 @@ def confusion_by_distance(reference, hypothesis, collar: float = 0.25):
 def main(argv=None) -> None:
     from pyannote.core import Annotation, Segment
 
-    from pipeline.__main__ import model_argument
+    from pipeline.corpus.options import model_argument
     from pipeline.config import DiarizeConfig, InternalDiarizeConfig
     from pipeline.models import load_model
-    from pipeline.rttm import parse_segment
-    from pipeline.scoring import load_reference, to_annotation
-    from pipeline.splits import split_manifests
-    from pipeline.tuning import forward_outputs
+    from pipeline.io.rttm import parse_segment
+    from pipeline.scoring.metrics import load_reference, to_annotation
+    from benchmarks.splits import split_manifests
+    from benchmarks.tuning import forward_outputs
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", default="simulated_more")
@@ -80,9 +81,9 @@ def main(argv=None) -> None:
         parser.error(f"--corpus {args.corpus!r}: use one of {sorted(manifests)}")
     model = load_model(args.model, device="cpu", **dict(args.model_arg))
     rows, outputs, _ = forward_outputs(model, manifests[args.corpus])
-    items = [dict(o, num_speakers=0) if args.estimate_speakers else o for o in outputs]
+    items = [dataclasses.replace(o, num_speakers=0) if args.estimate_speakers else o for o in outputs]
     config = DiarizeConfig(postprocessing_params=model.default_postprocessing, _internal=InternalDiarizeConfig())
-    segments = model._diarize_output_processing(items, [o["uniq_id"] for o in outputs], config)
+    segments = model._diarize_output_processing(items, [o.uniq_id for o in outputs], config)
     total, overlapped, worst = np.zeros(len(BANDS)), 0.0, []
     for row, lines in zip(rows, segments):
         reference = to_annotation(load_reference(row)[0], row.uniq_id)

@@ -8,7 +8,7 @@ the chunk group's transient tensors), sampled from a background thread every 0.2
 glibc's allocator can be set from the environment for an experiment, e.g.
 `MALLOC_MMAP_THRESHOLD_=1048576` (every allocation over 1 MB in its own mapping) or
 `MALLOC_ARENA_MAX=1`. `--save` pickles (rows, outputs, forward seconds) as
-`pipeline.tuning.forward_outputs` returns them, to score clustering choices on them afterwards.
+`benchmarks.tuning.forward_outputs` returns them, to score clustering choices on them afterwards.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import time
 
 
 def main(argv=None) -> None:
-    from pipeline.__main__ import model_argument
+    from pipeline.corpus.options import model_argument
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--manifest", required=True)
@@ -36,7 +36,7 @@ def main(argv=None) -> None:
     import torch
 
     from pipeline.models import load_model
-    from pipeline.tuning import forward_outputs
+    from benchmarks.tuning import forward_outputs
 
     torch.set_num_threads(args.threads)
     process, peak = psutil.Process(os.getpid()), [0]

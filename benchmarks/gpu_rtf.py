@@ -7,7 +7,7 @@ what the GPU's labels are against a CPU float32 run of the same model.
 
 Each point loads the model on CUDA with `precision`, `chunk_batch` and `embedding_batch` (the
 segmentation's chunks and CAM++'s sequences per call), warms up on one recording, then times
-`pipeline.benchmark.real_time_factor` (forward with the copy to the GPU, stages synchronised,
+`benchmarks.benchmark.real_time_factor` (forward with the copy to the GPU, stages synchronised,
 CPU post-processing) over the manifest in batches of `batch size` recordings; peak GPU memory is
 `torch.cuda.max_memory_allocated`. `--repeat N` times the manifest's rows N times over, so that
 each point reads enough audio to time a fast GPU; `default` is the model's own batches on CUDA. Then `diarize()` runs the manifest on CUDA in each precision,
@@ -27,12 +27,13 @@ import torch
 def sweep(manifest: str, precisions: list[str], batch_sizes: list[int], unit_batches: list[tuple[int | None, int | None]],
           device: str = "cuda") -> list[dict]:
     cuda = device == "cuda"
-    from pipeline.benchmark import real_time_factor
-    from pipeline.dataset import DiarizationDataset, collate_recordings, move_to_device
-    from pipeline.manifest import read_manifest
+    from benchmarks.benchmark import real_time_factor
+    from pipeline.io.dataset import DiarizationDataset
+    from pipeline.models.contract import RecordingBatch, move_to_device
+    from pipeline.io.manifest import read_manifest
     from pipeline.models import load_model
 
-    first = collate_recordings([DiarizationDataset(read_manifest(manifest))[0]])
+    first = RecordingBatch.collate([DiarizationDataset(read_manifest(manifest))[0]])
     points = []
     for precision in precisions:
         for chunk_batch, embedding_batch in unit_batches:
@@ -68,7 +69,7 @@ def repeated(manifest: str, times: int) -> str:
     import tempfile
     from dataclasses import replace
 
-    from pipeline.manifest import read_manifest, write_manifest
+    from pipeline.io.manifest import read_manifest, write_manifest
 
     path = os.path.join(tempfile.gettempdir(), f"gpu_rtf.repeat{times}.jsonl")
     write_manifest(path, [replace(row, uniq_id=f"{row.uniq_id}-{copy}") for copy in range(times) for row in read_manifest(manifest)])
@@ -77,7 +78,7 @@ def repeated(manifest: str, times: int) -> str:
 
 def labels(manifest: str, precisions: list[str], device: str = "cuda") -> dict[str, list]:
     """Segments of `diarize()` per file: CPU float32, then CUDA in each precision (manifest counts hidden)."""
-    from pipeline.manifest import read_manifest
+    from pipeline.io.manifest import read_manifest
     from pipeline.models import load_model
 
     paths = [row.audio_filepath for row in read_manifest(manifest)]
@@ -95,9 +96,9 @@ def labels(manifest: str, precisions: list[str], device: str = "cuda") -> dict[s
 
 
 def score(path: str, manifest: str) -> None:
-    from pipeline.manifest import read_manifest
-    from pipeline.rttm import parse_segment
-    from pipeline.scoring import score_rows
+    from pipeline.io.manifest import read_manifest
+    from pipeline.io.rttm import parse_segment
+    from pipeline.scoring.metrics import score_rows
 
     runs = json.load(open(path, encoding="utf-8"))["labels"]
     rows = read_manifest(manifest)

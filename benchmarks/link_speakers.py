@@ -1,9 +1,9 @@
-"""Time and memory of corpus-wide speaker linking on synthetic centroids (`pipeline.linking`).
+"""Time and memory of corpus-wide speaker linking on synthetic centroids (`pipeline.linking.algorithm`).
 
     python benchmarks/link_speakers.py --centroids 10000 1000000            # the algorithm on Ray
     python benchmarks/link_speakers.py --centroids 10000 --mode run          # a whole `link_run` on a synthetic run folder
 
-Centroids come from `pipeline.synthetic_speakers` (256 dimensions like GE2E; one speaker per 10
+Centroids come from `benchmarks.synthetic_speakers` (256 dimensions like GE2E; one speaker per 10
 centroids on average, Zipf popularity, so a few "hosts" recur in tens of thousands of recordings
 and most voices in one or two; 2-4 speakers per recording). `algorithm` times `link_centroids`
 with a local Ray; `run` writes a run folder (recordings/, segments/, speakers/ parts of 1,000
@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.synthetic_speakers import purity_coverage, synthetic_centroids  # noqa: E402
+from benchmarks.synthetic_speakers import purity_coverage, synthetic_centroids  # noqa: E402
 
 
 class MemorySampler:
@@ -83,7 +83,7 @@ def violations(labels, recordings) -> int:
 
 
 def bench_algorithm(n: int, threshold: float, seed: int) -> dict:
-    from pipeline.linking import link_centroids
+    from pipeline.linking.algorithm import link_centroids
 
     data = synthetic_centroids(n, max(1, n // 10), seed=seed)
     import psutil
@@ -147,7 +147,7 @@ def write_synthetic_run(folder: str, data, recordings: np.ndarray, per_part: int
 
 
 def bench_run(n: int, threshold: float, seed: int) -> dict:
-    from pipeline.linking import link_run
+    from pipeline.linking.run import link_run
 
     data = synthetic_centroids(n, max(1, n // 10), seed=seed)
     recordings = np.arange(data.recordings.max() + 1)

@@ -1,5 +1,5 @@
 """Global vs per-recording DER, and purity and coverage of the links, on simulated corpora whose
-speakers recur (`pipeline.splits.RECURRING_SPLITS`: 30 conversations of 60-120 s, 2-4 speakers
+speakers recur (`benchmarks.splits.RECURRING_SPLITS`: 30 conversations of 60-120 s, 2-4 speakers
 each from a pool of 12 LibriSpeech speakers of the split, 16 kHz and 8 kHz files, speaker gains
 within ±U(0, 8) dB per conversation).
 
@@ -27,7 +27,7 @@ def main(argv=None) -> int:
     parser.add_argument("--split", choices=["dev", "test"], required=True)
     parser.add_argument("--work", default="/tmp/speaker-linking")
     parser.add_argument("--model", default="ge2e")
-    parser.add_argument("--thresholds", type=float, nargs="+", default=None, help="default: the model's (pipeline.linking.DEFAULT_THRESHOLDS)")
+    parser.add_argument("--thresholds", type=float, nargs="+", default=None, help="default: the linking_threshold the model declares")
     parser.add_argument("--min-speech-seconds", type=float, default=None)
     parser.add_argument("--collar", type=float, default=0.25)
     parser.add_argument("--json", default=None, help="append the results as JSON lines to this file")
@@ -35,9 +35,9 @@ def main(argv=None) -> int:
 
     import pipeline
     from pipeline.corpus.ray_session import connect_ray
-    from pipeline.evaluate import evaluate_global_run
-    from pipeline.linking import DEFAULT_MIN_SPEECH_SECONDS, link_run, model_threshold
-    from pipeline.splits import RECURRING_SPLITS, recurring_manifest, recurring_pool
+    from pipeline.scoring.evaluate import evaluate_global_run
+    from pipeline.linking.run import DEFAULT_MIN_SPEECH_SECONDS, link_run, model_threshold
+    from benchmarks.splits import RECURRING_SPLITS, recurring_manifest, recurring_pool
 
     spec = RECURRING_SPLITS[args.split]
     manifest = recurring_manifest(args.split, os.path.join(args.work, "corpora"), spec)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the uploaded working dir, where no install is
 
-from pipeline.__main__ import main
+from pipeline.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:], prog="jobs/evaluate.py", command="evaluate"))

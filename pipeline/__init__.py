@@ -25,12 +25,12 @@ _HOMES = {
     "load_postprocessing_from_yaml": ".config",
     "available_models": ".models", "load_model": ".models", "register_model": ".models",
     "run_corpus": ".corpus.plan",
-    "to_annotation": ".export",
+    "to_annotation": ".export.formats",
 }
 
 
 def __getattr__(name: str):
-    """A public name from its home module, or a submodule (`pipeline.audio`) imported on first use."""
+    """A public name from its home module, or a submodule (`pipeline.io.audio`) imported on first use."""
     import importlib
     import importlib.util
 

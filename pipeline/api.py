@@ -21,10 +21,11 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .audio import SAMPLE_RATE
-from .config import DiarizeConfig, InternalDiarizeConfig, load_postprocessing_from_yaml
-from .dataset import DiarizationDataset, collate_recordings, move_to_device
-from .manifest import MANIFEST_SUFFIXES, ManifestRow, read_manifest, rows_from_paths, write_manifest
+from pipeline.io.audio import SAMPLE_RATE
+from pipeline.config import DiarizeConfig, InternalDiarizeConfig, load_postprocessing_from_yaml
+from pipeline.io.dataset import DiarizationDataset
+from pipeline.io.manifest import MANIFEST_SUFFIXES, ManifestRow, read_manifest, rows_from_paths, write_manifest
+from pipeline.models.contract import RecordingBatch, RecordingResult, move_to_device, nemo_output, results_from_nemo
 
 logger = logging.getLogger("pipeline")
 
@@ -53,33 +54,19 @@ class SpkDiarizationMixin(ABC):
     """Inference API of NeMo's diarization models.
 
     Subclasses implement `_diarize_forward` (neural part, whole padded batch at once) and
-    `_diarize_output_processing` (per-file segments); the other hooks have working defaults.
+    `_diarize_results` (per-file turns, activity and speaker centroids; or NeMo's
+    `_diarize_output_processing`); the other hooks have working defaults. The contract that lets one
+    model run in `diarize()` and in a corpus run on Ray, with the batch and item types, is
+    `pipeline.models.contract`'s docstring. Build a model with a factory that takes keyword options
+    (`--model-arg key=value`) and, when it has weights to load, `checkpoint=` (a path or URI);
+    register it with `@register_model`, give it as `package.module:factory`, or install it as an
+    entry point of `corpus_diarization.models` (see `pipeline.models.registry`). It need not be an
+    `nn.Module`."""
 
-    The contract that lets one model run in `diarize()` and in a corpus run on Ray, where the two
-    hooks run in different processes (forward on the model actors, often a GPU; output processing
-    in CPU tasks, on another copy of the model built by the same factory):
-
-    - `_diarize_forward(batch)` takes the padded batch of `pipeline.dataset.collate_recordings`
-      (`audio` (B, T) float32 16 kHz mono, `audio_lengths`, `offsets`, `num_speakers` (0 = unknown),
-      `uniq_ids`) and returns a sequence of exactly B items, one per recording, **in batch order**.
-      It must not write into `audio`: a batch of one shares the decoded recording's memory (read-only
-      in a corpus run), so that a 10-hour file is held once, not copied.
-      Each item must be picklable (numpy arrays and plain Python values, not CUDA tensors or
-      handles): the corpus pipeline pickles it per recording and hands it to
-      `_diarize_output_processing` in another process, and may run a recording in a smaller batch
-      than it came in (one by one to find a failing file, halves after an out-of-memory error), so
-      an item must not depend on its batch neighbours.
-    - `_diarize_output_processing(outputs, uniq_ids, diarcfg)` takes such items (any number, in
-      order) with their ids and returns one list of `"begin end speaker_k"` strings per item,
-      seconds on the file's timeline (add the row's `offset`), or `(segments, tensors)` when
-      `diarcfg.include_tensor_outputs`. It must not need the GPU.
-    - An exception in either hook fails the recordings of that call: in a corpus run they become
-      error rows ("model forward failed: ...") unless every batch fails the same way, which stops
-      the run (a model bug, not a bad file).
-    - Build it with a factory that takes keyword options (`--model-arg key=value`) and, when it has
-      weights to load, `checkpoint=` (a path or URI); register it with `@register_model`, give it as
-      `package.module:factory`, or install it as an entry point of `corpus_diarization.models`
-      (see `pipeline.models`). It need not be an `nn.Module`."""
+    # What the pipeline reads of a model (`pipeline.models.contract.ModelTraits`); None: not declared.
+    frame_seconds: Optional[float] = None
+    embedding_size: Optional[int] = None
+    linking_threshold: Optional[float] = None
 
     def __init__(self) -> None:
         self._diarize_audio_rttm_map: "OrderedDict[str, ManifestRow]" = OrderedDict()
@@ -94,16 +81,19 @@ class SpkDiarizationMixin(ABC):
         num_workers: int = 1,
         verbose: bool = False,
         override_config: Optional[DiarizeConfig] = None,
+        return_embeddings: bool = False,
         **config_kwargs,
     ) -> DiarizeOutput:
         """Speaker turns per input file: a list of `"begin end speaker_k"` strings per file, or with
-        `include_tensor_outputs=True` a tuple `(segments, per_frame_speaker_probabilities)`."""
+        `include_tensor_outputs=True` a tuple `(segments, per_frame_speaker_probabilities)`; with
+        `return_embeddings=True` one more element, per file `{"speaker_k": (centroid, count)}`."""
         if override_config is None:
             config = DiarizeConfig(
                 batch_size=batch_size,
                 num_workers=num_workers,
                 verbose=verbose,
                 include_tensor_outputs=include_tensor_outputs,
+                return_embeddings=return_embeddings,
                 postprocessing_yaml=postprocessing_yaml,
                 postprocessing_params=load_postprocessing_from_yaml(postprocessing_yaml),
                 **config_kwargs,
@@ -148,12 +138,12 @@ class SpkDiarizationMixin(ABC):
                 start = 0
                 for batch in tqdm(dataloader, desc="Diarizing", disable=not config.verbose):
                     batch = move_to_device(batch, config._internal.device)
-                    uniq_ids = batch.get("uniq_ids") if isinstance(batch, dict) else None
+                    uniq_ids = batch_ids(batch)
                     if uniq_ids is None:
                         uniq_ids = ordered_ids[start : start + config.batch_size]
                     start += len(uniq_ids)
                     outputs = self._diarize_forward(batch)
-                    yield self._diarize_output_processing(outputs, uniq_ids, config)
+                    yield nemo_output(self._diarize_results(outputs, uniq_ids, config), config)
                     del batch, outputs
         finally:
             self._diarize_on_end(config)
@@ -230,19 +220,27 @@ class SpkDiarizationMixin(ABC):
             batch_size=int(config["batch_size"]),
             shuffle=False,
             num_workers=num_workers,
-            collate_fn=collate_recordings,
+            collate_fn=RecordingBatch.collate,
             persistent_workers=False,
         )
 
     @abstractmethod
-    def _diarize_forward(self, batch: Any) -> Sequence[Any]:
-        """Neural part for a whole padded batch (see `pipeline.dataset.collate_recordings`): one
-        picklable item per recording, in batch order."""
+    def _diarize_forward(self, batch: RecordingBatch) -> Sequence[Any]:
+        """Neural part for a whole padded batch: one picklable `ForwardItem` per recording, in batch
+        order (`pipeline.models.contract`)."""
 
-    @abstractmethod
+    def _diarize_results(self, outputs: Sequence[Any], uniq_ids: List[str], diarcfg: DiarizeConfig) -> List[RecordingResult]:
+        """`_diarize_forward` items to one `RecordingResult` per item (turns, activity, speaker
+        centroids). Models of this project implement it; a NeMo-style model that implements
+        `_diarize_output_processing` instead gets its segments and tensors here, without embeddings."""
+        if type(self)._diarize_output_processing is SpkDiarizationMixin._diarize_output_processing:
+            raise NotImplementedError(f"{type(self).__name__} implements neither _diarize_results nor _diarize_output_processing")
+        return results_from_nemo(self._diarize_output_processing(outputs, uniq_ids, diarcfg), len(outputs))
+
     def _diarize_output_processing(self, outputs: Sequence[Any], uniq_ids: List[str], diarcfg: DiarizeConfig) -> DiarizeOutput:
-        """`_diarize_forward` items to one list of `"begin end speaker_k"` strings per item (and
-        per-frame tensors when `diarcfg.include_tensor_outputs`)."""
+        """NeMo's hook: one list of `"begin end speaker_k"` strings per item, or a tuple with the
+        per-frame tensors (`include_tensor_outputs`) and the speaker centroids (`return_embeddings`)."""
+        return nemo_output(self._diarize_results(outputs, uniq_ids, diarcfg), diarcfg)
 
     def _diarize_on_end(self, diarcfg: DiarizeConfig) -> None:
         internal = diarcfg._internal
@@ -265,6 +263,13 @@ class SpkDiarizationMixin(ABC):
             sf.write(path, samples, SAMPLE_RATE, subtype="FLOAT")
             paths.append(path)
         return paths
+
+
+def batch_ids(batch: Any) -> Optional[List[str]]:
+    """The uniq_ids a batch carries (a `RecordingBatch`, or a user DataLoader's dict), else None."""
+    if isinstance(batch, RecordingBatch):
+        return batch.uniq_ids
+    return batch.get("uniq_ids") if isinstance(batch, dict) else None
 
 
 class DiarizationMixin(ABC):

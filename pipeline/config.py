@@ -11,7 +11,7 @@ import fsspec
 import torch
 import yaml
 
-from .errors import BadParameterError
+from pipeline.errors import BadParameterError
 
 
 @dataclass
@@ -84,19 +84,16 @@ class InternalDiarizeConfig:
     pad_to_value: int = 0
     temp_dir: Optional[str] = None
     manifest_filepath: Optional[str] = None
-    # When a caller sets this to a dict, `_diarize_output_processing` of a model with speaker
-    # embeddings fills it: {uniq_id: {"speaker_k": (centroid float32 (dim,), num_embeddings)}},
-    # speaker names as in the returned segments. Models without embeddings leave it empty.
-    speaker_embeddings: Optional[dict] = None
 
 
 @dataclass
 class DiarizeConfig:
     """Inference configuration (NeMo's fields and defaults).
 
-    This project's additions for clustering models: `max_num_speakers` / `min_num_speakers` bound
-    the estimated speaker count when a manifest row gives no `num_speakers`; `num_speakers` fixes
-    the count of every file (over the manifest's)."""
+    This project's additions: for clustering models, `max_num_speakers` / `min_num_speakers` bound
+    the estimated speaker count when a manifest row gives no `num_speakers`, and `num_speakers` fixes
+    the count of every file (over the manifest's); `return_embeddings` adds each file's speaker
+    centroids to what `diarize()` returns."""
 
     session_len_sec: float = -1
     batch_size: int = 1
@@ -104,6 +101,7 @@ class DiarizeConfig:
     postprocessing_yaml: Optional[str] = None
     verbose: bool = True
     include_tensor_outputs: bool = False
+    return_embeddings: bool = False
     postprocessing_params: Optional[PostProcessingParams] = None
     max_num_speakers: int = 8
     min_num_speakers: int = 1

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .config import PostProcessingParams
-from .rttm import Turn, format_segment
+from pipeline.config import PostProcessingParams
+from pipeline.io.rttm import Turn, format_segment
 
 
 def hysteresis(probabilities: np.ndarray, onset: float, offset: float) -> np.ndarray:

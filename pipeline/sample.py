@@ -10,7 +10,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from .manifest import write_manifest
+from pipeline.io.manifest import write_manifest
 
 PYANNOTE_AUDIO_VERSION = "4.0.7"
 _MEMBERS = {"sample.wav": "pyannote/audio/sample/sample.wav", "sample.rttm": "pyannote/audio/sample/sample.rttm"}

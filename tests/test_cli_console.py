@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -156,11 +155,11 @@ def test_a_terminal_gets_a_tqdm_bar_that_counts_committed_recordings(tmp_path):
     (["--option", "no_such_option=5"], ["no_such_option", "--option takes fields"]),
 ])
 def test_tuning_mistakes_are_one_error_line_before_any_forward_pass(tmp_path, args, words):
-    result = subprocess.run([sys.executable, "-m", "pipeline.tuning", "--dest", str(tmp_path), *args], cwd=REPO,
+    result = subprocess.run([sys.executable, "-m", "benchmarks.tuning", "--dest", str(tmp_path), *args], cwd=REPO,
                             env=cli_env(), capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("python -m pipeline.tuning: error: "), result.stderr
+    assert last.startswith("python -m benchmarks.tuning: error: "), result.stderr
     for word in words:
         assert word in last, last
     assert not any(tmp_path.iterdir()), "nothing is computed or written for a mistaken command"

@@ -225,7 +225,7 @@ def documented_submit_command() -> list[str]:
 
 
 def test_documented_commands_match_the_cli_and_cluster(config, rayjob):
-    from pipeline.__main__ import build_parser
+    from pipeline.cli import build_parser
 
     submit = documented_submit_command()
     options = submit[: submit.index("--")]

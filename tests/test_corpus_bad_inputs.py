@@ -84,7 +84,7 @@ def test_good_files_are_labelled_with_unique_ids(bad_corpus):
 
 @pytest.mark.slow
 def test_fail_on_error_exits_non_zero_only_when_asked(bad_corpus):
-    from pipeline.__main__ import main
+    from pipeline.cli import main
 
     manifest, output, _, _ = bad_corpus
     arguments = ["diarize", "--manifest", str(manifest), "--output", str(output), "--resume"]

@@ -1,4 +1,4 @@
-"""The id alphabet (`pipeline.ids`), stable ids when a corpus grows, and bad manifest lines: unit
+"""The id alphabet (`pipeline.io.ids`), stable ids when a corpus grows, and bad manifest lines: unit
 level, no Ray. The same cases through whole runs (local and S3) are in test_corpus_scale.py and
 test_corpus_s3.py."""
 
@@ -13,9 +13,9 @@ import pyarrow as pa
 import pytest
 
 from pipeline.corpus.inputs import manifest_items
-from pipeline.ids import MAX_ID_BYTES, assign_group_ids, candidate_id, recording_hash, row_keys
-from pipeline.manifest import ManifestError, parse_line, rows_from_paths
-from pipeline.rttm import rttm_lines, Turn
+from pipeline.io.ids import MAX_ID_BYTES, assign_group_ids, candidate_id, recording_hash, row_keys
+from pipeline.io.manifest import ManifestError, parse_line, rows_from_paths
+from pipeline.io.rttm import rttm_lines, Turn
 
 CAFE_NFC = unicodedata.normalize("NFC", "café")
 CAFE_NFD = unicodedata.normalize("NFD", "café")

@@ -100,7 +100,7 @@ def test_rerun_without_resume_refuses_to_mix_outputs(finished_run):
 
 
 def test_cli_evaluates_and_prints_segments(finished_run, capsys):
-    from pipeline.__main__ import main
+    from pipeline.cli import main
 
     manifest, output, _ = finished_run
     assert main(["diarize", "--manifest", str(manifest), "--output", str(output), "--resume", "--evaluate", "--print-segments"]) == 0

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import REPO, copied_ami_corpus, in_process_segments, segments_by_recording
-from pipeline.rttm import parse_segment, rttm_text
+from pipeline.io.rttm import parse_segment, rttm_text
 
 # Six recordings: with three, a run on an idle machine sometimes committed all of them in its first
 # part, leaving nothing to interrupt.
@@ -49,7 +49,7 @@ def test_killed_run_resumes_to_one_row_per_input_and_identical_rttms(local_ray, 
     interrupted = pq.read_table(output / "recordings").num_rows
     assert 1 <= interrupted < len(NAMES), "the run was killed part-way"
 
-    from pipeline.__main__ import main
+    from pipeline.cli import main
 
     assert main(["diarize", "--manifest", str(manifest), "--output", str(output), "--batch-size", "1", "--resume"]) == 0
     recordings = pq.read_table(output / "recordings").to_pylist()

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import AMI, FAST_MODEL, write_jsonl
-from pipeline.rttm import read_rttm
+from pipeline.io.rttm import read_rttm
 
 pytestmark = pytest.mark.slow
 
@@ -141,13 +141,13 @@ def test_dry_run_checks_every_row_and_writes_nothing(local_ray, tmp_path):
     assert report["estimated_actor_hours"] > 0
 
     checked = pipeline.run_corpus([str(tmp_path / "part*.jsonl")], str(output), dry_run=True, check_audio=True)
-    speech_seconds = 50 * pipeline.audio.audio_info(SPEECH).duration
+    speech_seconds = 50 * pipeline.io.audio.audio_info(SPEECH).duration
     assert checked["audio_hours"] == pytest.approx((100 + speech_seconds) / 3600) and checked["ok_rows_without_duration"] == 0
     assert not output.exists()
 
 
 def test_dry_run_from_the_command_line_prints_the_report(local_ray, tmp_path, capsys):
-    from pipeline.__main__ import main
+    from pipeline.cli import main
 
     manifest = write_jsonl(tmp_path / "m.jsonl", [{"audio_filepath": SILENCE, "duration": 1.0}, {"audio_filepath": "gone.wav"}])
     assert main(["diarize", "--manifest", str(manifest), "--output", str(tmp_path / "out"), "--dry-run"]) == 0

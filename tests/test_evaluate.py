@@ -9,10 +9,10 @@ import pyarrow.parquet as pq
 import pytest
 from pyannote.metrics.diarization import DiarizationErrorRate, JaccardErrorRate
 
-from pipeline.__main__ import main
-from pipeline.evaluate import evaluate_run
-from pipeline.rttm import read_rttm, read_uem
-from pipeline.scoring import to_annotation, to_timeline
+from pipeline.cli import main
+from pipeline.scoring.evaluate import evaluate_run
+from pipeline.io.rttm import read_rttm, read_uem
+from pipeline.scoring.metrics import to_annotation, to_timeline
 
 from conftest import AMI
 

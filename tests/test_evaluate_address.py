@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,8 +24,8 @@ from conftest import AMI, REPO, ami_rows, free_port, with_absolute_paths, write_
 from pipeline.corpus.inputs import manifest_items
 from pipeline.corpus.outputs import OutputLayout
 from pipeline.corpus.tables import recordings_table, segments_table
-from pipeline.ids import row_keys
-from pipeline.rttm import read_rttm
+from pipeline.io.ids import row_keys
+from pipeline.io.rttm import read_rttm
 
 pytestmark = pytest.mark.slow
 

@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 def labelled_run(local_ray, tmp_path_factory):
     """A finished, scored run of two AMI excerpts that have references."""
     from pipeline.corpus import run_corpus
-    from pipeline.evaluate import evaluate_run
+    from pipeline.scoring.evaluate import evaluate_run
 
     folder = tmp_path_factory.mktemp("labelled")
     manifest = write_jsonl(folder / "manifest.jsonl", [with_absolute_paths(r) for r in ami_rows("trñ00", "trn03")])
@@ -42,8 +42,8 @@ def committed_turns(output: str) -> dict[str, list[tuple[float, float, str]]]:
 
 
 def merged(turns):
-    from pipeline.export import merged_by_speaker
-    from pipeline.rttm import Turn
+    from pipeline.export.formats import merged_by_speaker
+    from pipeline.io.rttm import Turn
 
     return sorted((s, e, spk) for spk, spans in merged_by_speaker([Turn(*t) for t in turns]).items() for s, e in spans)
 
@@ -77,7 +77,7 @@ def read_back(fmt: str, path: str) -> list[tuple[float, float, str]]:
 
 @pytest.mark.parametrize("fmt", ["json", "csv", "eaf", "textgrid", "audacity", "vtt", "srt"])
 def test_every_export_format_reads_back_with_its_library(labelled_run, fmt, tmp_path):
-    from pipeline.export import export_run
+    from pipeline.export.formats import export_run
 
     written = export_run(labelled_run, fmt, str(tmp_path / fmt))
     expected = committed_turns(labelled_run)
@@ -105,8 +105,8 @@ def test_to_annotation_gives_the_run_as_a_pyannote_annotation(labelled_run):
 
 
 def test_hypothesis_speakers_take_their_matched_reference_colour():
-    from pipeline.report import speaker_colours
-    from pipeline.rttm import Turn
+    from pipeline.export.report import speaker_colours
+    from pipeline.io.rttm import Turn
 
     reference = [Turn(0, 10, "alice"), Turn(10, 20, "bob")]
     hypothesis = [Turn(0, 9, "speaker_1"), Turn(9, 20, "speaker_0"), Turn(20, 21, "speaker_2")]
@@ -135,7 +135,7 @@ def test_report_opens_in_headless_chromium(labelled_run, tmp_path):
     import matplotlib.image
     import numpy as np
 
-    from pipeline.report import write_report
+    from pipeline.export.report import write_report
 
     page = Path(write_report(labelled_run))
     assert page == Path(labelled_run) / "report.html"
@@ -152,9 +152,9 @@ def test_report_opens_in_headless_chromium(labelled_run, tmp_path):
 def test_export_and_report_work_on_an_s3_run(labelled_run, s3_endpoint, tmp_path):
     import s3fs
 
-    from pipeline.corpus.storage import storage_options
-    from pipeline.export import export_run
-    from pipeline.report import write_report
+    from pipeline.io.storage import storage_options
+    from pipeline.export.formats import export_run
+    from pipeline.export.report import write_report
 
     fs = s3fs.S3FileSystem(endpoint_url=s3_endpoint)
     fs.mkdir("runs")

@@ -29,7 +29,7 @@ ACTOR_NAME = "DiarizeForward"
 def simulated_corpus(tmp_path_factory) -> Path:
     corpus = tmp_path_factory.mktemp("sim")
     subprocess.run(
-        [sys.executable, "-m", "pipeline.simulate", "--out", str(corpus), "--num", str(NUM_RECORDINGS),
+        [sys.executable, "-m", "benchmarks.simulate", "--out", str(corpus), "--num", str(NUM_RECORDINGS),
          "--min-duration", "10", "--max-duration", "14", "--min-speakers", "2", "--max-speakers", "2", "--seed", "3"],
         cwd=REPO, check=True, capture_output=True,
     )

@@ -20,7 +20,7 @@ from conftest import AMI, REPO, write_jsonl
 FAKE_GPU_RUN = textwrap.dedent("""
     import sys
     import ray
-    from pipeline.__main__ import main
+    from pipeline.cli import main
 
     ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False)
     sys.exit(main(sys.argv[1:]))

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
-from pipeline.audio import decode_audio
+from pipeline.io.audio import decode_audio
 
 from conftest import AMI
 
@@ -52,7 +52,7 @@ def test_every_row_is_labelled_or_one_error_row(hostile_run):
     assert [rows[n]["status"] for n in (1, 2)] == ["ok", "ok"]
     assert rows[1]["num_speakers"] >= 1 and rows[2]["num_speakers"] >= 1
     assert "cannot decode" in rows[3]["error"] and "transcript.mp3" in rows[3]["error"]
-    # ids that name a path become plain names in the id alphabet (pipeline.ids): labelled, inside --output
+    # ids that name a path become plain names in the id alphabet (pipeline.io.ids): labelled, inside --output
     assert [rows[n]["status"] for n in (4, 5)] == ["ok", "ok"]
     assert all("/" not in rows[n]["uniq_id"] and not rows[n]["uniq_id"].startswith(".") for n in (4, 5))
     assert "longer than 200 bytes" in rows[6]["error"]

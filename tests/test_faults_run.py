@@ -12,7 +12,6 @@ import time
 import uuid
 
 import psutil
-import pyarrow.parquet as pq
 import pytest
 
 from conftest import FAST_MODEL, REPO, ami_rows, with_absolute_paths, write_jsonl

@@ -91,7 +91,7 @@ def test_storage_option_secrets_stay_out_of_outputs_errors_logs_and_exceptions(l
             call()
         failures.append("".join(traceback.format_exception(raised.value)))
 
-    assert "FileExistsError" in failures[0] and "FileNotFoundError" in failures[1]
+    assert "OutputExists" in failures[0] and "FileNotFoundError" in failures[1]
     recordings = assert_rows(corpus, "secrets/out-options")
     captured = capfd.readouterr()
     texts = {

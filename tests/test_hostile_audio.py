@@ -6,8 +6,8 @@ import soundfile as sf
 import torch
 import torchaudio
 
-from pipeline.audio import AudioDecodeError, audio_info, decode_audio
-from pipeline.rttm import parse_segment
+from pipeline.io.audio import AudioDecodeError, audio_info, decode_audio
+from pipeline.io.rttm import parse_segment
 
 from helpers import AMI, cpu_model
 
@@ -97,7 +97,7 @@ def test_slice_reads_only_the_asked_frames(speech):
 
 def test_long_silence_gives_no_segments(tmp_path):
     path = tmp_path / "silence.flac"
-    sf.write(path, np.zeros(30 * 60 * 16_000, dtype=np.float32), 16_000)  # 30 minutes (10 h in BENCHMARKS.md)
+    sf.write(path, np.zeros(30 * 60 * 16_000, dtype=np.float32), 16_000)  # 30 minutes (10 h in docs/RESULTS.md)
     assert audio_info(str(path)).duration == pytest.approx(1800)
     assert cpu_model().diarize(str(path), num_workers=0) == [[]]
 

@@ -1,5 +1,5 @@
 """Long recordings take the bounded-memory paths and stay as accurate as short ones. CI uses a
-12-minute meeting; the 10 min / 1 h / 3 h / 10 h figures are in BENCHMARKS.md.
+12-minute meeting; the 10 min / 1 h / 3 h / 10 h figures are in docs/RESULTS.md.
 
 - default model: chunks are cut, segmented and embedded `chunk_batch` at a time (never a tensor of
   every chunk), and above `max_direct` embeddings the clustering's tree is built on a sample of them.
@@ -12,9 +12,9 @@ from dataclasses import replace
 import pytest
 import torch
 
-from pipeline.benchmark import diarize_and_score
-from pipeline.models.clustering import ClusteringConfig
-from pipeline.simulate import SimulationConfig, write_corpus
+from benchmarks.benchmark import diarize_and_score
+from pipeline.models.ge2e.clustering import ClusteringConfig
+from benchmarks.simulate import SimulationConfig, write_corpus
 
 from helpers import cpu_model, ge2e_model
 
@@ -30,8 +30,9 @@ def long_meeting(tmp_path_factory):
 @pytest.fixture(scope="module")
 def long_meeting_forward(long_meeting):
     """The default model's forward item for the meeting, and how many chunks the largest group held."""
-    from pipeline.dataset import DiarizationDataset, collate_recordings
-    from pipeline.manifest import read_manifest
+    from pipeline.io.dataset import DiarizationDataset
+    from pipeline.models.contract import RecordingBatch
+    from pipeline.io.manifest import read_manifest
 
     model = cpu_model()
     (row,) = read_manifest(long_meeting)
@@ -45,7 +46,7 @@ def long_meeting_forward(long_meeting):
 
     model._cut_chunks = recording_cut
     try:
-        output = model._diarize_forward(collate_recordings([DiarizationDataset([row])[0]]))[0]
+        output = model._diarize_forward(RecordingBatch.collate([DiarizationDataset([row])[0]]))[0]
     finally:
         del model._cut_chunks
     return row, output, groups
@@ -54,7 +55,7 @@ def long_meeting_forward(long_meeting):
 def test_default_model_forwards_a_long_meeting_a_chunk_group_at_a_time(long_meeting_forward):
     _, output, groups = long_meeting_forward
     chunk_batch, _ = cpu_model().batch_sizes(torch.device("cpu"))
-    assert len(output["chunk_starts"]) == len(output["segmentation"]) == len(output["embeddings"]) > 2 * chunk_batch
+    assert len(output.chunk_starts) == len(output.segmentation) == len(output.embeddings) > 2 * chunk_batch
     assert max(groups) <= chunk_batch and len(groups) > 2
 
 
@@ -74,14 +75,15 @@ def test_default_model_on_a_long_meeting_is_as_accurate_as_on_short_ones(long_me
 
 
 def test_ge2e_long_meeting_uses_the_bounded_feature_path(long_meeting):
-    from pipeline.dataset import DiarizationDataset, collate_recordings
-    from pipeline.manifest import read_manifest
+    from pipeline.io.dataset import DiarizationDataset
+    from pipeline.models.contract import RecordingBatch
+    from pipeline.io.manifest import read_manifest
 
     model = ge2e_model()
     (row,) = read_manifest(long_meeting)
-    output = model._diarize_forward(collate_recordings([DiarizationDataset([row])[0]]))[0]
-    assert len(output["speech_probs"]) * model.frame_seconds > 2 * model.config.embedding_chunk_seconds  # chunked mel
-    assert len(output["embeddings"]) > ClusteringConfig().max_search_windows  # subsampled pruning search
+    output = model._diarize_forward(RecordingBatch.collate([DiarizationDataset([row])[0]]))[0]
+    assert len(output.speech_probs) * model.frame_seconds > 2 * model.config.embedding_chunk_seconds  # chunked mel
+    assert len(output.embeddings) > ClusteringConfig().max_search_windows  # subsampled pruning search
 
 
 @pytest.mark.parametrize("max_direct_windows", [ClusteringConfig().max_direct_windows, 1000])

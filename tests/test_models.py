@@ -3,10 +3,10 @@
 import numpy as np
 import torch
 
-from pipeline.audio import decode_audio
-from pipeline.models.clustering import spectral_cluster
-from pipeline.models.encoder import MelFrontend, SpeakerEncoder, frame_power, volume_gain
-from pipeline.models.vad import FRAME_SAMPLES, SileroVAD
+from pipeline.io.audio import decode_audio
+from pipeline.models.ge2e.clustering import spectral_cluster
+from pipeline.models.ge2e.encoder import MelFrontend, SpeakerEncoder, frame_power, volume_gain
+from pipeline.models.ge2e.vad import FRAME_SAMPLES, SileroVAD
 
 from helpers import AMI, LIBRISPEECH
 
@@ -66,7 +66,7 @@ def test_spectral_clustering_finds_well_separated_speakers():
 def test_long_form_clustering_agrees_with_direct_clustering():
     from dataclasses import replace
 
-    from pipeline.models.clustering import ClusteringConfig
+    from pipeline.models.ge2e.clustering import ClusteringConfig
 
     rng = np.random.default_rng(1)
     centres = rng.normal(size=(4, 64))
@@ -93,9 +93,9 @@ def test_ge2e_forward_removes_each_recordings_dc_offset_a_stretch_at_a_time():
     of the same batch without offsets."""
     from dataclasses import replace
 
-    from pipeline.dataset import collate_recordings, recording_item
+    from pipeline.models.contract import Recording, RecordingBatch
     from pipeline.models import load_model
-    from pipeline.models.vad import centred_stretch
+    from pipeline.models.ge2e.vad import centred_stretch
 
     audio = torch.arange(10, dtype=torch.float32)[None].repeat(2, 1)
     stretch = centred_stretch(audio, -2, 12, torch.tensor([10, 6]), torch.tensor([1.0, 2.0]))
@@ -104,14 +104,14 @@ def test_ge2e_forward_removes_each_recordings_dc_offset_a_stretch_at_a_time():
     model = load_model("ge2e", device="cpu")
     speech = decode_audio(str(AMI / "trn03.wav"))
     short = speech[: len(speech) // 3]
-    alone = [model._diarize_forward(collate_recordings([recording_item(name, samples)]))[0]
+    alone = [model._diarize_forward(RecordingBatch.collate([Recording(name, samples)]))[0]
              for name, samples in (("long", speech), ("short", short))]
     model.config = replace(model.config, embedding_chunk_seconds=7.0)
-    clean = model._diarize_forward(collate_recordings([recording_item("long", speech), recording_item("short", short)]))
-    offset = model._diarize_forward(collate_recordings([recording_item("long", speech + 0.3), recording_item("short", short - 0.2)]))
+    clean = model._diarize_forward(RecordingBatch.collate([Recording("long", speech), Recording("short", short)]))
+    offset = model._diarize_forward(RecordingBatch.collate([Recording("long", speech + 0.3), Recording("short", short - 0.2)]))
     for one, without, other in zip(alone, clean, offset):
-        np.testing.assert_allclose(one["speech_probs"], other["speech_probs"], atol=1e-3)
-        np.testing.assert_array_equal(without["window_starts"], other["window_starts"])
-        a, b = without["embeddings"], other["embeddings"]
+        np.testing.assert_allclose(one.speech_probs, other.speech_probs, atol=1e-3)
+        np.testing.assert_array_equal(without.window_starts, other.window_starts)
+        a, b = without.embeddings, other.embeddings
         cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
         assert len(cosine) > 10 and cosine.min() > 0.999

@@ -7,11 +7,11 @@ import pytest
 import soundfile as sf
 import torch
 
-from pipeline import DiarizeConfig, InternalDiarizeConfig
-from pipeline.dataset import collate_recordings, recording_item
-from pipeline.models.chunk_clustering import (ChunkClusteringConfig, assign_local_speakers, cluster_centroids, normalize,
+from pipeline.models.contract import Recording, RecordingBatch
+from pipeline.models.overlap_aware.clustering import (ChunkClusteringConfig, assign_local_speakers, cluster_centroids, normalize,
                                               silhouette_count)
-from pipeline.rttm import parse_segment
+from pipeline.io.rttm import parse_segment
+from pipeline.models.overlap_aware.model import OverlapAwareForward
 
 from helpers import AMI, cpu_model
 
@@ -42,21 +42,21 @@ def test_turns_overlap_where_two_people_speak():
 def test_forward_items_do_not_depend_on_batch_neighbours():
     model = cpu_model()
     first, second = audio(OVERLAPPED, 25.0), audio(AMI / "trn03.wav", 41.0)
-    together = model._diarize_forward(collate_recordings([recording_item("a", first), recording_item("b", second)]))
-    alone = [model._diarize_forward(collate_recordings([recording_item(i, x)]))[0] for i, x in (("a", first), ("b", second))]
+    together = model._diarize_forward(RecordingBatch.collate([Recording("a", first), Recording("b", second)]))
+    alone = [model._diarize_forward(RecordingBatch.collate([Recording(i, x)]))[0] for i, x in (("a", first), ("b", second))]
     for batched, single in zip(together, alone):
         assert batched["uniq_id"] == single["uniq_id"]
-        np.testing.assert_array_equal(batched["segmentation"], single["segmentation"])
-        np.testing.assert_allclose(batched["embeddings"], single["embeddings"], atol=1e-4, equal_nan=True)
-        np.testing.assert_allclose(batched["part_embeddings"], single["part_embeddings"], atol=1e-4, equal_nan=True)
-        np.testing.assert_allclose(batched["half_embeddings"], single["half_embeddings"], atol=2e-3, equal_nan=True)  # float16
-        np.testing.assert_allclose(batched["chunk_starts"], single["chunk_starts"])
+        np.testing.assert_array_equal(batched.segmentation, single.segmentation)
+        np.testing.assert_allclose(batched.embeddings, single.embeddings, atol=1e-4, equal_nan=True)
+        np.testing.assert_allclose(batched.part_embeddings, single.part_embeddings, atol=1e-4, equal_nan=True)
+        np.testing.assert_allclose(batched.half_embeddings, single.half_embeddings, atol=2e-3, equal_nan=True)  # float16
+        np.testing.assert_allclose(batched.chunk_starts, single.chunk_starts)
 
 
 def test_forward_never_writes_into_the_batch_audio():
     model = cpu_model()
     samples = audio(OVERLAPPED, 20.0)
-    batch = collate_recordings([recording_item("a", samples)])
+    batch = RecordingBatch.collate([Recording("a", samples)])
     before = batch["audio"].clone()
     model._diarize_forward(batch)
     assert torch.equal(batch["audio"], before)
@@ -83,12 +83,11 @@ def test_tensor_outputs_are_per_frame_activity_in_speaker_order():
     assert ((frames[0] > 0.5).sum(1) >= 2).any()  # frames where two speakers are active
 
 
-def test_speaker_embeddings_are_given_under_the_segments_names():
+def test_speaker_embeddings_are_returned_under_the_segments_names():
     model = cpu_model()
-    config = DiarizeConfig(verbose=False, num_workers=0, _internal=InternalDiarizeConfig(speaker_embeddings={}))
-    (segments,) = model.diarize(str(OVERLAPPED), override_config=config)
-    (centroids,) = config._internal.speaker_embeddings.values()
+    (segments,), (centroids,) = model.diarize(str(OVERLAPPED), num_workers=0, return_embeddings=True)
     assert set(centroids) == speakers_of(segments)
+    assert model.embedding_size == 192
     for centroid, count in centroids.values():
         assert centroid.shape == (192,) and centroid.dtype == np.float32 and count >= 1
         assert abs(float(np.linalg.norm(centroid)) - 1.0) < 1e-4
@@ -96,8 +95,8 @@ def test_speaker_embeddings_are_given_under_the_segments_names():
 
 def _one_chunk(model, embeddings, part_embeddings, segmentation):
     """`model._activity` of a one-chunk, 10 s recording, voices = the first two unit vectors."""
-    output = {"segmentation": segmentation, "embeddings": embeddings, "part_embeddings": part_embeddings,
-              "chunk_starts": np.zeros(1), "num_samples": 10 * 16000}
+    output = OverlapAwareForward(uniq_id="one", offset=0.0, num_speakers=0, num_samples=10 * 16000, chunk_starts=np.zeros(1),
+                                 segmentation=segmentation, embeddings=embeddings, part_embeddings=part_embeddings)
     voices = np.eye(192, dtype=np.float32)[:2]
     return model._activity(output, segmentation.astype(np.float32), voices, int(np.ceil(10.0 / model.frame_seconds))) > 0.5
 
@@ -191,29 +190,12 @@ def test_a_short_call_is_counted_by_silhouette_unless_its_embeddings_show_no_str
     np.testing.assert_array_equal(cluster_centroids(scattered, config)[1], by_threshold)
 
 
-def test_the_must_link_weight_keeps_the_pieces_of_one_local_speaker_together_in_the_count():
-    """A voice in two modes (cosine ~0.6) beside a distinct one: the silhouette alone counts three;
-    when each embedding of one mode shares its (chunk, local speaker) with one of the other, the
-    cut that separates them pays for it and the count is two."""
-    rng = np.random.default_rng(4)
-    a, b, other = np.linalg.qr(rng.standard_normal((32, 3)))[0].T
-    modes = [normalize(a + 0.8 * b), normalize(a - 0.8 * b), other]  # the two modes at cosine ~0.22 + spread
-    points = np.concatenate([m + 0.05 * rng.standard_normal((10, 32)) for m in modes])
-    voices = np.r_[np.arange(10), np.arange(10), 10 + np.arange(10)]  # mode 1's i-th and mode 2's i-th: one voice
-    config = ChunkClusteringConfig(min_voters=0)
-    assert len(cluster_centroids(points, config, voices=voices)[0]) == 3
-    with_links = ChunkClusteringConfig(min_voters=0, must_link_weight=1.0)
-    centroids, labels = cluster_centroids(points, with_links, voices=voices)
-    assert len(centroids) == 2 and len(np.unique(labels[:20])) == 1 and labels[20] != labels[0]
-
-
 @pytest.mark.parametrize("step_seconds", [2.5, 5.0, 10.0])
 def test_every_piece_of_time_is_embedded_by_one_covering_chunk(step_seconds):
-    """`embed_pieces="central"`: each 2.5 s piece of a recording is owned by a chunk that covers it,
-    exactly one when the step is a whole number of pieces apart from the chunk centre (5 s, 10 s);
-    `"all"`: by every chunk."""
+    """Each 2.5 s piece of a recording is owned by a chunk that covers it, exactly one when the step
+    is a whole number of pieces apart from the chunk centre (5 s, 10 s)."""
     from pipeline import load_model
-    from pipeline.models.overlap_aware import chunk_ends
+    from pipeline.models.overlap_aware.model import chunk_ends
 
     model = load_model("default", device="cpu", step_seconds=step_seconds)
     starts = model.chunk_starts(int(61.3 * 16000)) / 16000
@@ -227,8 +209,6 @@ def test_every_piece_of_time_is_embedded_by_one_covering_chunk(step_seconds):
     assert set(owners) == covered  # nothing left without an owner, edges included
     if step_seconds in (5.0, 10.0):
         assert all(len(chunks) == 1 for chunks in owners.values())
-    everything = load_model("default", device="cpu", step_seconds=step_seconds, embed_pieces="all").owned_pieces(*chunk_ends([starts]))
-    assert everything.all()
 
 
 @pytest.mark.parametrize("step_seconds", [2.5, 5.0, 10.0])
@@ -257,14 +237,14 @@ def test_bfloat16_embeddings_point_where_float32_ones_do():
     on nearly every frame's local speakers (the BiLSTM flips some near-tied frames)."""
     from pipeline import load_model
 
-    batch = collate_recordings([recording_item("a", audio(OVERLAPPED, 20.0))])
+    batch = RecordingBatch.collate([Recording("a", audio(OVERLAPPED, 20.0))])
     reference = cpu_model()._diarize_forward(batch)[0]
     try:
         mixed = load_model("default", device="cpu", precision="float32,bfloat16")._diarize_forward(batch)[0]
         half = load_model("default", device="cpu", precision="bfloat16")._diarize_forward(batch)[0]
     except RuntimeError as error:  # a CPU build without bfloat16 kernels
         pytest.skip(f"bfloat16 forward unsupported here: {error}")
-    np.testing.assert_array_equal(mixed["segmentation"], reference["segmentation"])
+    np.testing.assert_array_equal(mixed.segmentation, reference.segmentation)
     for key in ("embeddings", "part_embeddings"):
         assert mixed[key].dtype == np.float32
         np.testing.assert_array_equal(np.isnan(mixed[key]), np.isnan(reference[key]))
@@ -273,7 +253,7 @@ def test_bfloat16_embeddings_point_where_float32_ones_do():
         cosine = (normalize(mixed[key][embedded]) * normalize(reference[key][embedded])).sum(-1)
         # pieces of two different voices sit at 0.4-0.8: 0.97 is far from a confusion
         assert cosine.min() >= 0.97 and cosine.mean() >= 0.995, cosine
-    assert (half["segmentation"] == reference["segmentation"]).all(-1).mean() >= 0.9
+    assert (half.segmentation == reference.segmentation).all(-1).mean() >= 0.9
 
 
 def test_an_unknown_precision_is_refused_with_the_names_that_work():
@@ -288,13 +268,14 @@ def test_an_unknown_precision_is_refused_with_the_names_that_work():
     ({"step_seconds": 0}, "step_seconds=0: must be a number from 0.1 to 10"),
     ({"assignment_pieces": 2.5}, "assignment_pieces=2.5: must be a whole number from 1 to 16"),
     ({"split_similarity": float("nan")}, "split_similarity=nan: must be a number from -1 to 1"),
-    ({"embed_pieces": "most"}, "embed_pieces='most': use one of ['all', 'central']"),
+    ({"refine_boundaries": "yes"}, "refine_boundaries='yes': use one of [True, False]"),
+    ({"step": 5}, "no option(s) ['step']: the options are ['step_seconds',"),
     ({"clustering": {"threshold": 3}}, "clustering.threshold=3: must be a number from 0 to 2"),
     ({"postprocessing": {"offset": 1.5}}, "post-processing parameter offset=1.5: must be from 0 to 1"),
 ])
 def test_out_of_range_options_are_refused_before_any_weights_load(options, message):
     from pipeline.errors import BadParameterError
-    from pipeline.models.overlap_aware import OverlapAwareDiarizer
+    from pipeline.models.overlap_aware.model import OverlapAwareDiarizer
 
     with pytest.raises(BadParameterError) as refused:
         OverlapAwareDiarizer.check_options(**options)
@@ -302,7 +283,7 @@ def test_out_of_range_options_are_refused_before_any_weights_load(options, messa
 
 
 def test_nested_options_change_only_the_fields_given():
-    from pipeline.models.overlap_aware import OverlapAwareConfig, OverlapAwareDiarizer
+    from pipeline.models.overlap_aware.model import OverlapAwareConfig, OverlapAwareDiarizer
 
     config = OverlapAwareDiarizer.check_options(clustering={"threshold": 0.8}, postprocessing={"onset": 0.6})
     default = OverlapAwareConfig()
@@ -313,7 +294,7 @@ def test_nested_options_change_only_the_fields_given():
 def test_a_change_of_speaker_between_two_parts_moves_to_the_half_whose_embedding_says_so():
     """Parts 0 and 1 of a local speaker go to A and B: the late half of part 0 sounds like B, so
     it becomes B, unless another local speaker holds B in part 0 or the margin is not met."""
-    from pipeline.models.overlap_aware import refine_boundaries
+    from pipeline.models.overlap_aware.model import refine_boundaries
 
     a, b = np.eye(192)[0], np.eye(192)[1]
     centroids = np.stack([a, b]).astype(np.float32)
@@ -331,7 +312,7 @@ def test_a_change_of_speaker_between_two_parts_moves_to_the_half_whose_embedding
 
 def test_call_sizes_follow_the_device_unless_given():
     from pipeline import load_model
-    from pipeline.models.overlap_aware import DEVICE_BATCHES
+    from pipeline.models.overlap_aware.model import DEVICE_BATCHES
 
     model = cpu_model()
     assert model.batch_sizes(torch.device("cpu")) == DEVICE_BATCHES["cpu"]

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from pipeline.manifest import ManifestError, parse_line, read_manifest, rows_from_paths
-from pipeline.rttm import Turn, parse_rttm, read_rttm, read_uem, rttm_lines, write_rttm
+from pipeline.io.manifest import ManifestError, parse_line, read_manifest, rows_from_paths
+from pipeline.io.rttm import Turn, parse_rttm, read_rttm, read_uem, rttm_lines, write_rttm
 
 from helpers import AMI
 

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.rttm import Turn, read_rttm, read_uem
-from pipeline.scoring import SCORING_PRESETS, ScoringItem, score_corpus, score_recording
+from pipeline.io.rttm import Turn, read_rttm, read_uem
+from pipeline.scoring.metrics import SCORING_PRESETS, ScoringItem, score_corpus, score_recording
 
 AMI = Path(__file__).resolve().parents[2] / "shared" / "data" / "ami-excerpts"
 

@@ -1,4 +1,4 @@
-"""Our PyanNet (pipeline.models.segmentation) against senko's vendored pyannote reference, on real AMI audio.
+"""Our PyanNet (pipeline.models.overlap_aware.segmentation) against senko's vendored pyannote reference, on real AMI audio.
 
 The reference (`senko.vad_local_pyannote`, asteroid_filterbanks + einops) is imported directly here
 only; pipeline code never imports `senko`."""
@@ -14,7 +14,7 @@ import soundfile as sf
 import torch
 
 from helpers import AMI
-from pipeline.models.segmentation import (
+from pipeline.models.overlap_aware.segmentation import (
     CHUNK_SECONDS,
     MAX_SPEAKERS_PER_CHUNK,
     POWERSET_MAPPING,

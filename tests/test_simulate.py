@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pipeline.audio import SAMPLE_RATE
-from pipeline.manifest import read_manifest
-from pipeline.rttm import Turn, read_rttm
-from pipeline.simulate import (
-    DEFAULT_SOURCE_DIR,
+from pipeline.io.audio import SAMPLE_RATE
+from pipeline.io.manifest import read_manifest
+from pipeline.io.rttm import Turn, read_rttm
+from benchmarks.data import librispeech_dir
+from benchmarks.simulate import (
     SimulationConfig,
     main,
     simulate_conversation,
@@ -151,12 +151,12 @@ def test_cli_writes_a_manifest_with_readable_audio_and_rttm(tmp_path):
 
 
 def test_dev_and_test_splits_are_disjoint_and_cover_the_speakers():
-    from pipeline.simulate import speaker_files
-    from pipeline.splits import AMI_SPLITS, librispeech_speakers
+    from benchmarks.simulate import speaker_files
+    from benchmarks.splits import AMI_SPLITS, librispeech_speakers
 
     dev, test = librispeech_speakers("dev"), librispeech_speakers("test")
     assert not set(dev) & set(test)
-    assert set(dev) | set(test) == set(speaker_files(DEFAULT_SOURCE_DIR))
+    assert set(dev) | set(test) == set(speaker_files(librispeech_dir()))
     assert abs(len(dev) - len(test)) <= 1
     assert not set(AMI_SPLITS["dev"]) & set(AMI_SPLITS["test"])
 
@@ -164,7 +164,7 @@ def test_dev_and_test_splits_are_disjoint_and_cover_the_speakers():
 def test_a_split_corpus_uses_only_its_speakers_and_varies_formats(tmp_path):
     import soundfile as sf
 
-    from pipeline.splits import librispeech_speakers
+    from benchmarks.splits import librispeech_speakers
 
     pool = librispeech_speakers("test")
     config = SimulationConfig(duration_sec=30.0, speaker_pool=pool)
@@ -179,7 +179,7 @@ def test_a_split_corpus_uses_only_its_speakers_and_varies_formats(tmp_path):
 
 
 def test_more_dev_corpora_are_new_conversations_of_the_dev_split_only(tmp_path):
-    from pipeline.splits import MORE_DEV_SPLITS, SHORT_SIMULATED_SPLITS, SIMULATED_SPLITS, split_manifests
+    from benchmarks.splits import MORE_DEV_SPLITS, SHORT_SIMULATED_SPLITS, SIMULATED_SPLITS, split_manifests
 
     seeds = [spec.seed for spec in MORE_DEV_SPLITS.values()]
     assert len(set(seeds)) == len(seeds)

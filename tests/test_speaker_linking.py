@@ -12,10 +12,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.rttm import read_rttm
-from pipeline.splits import RecurringSplit, recurring_manifest
+from pipeline.io.rttm import read_rttm
+from benchmarks.splits import RecurringSplit, recurring_manifest
 
-# The light model: its embeddings link at their own dev-chosen threshold (pipeline.linking.DEFAULT_THRESHOLDS).
+# The light model: its embeddings link at their own dev-chosen threshold (its declared linking_threshold).
 GE2E = "ge2e"
 # 10 conversations of 30-45 s, 2-3 speakers each, from 5 speakers; 16 kHz and 8 kHz files, gains varied.
 SPEC = RecurringSplit(num=10, pool_size=5, speakers_range=(2, 3), duration_range=(30.0, 45.0), seed=77)
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow  # two corpus runs of the GE2E model: about 2.5 mi
 def grown_run(local_ray, tmp_path_factory):
     """A run of the first 6 rows, linked; then `--resume` with all 10, linked again."""
     import pipeline
-    from pipeline.linking import link_run
+    from pipeline.linking.run import link_run
 
     manifest = recurring_manifest("test", str(tmp_path_factory.mktemp("corpus")), SPEC)
     output = tmp_path_factory.mktemp("run")
@@ -146,18 +146,18 @@ def test_global_speakers_table_counts_recordings_and_hours(grown_run):
 
 
 def test_relinking_an_unchanged_run_changes_nothing(grown_run):
-    from pipeline.linking import DEFAULT_THRESHOLDS, link_run
+    from pipeline.linking.run import link_run, model_threshold
 
     output = grown_run["output"]
     before = pq.read_table(output / "speaker_links.parquet")
     summary = link_run(str(output))
-    assert summary["threshold"] == DEFAULT_THRESHOLDS[GE2E], "without --threshold, the run's model's own"
+    assert summary["threshold"] == model_threshold(GE2E) == 0.82, "without --threshold, the one the run's model declares"
     assert summary["global_rttms_written"] == 0 and summary["new_global_speakers"] == 0
     assert pq.read_table(output / "speaker_links.parquet").equals(before)
 
 
 def test_evaluate_global_scores_one_corpus_timeline_from_the_command_line(grown_run, capsys):
-    from pipeline.__main__ import main
+    from pipeline.cli import main
 
     output = grown_run["output"]
     assert main(["evaluate", "--output", str(output), "--global"]) == 0
@@ -173,7 +173,7 @@ def test_evaluate_global_scores_one_corpus_timeline_from_the_command_line(grown_
 
 
 def test_link_speakers_from_the_command_line_and_its_one_line_errors(grown_run, tmp_path, capfd):
-    from pipeline.__main__ import main
+    from pipeline.cli import main
 
     output = grown_run["output"]
     assert main(["link-speakers", "--output", str(output), "--min-speech-seconds", "2"]) == 0
@@ -186,7 +186,7 @@ def test_link_speakers_from_the_command_line_and_its_one_line_errors(grown_run, 
 
 def test_a_model_without_embeddings_leaves_speakers_empty_and_says_so(local_ray, tmp_path, capfd):
     import pipeline
-    from pipeline.__main__ import main
+    from pipeline.cli import main
 
     manifest = recurring_manifest("test", str(tmp_path / "corpus"), RecurringSplit(num=2, pool_size=2, speakers_range=(2, 2),
                                                                                     duration_range=(20.0, 20.0), seed=5))

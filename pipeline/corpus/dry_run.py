@@ -14,11 +14,12 @@ from typing import Any
 import pyarrow as pa
 from ray.data.expressions import col
 
-from ..audio import audio_info
-from .storage import filesystem, options_for
+from pipeline.corpus.options import RunOptions
+from pipeline.io.audio import audio_info
+from pipeline.io.storage import filesystem, options_for
 
 # Audio seconds one model actor labels per second: the default model on 2 CPU threads does about 60
-# (BENCHMARKS.md, "Ray against an in-process loop"); pass `audio_seconds_per_actor_second` for others.
+# (docs/RESULTS.md, "Ray against an in-process loop"); pass `audio_seconds_per_actor_second` for others.
 DEFAULT_AUDIO_SECONDS_PER_ACTOR_SECOND = 60.0
 EXAMPLES = 20
 
@@ -45,7 +46,7 @@ def check_rows(batch: pa.Table, storage_options: dict | None, check_audio: bool)
         except FileNotFoundError:
             row.update(status="error", error=f"audio file not found: {path}")
         except Exception as error:  # noqa: BLE001 - any failure is this row's error
-            from .stages import describe
+            from pipeline.corpus.stages import describe
 
             row.update(status="error", error=describe(error))
     return pa.Table.from_pylist(rows, schema=batch.schema)
@@ -58,10 +59,10 @@ def reason_of(error: str) -> str:
     return re.sub(r"'[^']*'|\"[^\"]*\"|-?\d+(\.\d+)?(e[+-]?\d+)?", "…", reason)[:120]
 
 
-def dry_run_report(todo, input_rows: int, storage_options: dict | None, check_audio: bool, task_cpus: float = 1.0,
+def dry_run_report(todo, input_rows: int, run: RunOptions,
                    audio_seconds_per_actor_second: float = DEFAULT_AUDIO_SECONDS_PER_ACTOR_SECOND) -> dict[str, Any]:
-    checked = todo.map_batches(check_rows, fn_kwargs={"storage_options": storage_options, "check_audio": check_audio},
-                               batch_format="pyarrow", batch_size=1024, num_cpus=task_cpus).materialize()
+    checked = todo.map_batches(check_rows, fn_kwargs={"storage_options": run.storage_options, "check_audio": run.check_audio},
+                               batch_format="pyarrow", batch_size=1024, num_cpus=run.task_cpus).materialize()
 
     def tally(batch: pa.Table) -> pa.Table:
         reasons: dict[str, int] = {}
@@ -99,7 +100,7 @@ def dry_run_report(todo, input_rows: int, storage_options: dict | None, check_au
         "error_examples": [row["error"] for row in examples],
         "audio_hours": hours,
         "ok_rows_without_duration": totals["ok"] - totals["known"],
-        "audio_checked": check_audio,
+        "audio_checked": run.check_audio,
         "estimated_actor_hours": hours / audio_seconds_per_actor_second,
         "audio_seconds_per_actor_second_assumed": audio_seconds_per_actor_second,
     }

@@ -6,7 +6,7 @@
     unique and, on `--resume`, drops the inputs already recorded in the output.
 
 The driver only lists manifest files and counts rows, so its memory does not grow with the corpus.
-Ids follow `pipeline.ids`: a recorded id never changes and a recorded input is never labelled again,
+Ids follow `pipeline.io.ids`: a recorded id never changes and a recorded input is never labelled again,
 however the corpus grows. A line that cannot be used (bad JSON, a bad field, an encoding that is not
 UTF-8) is an error row naming manifest, line and reason, never a failed run."""
 
@@ -19,9 +19,9 @@ from typing import Any, Iterable, Iterator
 import pyarrow as pa
 from ray.data.datasource import FileBasedDatasource
 
-from ..ids import assign_group_ids, recording_hash, row_keys, sha1_hex
-from ..manifest import ManifestError, ManifestRow, parse_line
-from .storage import filesystem, is_local
+from pipeline.io.ids import assign_group_ids, recording_hash, row_keys, sha1_hex
+from pipeline.io.manifest import ManifestError, ManifestRow, parse_line
+from pipeline.io.storage import filesystem, is_local
 
 _GLOB_CHARACTERS = "*?["
 ROWS_PER_READ_BLOCK = 4096
@@ -229,7 +229,7 @@ def assign_bucket(table: pa.Table) -> pa.Table:
 
 
 def assign_ids(inputs, rows: int, recorded=None):
-    """The input rows still to do, with unique ids (`pipeline.ids`): one Ray groupby over buckets of
+    """The input rows still to do, with unique ids (`pipeline.io.ids`): one Ray groupby over buckets of
     candidate ids, the rows of `recorded` (a previous run's `recordings`, on --resume) joined in."""
     buckets = bucket_count(rows)
     rows_in = inputs

@@ -30,8 +30,8 @@ from typing import Any
 
 from fsspec.implementations.local import LocalFileSystem
 
-from ..errors import UsageError
-from .storage import filesystem
+from pipeline.errors import UsageError
+from pipeline.io.storage import filesystem
 
 LEASE_NAME = "_lease.json"
 HEARTBEAT_SECONDS = 10.0

@@ -7,7 +7,7 @@
     recordings/part-<token>.parquet  one row per input row of that block: the block's commit record
     manifest.jsonl, summary.json   written by the driver once the plan has finished
     speaker_links.parquet, global_speakers.parquet, global_rttm/, linking.json
-                                   written by `link-speakers` (`pipeline.linking`)
+                                   written by `link-speakers` (`pipeline.linking.run`)
 
 A block's files are written RTTMs first, segments and speakers next, its recordings part last, each
 atomically. So a recordings part means the block is complete; `--resume` skips the inputs it names,
@@ -29,9 +29,9 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
-from ..errors import UsageError
-from .storage import filesystem, join
-from .tables import RECORDINGS_SCHEMA, SEGMENTS_SCHEMA, speakers_schema
+from pipeline.errors import OutputExists, RunFailed, UsageError
+from pipeline.io.storage import filesystem, join
+from pipeline.corpus.tables import RECORDINGS_SCHEMA, SEGMENTS_SCHEMA, speakers_schema
 
 PART_PREFIX, PART_SUFFIX = "part-", ".parquet"
 TEMPORARY_SUFFIX = ".tmp"
@@ -43,10 +43,8 @@ OUTPUT_ENTRIES = ("rttm", "segments", "speakers", "recordings", "eval", "manifes
 BLOCK_TABLES = ("segments", "speakers")
 
 
-class OutputWriteFailed(UsageError):
+class OutputWriteFailed(RunFailed):
     """The output cannot take more (disk full, quota, read-only): the run stops with one line."""
-
-    exit_code = 1
 
 
 class OutputLayout:
@@ -111,10 +109,14 @@ class OutputLayout:
             with self.fs.open(path, "wb") as f:  # a multipart upload completes only on close
                 yield f
 
-    def write_part(self, table_name: str, token: str, table: pa.Table) -> None:
+    def write_table(self, path: str, table: pa.Table) -> None:
+        """`table` as one Parquet file at `path`, atomically."""
         buffer = io.BytesIO()
         pq.write_table(table, buffer)
-        self.write_atomically(self.part_path(table_name, token), buffer.getvalue())
+        self.write_atomically(path, buffer.getvalue())
+
+    def write_part(self, table_name: str, token: str, table: pa.Table) -> None:
+        self.write_table(self.part_path(table_name, token), table)
 
     # ---------------------------------------------------------------- reading back
 
@@ -126,12 +128,16 @@ class OutputLayout:
         names = (posixpath.basename(p) for p in self.fs.ls(directory, detail=False))
         return {n[len(PART_PREFIX):-len(PART_SUFFIX)] for n in names if n.startswith(PART_PREFIX) and n.endswith(PART_SUFFIX)}
 
-    def committed_parts(self, table_name: str) -> list[str]:
-        """The paths of the parts of `table_name` whose block committed (its recordings part exists)."""
+    def committed_tokens(self, table_name: str) -> list[str]:
+        """The sorted tokens of the parts of `table_name` whose block committed (its recordings part exists)."""
         tokens = self.part_tokens(table_name)
         if table_name in BLOCK_TABLES:
             tokens &= self.part_tokens("recordings")
-        return [self.part_path(table_name, token) for token in sorted(tokens)]
+        return sorted(tokens)
+
+    def committed_parts(self, table_name: str) -> list[str]:
+        """The paths of the parts of `table_name` whose block committed."""
+        return [self.part_path(table_name, token) for token in self.committed_tokens(table_name)]
 
     def read_table(self, table_name: str, columns: Iterable[str] | None = None) -> pa.Table:
         """All committed parts of `segments`, `speakers` or `recordings` (an empty table when there
@@ -196,7 +202,7 @@ class OutputLayout:
         if not self.part_tokens("recordings") and not self.part_tokens("segments"):
             return False
         if not resume:
-            raise FileExistsError(
+            raise OutputExists(
                 f"{self.uri} already holds outputs of a run; pass --resume to complete it, "
                 "or choose an empty output folder"
             )

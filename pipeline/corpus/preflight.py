@@ -7,33 +7,32 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any
 
-from ..errors import UsageError
-from ..models import check_model_arguments
+from pipeline.errors import UsageError
 
-ActorCount = int | str | Sequence[int]
+if TYPE_CHECKING:
+    from pipeline.corpus.options import ActorCount, RunOptions
 
-
-def check_options(batch_size: Any = 1, max_num_speakers: Any = 1, num_actors: ActorCount = 1, gpus_per_actor: Any = 0.0,
-                  actor_cpus: Any = 0.5, actor_threads: Any = None, task_cpus: Any = 1.0,
-                  min_num_speakers: Any = 1, num_speakers: Any = None) -> tuple[int, int]:
-    """Validates the run options; returns the actor pool's (min, max) size."""
-    whole_number_at_least(batch_size, 1, "--batch-size")
-    whole_number_at_least(max_num_speakers, 1, "--max-num-speakers")
-    whole_number_at_least(min_num_speakers, 1, "--min-speakers")
-    if int(min_num_speakers) > int(max_num_speakers):
-        raise UsageError(f"--min-speakers ({min_num_speakers}) is above --max-num-speakers ({max_num_speakers})")
-    if num_speakers is not None:
-        whole_number_at_least(num_speakers, 1, "--num-speakers")
-    if actor_threads is not None:
-        whole_number_at_least(actor_threads, 1, "--actor-threads")
-    number_at_least(gpus_per_actor, 0, "--gpus-per-actor")
-    number_at_least(actor_cpus, 0, "--actor-cpus")
-    number_at_least(task_cpus, 0, "--task-cpus", strictly=True)
-    if float(gpus_per_actor) > 1 and not float(gpus_per_actor).is_integer():
-        raise UsageError(f"--gpus-per-actor must be a fraction of one GPU or a whole number of GPUs, got {gpus_per_actor}")
-    return actor_pool_size(num_actors)
+def check_options(run: RunOptions) -> tuple[int, int]:
+    """Validates the run options (each failure names its flag); returns the actor pool's (min, max) size."""
+    whole_number_at_least(run.batch_size, 1, "--batch-size")
+    whole_number_at_least(run.max_num_speakers, 1, "--max-num-speakers")
+    whole_number_at_least(run.min_num_speakers, 1, "--min-speakers")
+    if int(run.min_num_speakers) > int(run.max_num_speakers):
+        raise UsageError(f"--min-speakers ({run.min_num_speakers}) is above --max-num-speakers ({run.max_num_speakers})")
+    if run.num_speakers is not None:
+        whole_number_at_least(run.num_speakers, 1, "--num-speakers")
+    if run.actor_threads is not None:
+        whole_number_at_least(run.actor_threads, 1, "--actor-threads")
+    if run.limit is not None:
+        whole_number_at_least(run.limit, 0, "--limit")
+    number_at_least(run.gpus_per_actor, 0, "--gpus-per-actor")
+    number_at_least(run.actor_cpus, 0, "--actor-cpus")
+    number_at_least(run.task_cpus, 0, "--task-cpus", strictly=True)
+    if float(run.gpus_per_actor) > 1 and not float(run.gpus_per_actor).is_integer():
+        raise UsageError(f"--gpus-per-actor must be a fraction of one GPU or a whole number of GPUs, got {run.gpus_per_actor}")
+    return actor_pool_size(run.num_actors)
 
 
 def actor_pool_size(num_actors: ActorCount) -> tuple[int, int]:
@@ -58,6 +57,8 @@ def check_collar(collar: Any) -> float:
 def check_model(model: str, model_kwargs: dict[str, Any]) -> None:
     """The model resolves here (registered, module:factory or plug-in) and takes these options;
     it is not built (weights load in the actors)."""
+    from pipeline.models.registry import check_model_arguments  # torch: only once the options are good
+
     check_model_arguments(model, model_kwargs)
 
 

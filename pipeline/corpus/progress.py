@@ -16,8 +16,8 @@ from typing import TextIO
 
 from fsspec.implementations.local import LocalFileSystem
 
-from ..console import CONSOLE
-from .outputs import OutputLayout
+from pipeline.console import CONSOLE
+from pipeline.corpus.outputs import OutputLayout
 
 
 def in_notebook() -> bool:

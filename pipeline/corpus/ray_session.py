@@ -27,7 +27,7 @@ def connect_ray(address: str | None, local_options: dict | None = None, **init_o
     """Join `address` or `RAY_ADDRESS` when given, else start a Ray local to this process (with
     `local_options` too, such as `include_dashboard`, which joining a cluster does not take); the
     dashboard address is shown once."""
-    from ..console import announce_dashboard, quiet_ray, ray_init_options
+    from pipeline.console import announce_dashboard, quiet_ray, ray_init_options
 
     global _STARTED_HERE
     if not ray.is_initialized():

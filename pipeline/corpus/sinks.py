@@ -19,10 +19,10 @@ from ray.data.block import Block, BlockAccessor
 from ray.data.datasource import Datasink
 from ray.data.datasource.datasink import WriteResult
 
-from ..rttm import rttm_text
-from .outputs import OutputLayout
-from .stages import DEFERRED
-from .tables import recordings_table, segments_table, speakers_table, turns_of
+from pipeline.io.rttm import rttm_text
+from pipeline.corpus.outputs import OutputLayout
+from pipeline.corpus.status import DEFERRED, ERROR, OK
+from pipeline.corpus.tables import recordings_table, segments_table, speakers_table, turns_of
 
 
 class CorpusSink(Datasink[list]):
@@ -39,11 +39,11 @@ class CorpusSink(Datasink[list]):
         rows = [row for row in rows if row["status"] != DEFERRED]
         if rows:
             self.commit(rows)
-        return [{**row, "status": "error"} for row in deferred]
+        return [{**row, "status": ERROR} for row in deferred]
 
     def commit(self, rows: list[dict]) -> None:
         for row in rows:
-            if row["status"] == "ok":
+            if row["status"] == OK:
                 text = rttm_text(row["uniq_id"], turns_of(row))
                 self.layout.write_atomically(self.layout.rttm_path(row["uniq_id"]), text.encode("utf-8"))
         token = uuid.uuid4().hex

@@ -7,7 +7,6 @@ would drop the whole block) and every input row reaches the sink."""
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import logging
@@ -21,13 +20,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..audio import SAMPLE_RATE, decode_audio
-from ..config import DiarizeConfig, InternalDiarizeConfig
-from ..dataset import collate_recordings, move_to_device, recording_item
-from ..errors import UsageError
-from ..models import load_model
-from ..speakers import pack_centroids
-from .storage import options_for
+from pipeline.io.audio import SAMPLE_RATE, decode_audio
+from pipeline.config import DiarizeConfig
+from pipeline.corpus.status import DEFERRED, ERROR, OK
+from pipeline.errors import RunFailed, UsageError
+from pipeline.io.storage import options_for
+from pipeline.models.contract import Recording, RecordingBatch
+from pipeline.models.registry import load_model
+from pipeline.speakers import pack_centroids
 
 Batch = dict[str, np.ndarray]
 
@@ -44,29 +44,24 @@ def decode_recording(row: dict[str, Any], storage_options: dict | None) -> dict[
     """CPU task: the row's audio slice as 16 kHz mono float32 (empty for error rows)."""
     started = time.perf_counter()
     audio = np.zeros(0, dtype=np.float32)
-    if row["status"] == "ok":
+    if row["status"] == OK:
         duration = None if math.isnan(row["slice_duration"]) else float(row["slice_duration"])
         try:
             audio = decode_audio(row["audio_filepath"], float(row["offset"]), duration, options_for(row["audio_filepath"], storage_options))
         except Exception as error:  # noqa: BLE001 - any failure is this row's error, not the run's
-            row = {**row, "status": "error", "error": describe(error)}
+            row = {**row, "status": ERROR, "error": describe(error)}
     return {**row, "audio": audio, "audio_seconds": len(audio) / SAMPLE_RATE, "decode_seconds": time.perf_counter() - started}
 
 
-class ModelKeepsFailing(UsageError):
+class ModelKeepsFailing(RunFailed):
     """The model failed the same way on every recording of several batches in a row: a broken model,
     or out of memory at every batch size, not bad files. Stops the run (exit code 1)."""
-
-    exit_code = 1
 
 
 # A run stops once the model failed on every recording, the same way, for this many batches in a
 # row and at least this many recordings (so that a few bad files in a row at batch size 1 do not).
 STOP_AFTER_FAILED_BATCHES = 3
 STOP_AFTER_FAILED_RECORDINGS = 8
-# Status of the rows of a batch that failed entirely: held back from the commit until the run ends,
-# so that a run stopped for a broken model leaves them unrecorded and `--resume` redoes them.
-DEFERRED = "deferred"
 
 logger = logging.getLogger("pipeline")
 
@@ -95,7 +90,7 @@ class DiarizeForward:
             )
         # Ray sets OMP_NUM_THREADS from the CPU reservation (1 for 0.5 CPU). A CPU actor does the
         # heavy work of the run, so by default it gets the node's cores shared by the pool (on
-        # 2 cores, 2 threads: 59 against 44 audio seconds per second, BENCHMARKS.md).
+        # 2 cores, 2 threads: 59 against 44 audio seconds per second, docs/RESULTS.md).
         if not use_gpu:
             torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // pool_size))
         self.device = torch.device("cuda" if use_gpu else "cpu")
@@ -110,10 +105,10 @@ class DiarizeForward:
         status, error = batch["status"].copy().astype(object), batch["error"].astype(object)
         outputs = np.array([b""] * count, dtype=object)
         seconds = np.zeros(count, dtype=np.float64)
-        ready = [i for i in range(count) if status[i] == "ok"]
+        ready = [i for i in range(count) if status[i] == OK]
         failures = self._forward_in_chunks(batch, ready, outputs, seconds)
         for i, reason in failures.items():
-            status[i], error[i] = "error", f"model forward failed: {reason}"
+            status[i], error[i] = ERROR, f"model forward failed: {reason}"
         if ready and len(failures) == len(ready) and len({failure_kind(r) for r in failures.values()}) == 1:
             self._count_failed_batch(len(ready), error[ready[0]])
             for i in ready:
@@ -171,16 +166,16 @@ class DiarizeForward:
     @torch.inference_mode()
     def _forward(self, batch: Batch, rows: list[int], outputs: np.ndarray, seconds: np.ndarray) -> None:
         """Forward of `rows` as one padded batch; the time is shared out by audio length."""
-        items = [
-            recording_item(batch["uniq_id"][i], np.asarray(batch["audio"][i], dtype=np.float32), batch["offset"][i], int(batch["num_speakers"][i]))
+        recordings = [
+            Recording(batch["uniq_id"][i], np.asarray(batch["audio"][i], dtype=np.float32), float(batch["offset"][i]), int(batch["num_speakers"][i]))
             for i in rows
         ]
         started = time.perf_counter()
-        results = list(self.model._diarize_forward(move_to_device(collate_recordings(items), self.device)))
+        results = list(self.model._diarize_forward(RecordingBatch.collate(recordings).to(self.device)))
         elapsed = time.perf_counter() - started
         if len(results) != len(rows):
             raise RuntimeError(f"_diarize_forward returned {len(results)} items for a batch of {len(rows)} recordings (one per recording is the contract)")
-        lengths = np.array([len(item["audio"]) for item in items], dtype=np.float64)
+        lengths = np.array([len(recording.audio) for recording in recordings], dtype=np.float64)
         shares = lengths / lengths.sum() if lengths.sum() else np.full(len(rows), 1 / len(rows))
         for i, result, share in zip(rows, results, shares):
             outputs[i] = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
@@ -208,10 +203,10 @@ def cpu_model(model_name: str, model_kwargs_json: str = "{}"):
 
 
 def postprocess_batch(batch: Batch, model_name: str, config: DiarizeConfig, model_kwargs: dict[str, Any] | None = None) -> Batch:
-    """CPU task: `_diarize_output_processing` per recording, segments as newline-joined NeMo strings
-    (`"begin end speaker_k"`); keeps clustering off the model actors. The model is asked for its
-    speaker centroids (`InternalDiarizeConfig.speaker_embeddings`); they travel to the sink packed
-    (`pipeline.speakers.pack_centroids`; empty bytes when the model gives none), for `speakers/`."""
+    """CPU task: the model's output processing (`_diarize_results`) per recording, segments as
+    newline-joined NeMo strings (`"begin end speaker_k"`); keeps clustering off the model actors.
+    The speaker centroids it returns travel to the sink packed (`pipeline.speakers.pack_centroids`;
+    empty bytes when the model gives none), for `speakers/`."""
     model = cpu_model(model_name, json.dumps(model_kwargs or {}, sort_keys=True))
     count = len(batch["uniq_id"])
     status, error = batch["status"].copy(), batch["error"].astype(object)
@@ -219,20 +214,18 @@ def postprocess_batch(batch: Batch, model_name: str, config: DiarizeConfig, mode
     centroids = np.array([b""] * count, dtype=object)
     seconds = np.zeros(count, dtype=np.float64)
     for i in range(count):
-        if status[i] != "ok":
+        if status[i] != OK:
             continue
         started = time.perf_counter()
-        embeddings: dict = {}
-        recording_config = dataclasses.replace(config, _internal=InternalDiarizeConfig(speaker_embeddings=embeddings))
         try:
             output = pickle.loads(batch["model_output"][i])
-            (recording_segments,) = model._diarize_output_processing([output], [batch["uniq_id"][i]], recording_config)
-            segments[i] = "\n".join(recording_segments)
-            named = {segment.split()[2] for segment in recording_segments}
-            recording_centroids = {name: value for name, value in embeddings.get(str(batch["uniq_id"][i]), {}).items() if name in named}
+            (result,) = model._diarize_results([output], [batch["uniq_id"][i]], config)
+            segments[i] = "\n".join(result.segments)
+            named = {segment.split()[2] for segment in result.segments}
+            recording_centroids = {name: value for name, value in result.speaker_embeddings.items() if name in named}
             centroids[i] = pack_centroids(recording_centroids) if recording_centroids else b""
         except Exception as failure:  # noqa: BLE001
-            status[i], error[i] = "error", f"post-processing failed: {describe(failure)}"
+            status[i], error[i] = ERROR, f"post-processing failed: {describe(failure)}"
         seconds[i] = time.perf_counter() - started
     rest = {key: value for key, value in batch.items() if key != "model_output"}
     return {**rest, "status": status, "error": error, "segments": segments, "speaker_centroids": centroids, "post_seconds": seconds}

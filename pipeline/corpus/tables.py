@@ -3,7 +3,7 @@
 `segments`: one row per speaker turn. `recordings`: one row per input row, ok or error, which is
 what makes "input rows = ok rows + error rows" checkable by reading the table back. `speakers`: one
 row per (recording, speaker) with the speaker's embedding centroid (`pipeline.speakers`), the input
-of corpus-wide speaker linking (`pipeline.linking`); empty when the model gives no embeddings."""
+of corpus-wide speaker linking (`pipeline.linking.run`); empty when the model gives no embeddings."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from typing import Any, Iterable
 import numpy as np
 import pyarrow as pa
 
-from ..rttm import Turn, parse_segment
-from ..speakers import unpack_centroids
+from pipeline.io.rttm import Turn, parse_segment
+from pipeline.speakers import unpack_centroids
 
 SEGMENTS_SCHEMA = pa.schema([
     pa.field("uniq_id", pa.string(), nullable=False),
@@ -37,7 +37,7 @@ RECORDINGS_SCHEMA = pa.schema([
     pa.field("error", pa.string()),  # readable reason; null for ok rows
     pa.field("processing_seconds", pa.float64(), nullable=False),  # decode + forward share + post-processing
     pa.field("model", pa.string(), nullable=False),
-    pa.field("row_key", pa.string()),  # what identifies the input across runs (`pipeline.ids`); null for a line with no row
+    pa.field("row_key", pa.string()),  # what identifies the input across runs (`pipeline.io.ids`); null for a line with no row
     pa.field("manifest_row", pa.string()),  # the input row as JSON (paths resolved, uniq_id before disambiguation)
 ])
 

@@ -1,14 +1,15 @@
-"""Checks of a model's options without loading its weights, so that a bad `--model-arg` gets one
-line that names the fix before Ray starts (the registry's `check_model_arguments` calls a factory's
-`check_options`; the model's constructor uses the same check)."""
+"""A model's options: each declared with its range beside it (`option(...)`), and checked without
+loading weights (`configured`), so that a bad `--model-arg` gets one line that names the fix before
+Ray starts (the registry's `check_model_arguments` calls a factory's `check_options`; the model's
+constructor uses the same check)."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields, is_dataclass, replace
-from typing import Any, Sequence
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
+from typing import Any, Sequence, TypeVar
 
-from ..errors import BadParameterError
+from pipeline.errors import BadParameterError
 
 
 @dataclass(frozen=True)
@@ -43,16 +44,48 @@ class Limit:
         return kind + bounds + (", or null" if self.optional else "")
 
 
-def check_values(config: Any, limits: dict[str, Limit], choices: dict[str, Sequence[str]] | None = None, prefix: str = "") -> None:
-    """UsageError naming the first option of `config` (a dataclass) outside its `limits` or `choices`."""
-    for name, limit in limits.items():
-        value = getattr(config, name)
-        if not limit.allows(value):
-            raise BadParameterError(f"{prefix}{name}={value!r}: must be {limit.describe()}")
-    for name, allowed in (choices or {}).items():
-        value = getattr(config, name)
-        if value not in allowed:
-            raise BadParameterError(f"{prefix}{name}={value!r}: use one of {sorted(allowed)}")
+def option(default: Any = MISSING, *, default_factory: Any = MISSING, low: float | None = None, high: float | None = None,
+           integer: bool = False, optional: bool = False, choices: Sequence[Any] | None = None, nested: bool = False) -> Any:
+    """A dataclass field with the values it may take: a number from `low` to `high` (a whole number
+    when `integer`, None too when `optional`), one of `choices`, or (`nested`) an options object of
+    its own, checked field by field and given as a mapping of them."""
+    metadata: dict[str, Any] = {}
+    if choices is not None:
+        metadata["choices"] = tuple(choices)
+    elif not nested:
+        metadata["limit"] = Limit(low, high, integer, optional)
+    metadata["nested"] = nested
+    return field(default=default, default_factory=default_factory, metadata=metadata)
+
+
+def check_config(config: Any, prefix: str = "") -> None:
+    """BadParameterError naming the first option of `config` outside what its `option` allows."""
+    for spec in fields(config):
+        value = getattr(config, spec.name)
+        limit, choices = spec.metadata.get("limit"), spec.metadata.get("choices")
+        if limit is not None and not limit.allows(value):
+            raise BadParameterError(f"{prefix}{spec.name}={value!r}: must be {limit.describe()}")
+        if choices is not None and value not in choices:
+            raise BadParameterError(f"{prefix}{spec.name}={value!r}: use one of {list(choices)}")
+        if spec.metadata.get("nested") and is_dataclass(value):
+            check_config(value, f"{prefix}{spec.name}.")
+
+
+Config = TypeVar("Config")
+
+
+def configured(config: Config, **options: Any) -> Config:
+    """`config` with `options` applied (a nested option may be a mapping of its fields), checked."""
+    known = [spec.name for spec in fields(config)]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise BadParameterError(f"no option(s) {unknown}: the options are {known}")
+    for spec in fields(config):
+        if spec.metadata.get("nested") and spec.name in options:
+            options[spec.name] = nested(getattr(config, spec.name), options[spec.name], spec.name)
+    config = replace(config, **options)
+    check_config(config)
+    return config
 
 
 def nested(current: Any, value: Any, name: str) -> Any:

@@ -1,0 +1,1 @@
+"""Benchmarks and research tools (the lab): not part of the installed package."""

