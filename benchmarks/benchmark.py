@@ -1,7 +1,7 @@
 """In-process measurements of a model: accuracy (DER on a manifest with references) and real-time
 factor split into VAD, embeddings and clustering. The figures in docs/RESULTS.md come from here:
 
-    python -m benchmarks.benchmark accuracy --split test --model default     # AMI + simulated, known and estimated counts
+    python -m benchmarks.benchmark accuracy --split test --model default   # AMI + simulated, known and estimated counts
     python -m benchmarks.benchmark accuracy --manifest ../shared/data/ami-excerpts/manifest.jsonl \
         --postprocessing-yaml pipeline/conf/far_field.yaml --estimate-speakers
     python -m benchmarks.benchmark rtf --manifest SIMULATED/manifest.jsonl --model default   # or --model ge2e
@@ -22,24 +22,32 @@ from dataclasses import replace
 import torch
 
 from benchmarks.data import add_data_argument, ami_dir
-from pipeline.io.audio import audio_info
 from pipeline.config import DiarizeConfig, InternalDiarizeConfig
+from pipeline.io.audio import audio_info
 from pipeline.io.dataset import DiarizationDataset
-from pipeline.models.contract import RecordingBatch, move_to_device
 from pipeline.io.manifest import read_manifest
-from pipeline.models.registry import load_model
 from pipeline.io.rttm import parse_segment
+from pipeline.models.contract import RecordingBatch, move_to_device
+from pipeline.models.registry import load_model
 
 
-def diarize_and_score(manifest: str, model=None, postprocessing_yaml: str | None = None,
-                      estimate_speakers: bool = False, collar: float = 0.25, batch_size: int = 4):
+def diarize_and_score(
+    manifest: str,
+    model=None,
+    postprocessing_yaml: str | None = None,
+    estimate_speakers: bool = False,
+    collar: float = 0.25,
+    batch_size: int = 4,
+):
     """DER of `model.diarize()` on a manifest whose rows name reference RTTMs. With
     `estimate_speakers` the rows' `num_speakers` are hidden from the model."""
     model = model or load_model("default", device="cpu")
     rows = read_manifest(manifest)
     if estimate_speakers:
         rows = [replace(row, num_speakers=None) for row in rows]
-    loader = torch.utils.data.DataLoader(DiarizationDataset(rows), batch_size=batch_size, collate_fn=RecordingBatch.collate)
+    loader = torch.utils.data.DataLoader(
+        DiarizationDataset(rows), batch_size=batch_size, collate_fn=RecordingBatch.collate
+    )
     segments = model.diarize(loader, postprocessing_yaml=postprocessing_yaml)
     from pipeline.scoring.metrics import score_rows  # pyannote.metrics: only where something is scored
 
@@ -50,8 +58,13 @@ def diarize_and_score(manifest: str, model=None, postprocessing_yaml: str | None
 SPLIT_COLUMNS = ("der", "missed_speech", "false_alarm", "confusion", "jer")
 
 
-def split_accuracy(split: str, model_name: str = "default", postprocessing_yaml: str | None = None,
-                   dest_dir: str = "outputs/benchmarks/splits", model_kwargs: dict | None = None) -> list[dict]:
+def split_accuracy(
+    split: str,
+    model_name: str = "default",
+    postprocessing_yaml: str | None = None,
+    dest_dir: str = "outputs/benchmarks/splits",
+    model_kwargs: dict | None = None,
+) -> list[dict]:
     """One row per (corpus, speaker count) of a split: AMI excerpts, simulated conversations and
     short simulated calls (see `benchmarks.splits`), with the manifests' counts and with counts
     estimated by the model."""
@@ -64,19 +77,32 @@ def split_accuracy(split: str, model_name: str = "default", postprocessing_yaml:
         for estimate in (False, True):
             began = time.perf_counter()
             _, overall = diarize_and_score(manifest, model, postprocessing_yaml, estimate_speakers=estimate)
-            rows.append({"split": split, "corpus": corpus, "model": model_name, "count": "estimated" if estimate else "known",
-                         **overall, "wall_seconds": time.perf_counter() - began})
+            rows.append(
+                {
+                    "split": split,
+                    "corpus": corpus,
+                    "model": model_name,
+                    "count": "estimated" if estimate else "known",
+                    **overall,
+                    "wall_seconds": time.perf_counter() - began,
+                }
+            )
     return rows
 
 
 def split_table(rows: list[dict]) -> str:
     """Markdown rows for docs/RESULTS.md."""
-    lines = ["| split | corpus | model | count | DER | missed | false alarm | confusion | JER | count right |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| split | corpus | model | count | DER | missed | false alarm | confusion | JER | count right |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for row in rows:
         figures = " | ".join(f"{100 * row[name]:.1f} %" for name in SPLIT_COLUMNS)
         right = round(row["speaker_count_accuracy"] * row["recordings"])
-        lines.append(f"| {row['split']} | {row['corpus']} | {row['model']} | {row['count']} | {figures} | {right} / {row['recordings']} |")
+        lines.append(
+            f"| {row['split']} | {row['corpus']} | {row['model']} | {row['count']} "
+            f"| {figures} | {right} / {row['recordings']} |"
+        )
     return "\n".join(lines)
 
 
@@ -96,6 +122,7 @@ def synchronize() -> None:
 @contextmanager
 def timed_methods(model, stages: dict[str, str], timings: dict[str, float]):
     """Wrap the model's methods named in `stages` so that their wall time adds up in `timings`."""
+
     def timed(method, stage):
         def wrapper(*args, **kwargs):
             synchronize()
@@ -105,6 +132,7 @@ def timed_methods(model, stages: dict[str, str], timings: dict[str, float]):
             finally:
                 synchronize()  # CUDA kernels run asynchronously: a stage ends when its kernels do
                 timings[stage] += time.perf_counter() - began
+
         return wrapper
 
     for name, stage in stages.items():
@@ -199,7 +227,11 @@ class PeakMemory:
 
     def report(self) -> dict:
         gib = 2**30
-        return {"driver_peak_gib": self.driver / gib, "driver_peak_private_gib": self.driver_private / gib, "worker_peak_gib": {k: v / gib for k, v in sorted(self.workers.items())}}
+        return {
+            "driver_peak_gib": self.driver / gib,
+            "driver_peak_private_gib": self.driver_private / gib,
+            "worker_peak_gib": {k: v / gib for k, v in sorted(self.workers.items())},
+        }
 
 
 def corpus_throughput(manifest: str, output: str, compare_in_process: bool, **run_options) -> dict:
@@ -220,24 +252,38 @@ def corpus_throughput(manifest: str, output: str, compare_in_process: bool, **ru
             expected[row.uniq_id] = list(segments)
         wall = time.perf_counter() - began
         audio = sum(row.duration or audio_info(row.audio_filepath).duration for row in rows)
-        result["in_process"] = {"audio_seconds": audio, "wall_seconds": wall, "audio_seconds_per_wall_second": audio / wall}
+        result["in_process"] = {
+            "audio_seconds": audio,
+            "wall_seconds": wall,
+            "audio_seconds_per_wall_second": audio / wall,
+        }
     shutil.rmtree(output, ignore_errors=True)
     with PeakMemory() as memory:
         summary = run_corpus([manifest], output, **run_options)
     result["ray"] = {
-        "rows": summary["input_rows"], "ok": summary["ok"], "errors": summary["errors"],
-        "audio_seconds": summary["audio_hours"] * 3600, "wall_seconds": summary["wall_seconds"],
-        "audio_seconds_per_wall_second": summary["audio_seconds_per_wall_second"], **memory.report(),
+        "rows": summary["input_rows"],
+        "ok": summary["ok"],
+        "errors": summary["errors"],
+        "audio_seconds": summary["audio_hours"] * 3600,
+        "wall_seconds": summary["wall_seconds"],
+        "audio_seconds_per_wall_second": summary["audio_seconds_per_wall_second"],
+        **memory.report(),
     }
     if compare_in_process:
-        result["ray_over_in_process"] = result["ray"]["audio_seconds_per_wall_second"] / result["in_process"]["audio_seconds_per_wall_second"]
+        result["ray_over_in_process"] = (
+            result["ray"]["audio_seconds_per_wall_second"] / result["in_process"]["audio_seconds_per_wall_second"]
+        )
         from pipeline.corpus.outputs import OutputLayout
 
         found: dict[str, list[str]] = {uid: [] for uid in expected}
         for turn in OutputLayout(output).read_table("segments").to_pylist():
             found.setdefault(turn["uniq_id"], []).append(f"{turn['start']:.3f} {turn['end']:.3f} {turn['speaker']}")
         differing = sorted(uid for uid in found if found[uid] != expected.get(uid))
-        result["segments_identical_to_in_process"] = {"rows": len(expected), "differing_rows": len(differing), "examples": differing[:5]}
+        result["segments_identical_to_in_process"] = {
+            "rows": len(expected),
+            "differing_rows": len(differing),
+            "examples": differing[:5],
+        }
     return result
 
 
@@ -252,7 +298,9 @@ def sliced_manifest(manifest: str, rows: int, slice_seconds: float, path: str) -
         audio, duration = sources[index % len(sources)]
         slots = max(1, int(duration // slice_seconds))
         offset = ((index // len(sources)) % slots) * slice_seconds
-        sliced.append(ManifestRow(audio, uniq_id="", offset=offset, duration=slice_seconds).to_json() | {"uniq_id": None})
+        sliced.append(
+            ManifestRow(audio, uniq_id="", offset=offset, duration=slice_seconds).to_json() | {"uniq_id": None}
+        )
     write_manifest(path, sliced)
     return path
 
@@ -323,22 +371,37 @@ def manifest_scale(rows: int, output: str, error_every: int = 0) -> dict:
         count = parsed.count()
         assigned = assign_ids(parsed, count).materialize().count()
         ids = time.perf_counter() - began - read
-    result["read_and_ids"] = {"rows": count, "assigned": assigned, "read_rows_per_second": count / read,
-                              "ids_rows_per_second": count / ids, "seconds": read + ids, **memory.report()}
+    result["read_and_ids"] = {
+        "rows": count,
+        "assigned": assigned,
+        "read_rows_per_second": count / read,
+        "ids_rows_per_second": count / ids,
+        "seconds": read + ids,
+        **memory.report(),
+    }
     del parsed
     with PeakMemory() as memory:
         began = time.perf_counter()
         report = run_corpus([manifest], os.path.join(output, "dry-run-output"), dry_run=True)
-        result["dry_run"] = {"seconds": time.perf_counter() - began, "ok": report["ok"], "errors": report["errors"],
-                             "audio_hours": report["audio_hours"], **memory.report()}
+        result["dry_run"] = {
+            "seconds": time.perf_counter() - began,
+            "ok": report["ok"],
+            "errors": report["errors"],
+            "audio_hours": report["audio_hours"],
+            **memory.report(),
+        }
     finished = os.path.join(output, "finished")
     shutil.rmtree(finished, ignore_errors=True)
     write_finished_records(manifest, finished)
     with PeakMemory() as memory:
         began = time.perf_counter()
         summary = run_corpus([manifest], finished, resume=True)
-        result["resume_of_finished_run"] = {"seconds": time.perf_counter() - began, "skipped_by_resume": summary["skipped_by_resume"],
-                                            "processed_this_run": summary["processed_this_run"], **memory.report()}
+        result["resume_of_finished_run"] = {
+            "seconds": time.perf_counter() - began,
+            "skipped_by_resume": summary["skipped_by_resume"],
+            "processed_this_run": summary["processed_this_run"],
+            **memory.report(),
+        }
     with open(os.path.join(finished, "manifest.jsonl"), "rb") as f:
         result["resume_of_finished_run"]["output_manifest_lines"] = sum(1 for _ in f)
     ray.shutdown()
@@ -360,7 +423,11 @@ def all_error_run(rows: int, output: str) -> dict:
     manifest = os.path.join(output, f"errors{rows}.jsonl")
     with open(manifest, "w") as f:
         for index in range(rows):
-            f.write('{"audio_filepath": broken\n' if index % 2 else json.dumps({"audio_filepath": f"missing/{index}.wav", "duration": 5.0}) + "\n")
+            f.write(
+                '{"audio_filepath": broken\n'
+                if index % 2
+                else json.dumps({"audio_filepath": f"missing/{index}.wav", "duration": 5.0}) + "\n"
+            )
     run_output = os.path.join(output, "run")
     shutil.rmtree(run_output, ignore_errors=True)
     commits: list[float] = []
@@ -386,11 +453,17 @@ def all_error_run(rows: int, output: str) -> dict:
         watcher.join()
     ray.shutdown()
     gaps = [b - a for a, b in zip(commits, commits[1:])]
-    return {"rows": rows, "errors": summary["errors"], "wall_seconds": ended - began, "rows_per_second": rows / (ended - began),
-            "commits": len(commits), "first_commit_after_seconds": commits[0] - began if commits else None,
-            "longest_gap_between_commits_seconds": max(gaps, default=None),
-            "last_commit_to_end_seconds": ended - commits[-1] if commits else None,  # manifest.jsonl + summary.json
-            **memory.report()}
+    return {
+        "rows": rows,
+        "errors": summary["errors"],
+        "wall_seconds": ended - began,
+        "rows_per_second": rows / (ended - began),
+        "commits": len(commits),
+        "first_commit_after_seconds": commits[0] - began if commits else None,
+        "longest_gap_between_commits_seconds": max(gaps, default=None),
+        "last_commit_to_end_seconds": ended - commits[-1] if commits else None,  # manifest.jsonl + summary.json
+        **memory.report(),
+    }
 
 
 def _one_row_manifest(row) -> str:
@@ -406,14 +479,25 @@ def _one_row_manifest(row) -> str:
 def main(argv=None) -> None:
     from pipeline.corpus.options import model_argument
 
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.benchmark", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.benchmark", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("what", choices=["accuracy", "rtf", "corpus", "manifests", "errors"])
     parser.add_argument("--manifest", help="manifest to measure on (accuracy: or --split)")
-    parser.add_argument("--split", choices=["dev", "test"], help="accuracy: the AMI and simulated corpora of a split (benchmarks.splits)")
+    parser.add_argument(
+        "--split",
+        choices=["dev", "test"],
+        help="accuracy: the AMI and simulated corpora of a split (benchmarks.splits)",
+    )
     parser.add_argument("--model", default="default", help="accuracy, rtf: registered model name")
-    parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE", type=model_argument,
-                        help="accuracy (--manifest), rtf: option passed to the model's factory (repeatable)")
+    parser.add_argument(
+        "--model-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        type=model_argument,
+        help="accuracy (--manifest), rtf: option passed to the model's factory (repeatable)",
+    )
     parser.add_argument("--postprocessing-yaml")
     parser.add_argument("--estimate-speakers", action="store_true", help="hide num_speakers from the model")
     parser.add_argument("--threads", type=int, default=2)
@@ -421,9 +505,15 @@ def main(argv=None) -> None:
     parser.add_argument("--compare-in-process", action="store_true", help="corpus: also time a loop of model.diarize()")
     parser.add_argument("--batch-size", type=int, default=4, help="corpus: recordings per model batch")
     parser.add_argument("--actor-threads", type=int, default=None, help="corpus: torch threads per model actor")
-    parser.add_argument("--rows", type=int, help="corpus: run on this many slices of the manifest's files instead; "
-                        "manifests: rows of the generated manifest")
-    parser.add_argument("--error-every", type=int, default=0, help="manifests: every k-th row a missing file, the next bad JSON")
+    parser.add_argument(
+        "--rows",
+        type=int,
+        help="corpus: run on this many slices of the manifest's files instead; "
+        "manifests: rows of the generated manifest",
+    )
+    parser.add_argument(
+        "--error-every", type=int, default=0, help="manifests: every k-th row a missing file, the next bad JSON"
+    )
     parser.add_argument("--slice-seconds", type=float, default=5.0, help="corpus: length of each slice with --rows")
     add_data_argument(parser)
     args = parser.parse_args(argv)
@@ -444,8 +534,9 @@ def main(argv=None) -> None:
     elif args.what == "accuracy":
         model = load_model(args.model, device="cpu", **dict(args.model_arg))
         began = time.perf_counter()
-        per_recording, overall = diarize_and_score(args.manifest, model, postprocessing_yaml=args.postprocessing_yaml,
-                                                   estimate_speakers=args.estimate_speakers)
+        per_recording, overall = diarize_and_score(
+            args.manifest, model, postprocessing_yaml=args.postprocessing_yaml, estimate_speakers=args.estimate_speakers
+        )
         overall["wall_seconds"] = time.perf_counter() - began  # decode + diarize + scoring
         overall["audio_seconds"] = sum(audio_info(row.audio_filepath).duration for row in read_manifest(args.manifest))
         overall["rtf_including_decode"] = overall["wall_seconds"] / overall["audio_seconds"]
@@ -455,15 +546,32 @@ def main(argv=None) -> None:
         print(json.dumps(overall, indent=2))
     elif args.what == "rtf":
         model = load_model(args.model, device="cpu", **dict(args.model_arg))
-        print(json.dumps({**real_time_factor(args.manifest, model, args.batch_size), "model_args": dict(args.model_arg)}, indent=2))
+        print(
+            json.dumps(
+                {**real_time_factor(args.manifest, model, args.batch_size), "model_args": dict(args.model_arg)},
+                indent=2,
+            )
+        )
     else:
         if args.rows:
             import os
 
             os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-            args.manifest = sliced_manifest(args.manifest, args.rows, args.slice_seconds, f"{args.output}.rows{args.rows}.jsonl")
-        print(json.dumps(corpus_throughput(args.manifest, args.output, args.compare_in_process, batch_size=args.batch_size,
-                                          actor_threads=args.actor_threads), indent=2))
+            args.manifest = sliced_manifest(
+                args.manifest, args.rows, args.slice_seconds, f"{args.output}.rows{args.rows}.jsonl"
+            )
+        print(
+            json.dumps(
+                corpus_throughput(
+                    args.manifest,
+                    args.output,
+                    args.compare_in_process,
+                    batch_size=args.batch_size,
+                    actor_threads=args.actor_threads,
+                ),
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

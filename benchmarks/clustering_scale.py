@@ -38,7 +38,9 @@ def trusted_embeddings(model, output) -> np.ndarray:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--forward", required=True, help="pickle of (rows, outputs, seconds); the first recording is used")
+    parser.add_argument(
+        "--forward", required=True, help="pickle of (rows, outputs, seconds); the first recording is used"
+    )
     parser.add_argument("--copies", type=int, default=3)
     parser.add_argument("--speakers", type=int, required=True)
     parser.add_argument("--noise", type=float, default=0.02)
@@ -51,12 +53,21 @@ def main(argv=None) -> None:
         _, outputs, _ = pickle.load(f)
     embeddings = trusted_embeddings(load_model("default", device="cpu"), outputs[0])
     rng = np.random.default_rng(0)
-    tiled = np.concatenate([embeddings + args.noise * rng.standard_normal(embeddings.shape) for _ in range(args.copies)])
+    tiled = np.concatenate(
+        [embeddings + args.noise * rng.standard_normal(embeddings.shape) for _ in range(args.copies)]
+    )
     began = time.perf_counter()
     centroids, labels = cluster_centroids(tiled.astype(np.float32), ChunkClusteringConfig(), args.speakers)
-    print(json.dumps({"embeddings": len(tiled), "seconds": round(time.perf_counter() - began, 1),
-                      "cluster_sizes": np.bincount(labels).tolist(),
-                      "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}))
+    print(
+        json.dumps(
+            {
+                "embeddings": len(tiled),
+                "seconds": round(time.perf_counter() - began, 1),
+                "cluster_sizes": np.bincount(labels).tolist(),
+                "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

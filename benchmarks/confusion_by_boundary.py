@@ -29,7 +29,7 @@ def frame_grids(reference, hypothesis, labels: list[str], frames: int) -> tuple[
     for annotation in (reference, hypothesis):
         grid = np.zeros((frames, len(labels)), bool)
         for segment, _, label in annotation.itertracks(yield_label=True):
-            grid[int(segment.start / STEP):int(segment.end / STEP), labels.index(label)] = True
+            grid[int(segment.start / STEP) : int(segment.end / STEP), labels.index(label)] = True
         grids.append(grid)
     return grids[0], grids[1]
 
@@ -40,7 +40,9 @@ def confusion_by_distance(reference, hypothesis, collar: float = 0.25):
     `hypothesis` to `reference`."""
     from pyannote.metrics.diarization import DiarizationErrorRate
 
-    hypothesis = hypothesis.rename_labels(mapping=DiarizationErrorRate(collar=2 * collar).optimal_mapping(reference, hypothesis))
+    hypothesis = hypothesis.rename_labels(
+        mapping=DiarizationErrorRate(collar=2 * collar).optimal_mapping(reference, hypothesis)
+    )
     extents = [a.get_timeline().extent().end for a in (reference, hypothesis) if len(a)]
     frames = int(max(extents, default=0.0) / STEP) + 1
     labels = sorted(set(reference.labels()) | set(hypothesis.labels()))
@@ -60,13 +62,13 @@ def confusion_by_distance(reference, hypothesis, collar: float = 0.25):
 def main(argv=None) -> None:
     from pyannote.core import Annotation, Segment
 
-    from pipeline.corpus.options import model_argument
-    from pipeline.config import DiarizeConfig, InternalDiarizeConfig
-    from pipeline.models import load_model
-    from pipeline.io.rttm import parse_segment
-    from pipeline.scoring.metrics import load_reference, to_annotation
     from benchmarks.splits import split_manifests
     from benchmarks.tuning import forward_outputs
+    from pipeline.config import DiarizeConfig, InternalDiarizeConfig
+    from pipeline.corpus.options import model_argument
+    from pipeline.io.rttm import parse_segment
+    from pipeline.models import load_model
+    from pipeline.scoring.metrics import load_reference, to_annotation
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", default="simulated_more")
@@ -96,14 +98,20 @@ def main(argv=None) -> None:
         overlapped += in_overlap
         worst += [(b - a, row.uniq_id, a, b, reference, hypothesis) for a, b in stretches]
     names = [f"{lo:g}-{hi:g} s" for lo, hi in zip((0.25, *BANDS[:-1]), BANDS)]  # the collar is 0.25 s
-    print(f"{args.corpus}, {'estimated' if args.estimate_speakers else 'known'} counts: {total.sum():.1f} s of confusion outside the collar, "
-          f"{overlapped:.1f} s of it in overlapped speech")
+    print(
+        f"{args.corpus}, {'estimated' if args.estimate_speakers else 'known'} counts: "
+        f"{total.sum():.1f} s of confusion outside the collar, "
+        f"{overlapped:.1f} s of it in overlapped speech"
+    )
     print("by distance to the nearest reference change: " + ", ".join(f"{n} {v:.1f} s" for n, v in zip(names, total)))
-    for length, uniq_id, start, end, reference, hypothesis in sorted(worst, key=lambda w: -w[0])[: args.show]:
+    for _length, uniq_id, start, end, reference, hypothesis in sorted(worst, key=lambda w: -w[0])[: args.show]:
         around = Segment(max(0.0, start - 1.0), end + 1.0)
         print(f"{uniq_id} {start:.2f}-{end:.2f} s:")
         for name, annotation in (("reference", reference), ("hypothesis", hypothesis)):
-            turns = [f"{s.start:.2f}-{s.end:.2f} {label}" for s, _, label in annotation.crop(around).itertracks(yield_label=True)]
+            turns = [
+                f"{s.start:.2f}-{s.end:.2f} {label}"
+                for s, _, label in annotation.crop(around).itertracks(yield_label=True)
+            ]
             print(f"  {name}: " + ", ".join(turns))
 
 

@@ -27,8 +27,13 @@ def librispeech_dir() -> str:
 
 
 def add_data_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", type=Path, default=None, action=_UseData,
-                        help=f"the data folder (default: ${ENVIRONMENT}, else {CHECKOUT_DATA})")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        action=_UseData,
+        help=f"the data folder (default: ${ENVIRONMENT}, else {CHECKOUT_DATA})",
+    )
 
 
 class _UseData(argparse.Action):

@@ -36,8 +36,23 @@ def cli_seconds(folder: Path, flags: list[str]) -> tuple[float, str]:
     manifest.write_text(json.dumps({"audio_filepath": str(AMI / "trn02.wav")}) + "\n")
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     started = time.perf_counter()
-    run = subprocess.run([sys.executable, "-m", "pipeline", "diarize", "--manifest", str(manifest), "--output", str(folder / "out"), *flags],
-                         cwd=REPO, env=env, capture_output=True, text=True)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "diarize",
+            "--manifest",
+            str(manifest),
+            "--output",
+            str(folder / "out"),
+            *flags,
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     return time.perf_counter() - started, run.stderr.strip().splitlines()[-1]
 
 
@@ -60,14 +75,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         for name, flags in CASES.items():
             runs = [cli_seconds(Path(folder), flags) for _ in range(args.repeat)]
-            results["cli_seconds_to_error"][name] = {"median": round(statistics.median(s for s, _ in runs), 2),
-                                                      "max": round(max(s for s, _ in runs), 2), "error": runs[0][1]}
+            results["cli_seconds_to_error"][name] = {
+                "median": round(statistics.median(s for s, _ in runs), 2),
+                "max": round(max(s for s, _ in runs), 2),
+                "error": runs[0][1],
+            }
         started = time.perf_counter()
         subprocess.run([sys.executable, "-c", "import pipeline"], cwd=REPO, check=True)
         results["python_import_pipeline_seconds"] = round(time.perf_counter() - started, 2)
         results["lease_ms_local"] = round(lease_milliseconds(str(Path(folder) / "leased"), None, 20), 2)
 
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
         os.environ.setdefault(name, value)
     import boto3
     from moto.server import ThreadedMotoServer
@@ -78,7 +100,9 @@ def main() -> None:
         host, port = server._server.server_address[:2]
         endpoint = f"http://{host}:{port}"
         boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="lease-bench")
-        results["lease_ms_s3_moto"] = round(lease_milliseconds("s3://lease-bench/run", {"endpoint_url": endpoint}, 20), 2)
+        results["lease_ms_s3_moto"] = round(
+            lease_milliseconds("s3://lease-bench/run", {"endpoint_url": endpoint}, 20), 2
+        )
     finally:
         server.stop()
     print(json.dumps(results, indent=2))

@@ -2,8 +2,10 @@
 GPU actor or `diarize()` holds for a long file (decoded signal, weights, per-chunk arrays, and
 the chunk group's transient tensors), sampled from a background thread every 0.2 s.
 
-    python benchmarks/forward_memory.py --manifest outputs/benchmarks/long7200/manifest.jsonl [--model-arg chunk_batch=32]
-    python benchmarks/forward_memory.py --manifest outputs/benchmarks/long36000/manifest.jsonl --save outputs/exp/long36000.pkl
+    python benchmarks/forward_memory.py --manifest outputs/benchmarks/long7200/manifest.jsonl
+        [--model-arg chunk_batch=32]
+    python benchmarks/forward_memory.py --manifest outputs/benchmarks/long36000/manifest.jsonl
+        --save outputs/exp/long36000.pkl
 
 glibc's allocator can be set from the environment for an experiment, e.g.
 `MALLOC_MMAP_THRESHOLD_=1048576` (every allocation over 1 MB in its own mapping) or
@@ -35,8 +37,8 @@ def main(argv=None) -> None:
     import psutil
     import torch
 
-    from pipeline.models import load_model
     from benchmarks.tuning import forward_outputs
+    from pipeline.models import load_model
 
     torch.set_num_threads(args.threads)
     process, peak = psutil.Process(os.getpid()), [0]
@@ -55,10 +57,19 @@ def main(argv=None) -> None:
         parser.error(f"{error}")
     rows, outputs, seconds = forward_outputs(model, args.manifest)
     audio_seconds = sum(int(o.get("num_samples", 0)) for o in outputs) / 16_000 or None
-    print(json.dumps({"model": args.model, "model_args": dict(args.model_arg), "forward_seconds": round(seconds, 1),
-                      "audio_seconds": audio_seconds, "peak_rss_gib": round(peak[0] / 2**30, 2),
-                      "rss_after_gib": round(process.memory_info().rss / 2**30, 2),
-                      "malloc_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}}))
+    print(
+        json.dumps(
+            {
+                "model": args.model,
+                "model_args": dict(args.model_arg),
+                "forward_seconds": round(seconds, 1),
+                "audio_seconds": audio_seconds,
+                "peak_rss_gib": round(peak[0] / 2**30, 2),
+                "rss_after_gib": round(process.memory_info().rss / 2**30, 2),
+                "malloc_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")},
+            }
+        )
+    )
     if args.save:
         with open(args.save, "wb") as f:
             pickle.dump((rows, outputs, seconds), f)

@@ -10,7 +10,8 @@ segmentation's chunks and CAM++'s sequences per call), warms up on one recording
 `benchmarks.benchmark.real_time_factor` (forward with the copy to the GPU, stages synchronised,
 CPU post-processing) over the manifest in batches of `batch size` recordings; peak GPU memory is
 `torch.cuda.max_memory_allocated`. `--repeat N` times the manifest's rows N times over, so that
-each point reads enough audio to time a fast GPU; `default` is the model's own batches on CUDA. Then `diarize()` runs the manifest on CUDA in each precision,
+each point reads enough audio to time a fast GPU; `default` is the model's own batches on CUDA.
+Then `diarize()` runs the manifest on CUDA in each precision,
 and its segments go to `--out` beside those of a CPU float32 run, for scoring where
 pyannote.metrics is installed (`python benchmarks/gpu_rtf.py --score gpu.json --manifest M`).
 """
@@ -24,21 +25,27 @@ import time
 import torch
 
 
-def sweep(manifest: str, precisions: list[str], batch_sizes: list[int], unit_batches: list[tuple[int | None, int | None]],
-          device: str = "cuda") -> list[dict]:
+def sweep(
+    manifest: str,
+    precisions: list[str],
+    batch_sizes: list[int],
+    unit_batches: list[tuple[int | None, int | None]],
+    device: str = "cuda",
+) -> list[dict]:
     cuda = device == "cuda"
     from benchmarks.benchmark import real_time_factor
     from pipeline.io.dataset import DiarizationDataset
-    from pipeline.models.contract import RecordingBatch, move_to_device
     from pipeline.io.manifest import read_manifest
     from pipeline.models import load_model
+    from pipeline.models.contract import RecordingBatch, move_to_device
 
     first = RecordingBatch.collate([DiarizationDataset(read_manifest(manifest))[0]])
     points = []
     for precision in precisions:
         for chunk_batch, embedding_batch in unit_batches:
-            model = load_model("default", device=device, precision=precision, chunk_batch=chunk_batch,
-                               embedding_batch=embedding_batch)
+            model = load_model(
+                "default", device=device, precision=precision, chunk_batch=chunk_batch, embedding_batch=embedding_batch
+            )
             try:
                 with torch.inference_mode():
                     model._diarize_forward(move_to_device(first, device))  # kernels chosen, caches filled
@@ -52,9 +59,14 @@ def sweep(manifest: str, precisions: list[str], batch_sizes: list[int], unit_bat
                     torch.cuda.reset_peak_memory_stats()
                 result = real_time_factor(manifest, model, batch_size)
                 resolved = model.batch_sizes(torch.device(device))
-                point = {"precision": precision, "chunk_batch": resolved[0], "embedding_batch": resolved[1],
-                         "batches": "default" if chunk_batch is None else "given",
-                         **result, "peak_gpu_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None}
+                point = {
+                    "precision": precision,
+                    "chunk_batch": resolved[0],
+                    "embedding_batch": resolved[1],
+                    "batches": "default" if chunk_batch is None else "given",
+                    **result,
+                    "peak_gpu_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
+                }
                 points.append(point)
                 print(json.dumps(point), flush=True)
             del model
@@ -72,7 +84,10 @@ def repeated(manifest: str, times: int) -> str:
     from pipeline.io.manifest import read_manifest, write_manifest
 
     path = os.path.join(tempfile.gettempdir(), f"gpu_rtf.repeat{times}.jsonl")
-    write_manifest(path, [replace(row, uniq_id=f"{row.uniq_id}-{copy}") for copy in range(times) for row in read_manifest(manifest)])
+    write_manifest(
+        path,
+        [replace(row, uniq_id=f"{row.uniq_id}-{copy}") for copy in range(times) for row in read_manifest(manifest)],
+    )
     return path
 
 
@@ -83,7 +98,9 @@ def labels(manifest: str, precisions: list[str], device: str = "cuda") -> dict[s
 
     paths = [row.audio_filepath for row in read_manifest(manifest)]
     runs = {}
-    for name, where, precision in [("cpu float32", "cpu", "float32")] + [(f"{device} {p}", device, p) for p in precisions]:
+    for name, where, precision in [("cpu float32", "cpu", "float32")] + [
+        (f"{device} {p}", device, p) for p in precisions
+    ]:
         model = load_model("default", device=where, precision=precision)
         began = time.perf_counter()
         try:
@@ -112,20 +129,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--manifest", required=True)
     parser.add_argument("--out", help="write the sweep and the labels here (JSON)")
-    parser.add_argument("--score", metavar="JSON", help="score the labels of an earlier --out against the manifest's RTTMs")
+    parser.add_argument(
+        "--score", metavar="JSON", help="score the labels of an earlier --out against the manifest's RTTMs"
+    )
     parser.add_argument("--device", default="cuda", help="cpu: a smoke test of this script")
     parser.add_argument("--precisions", default="float32,bfloat16,float16")
     parser.add_argument("--batch-sizes", default="1,4,16")
-    parser.add_argument("--unit-batches", default="32:64,128:256,default", help="chunk_batch:embedding_batch pairs, or default")
-    parser.add_argument("--repeat", type=int, default=1, help="read the manifest's rows this many times over in the sweep")
+    parser.add_argument(
+        "--unit-batches", default="32:64,128:256,default", help="chunk_batch:embedding_batch pairs, or default"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="read the manifest's rows this many times over in the sweep"
+    )
     args = parser.parse_args()
     if args.score:
         return score(args.score, args.manifest)
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("CUDA is not usable here: this benchmark measures the GPU path (--device cpu for a smoke test)")
     precisions = args.precisions.split(",")
-    unit_batches = [(None, None) if pair == "default" else tuple(int(n) for n in pair.split(":"))
-                    for pair in args.unit_batches.split(",")]
+    unit_batches = [
+        (None, None) if pair == "default" else tuple(int(n) for n in pair.split(":"))
+        for pair in args.unit_batches.split(",")
+    ]
     timed = repeated(args.manifest, args.repeat) if args.repeat > 1 else args.manifest
     result = {"gpu": torch.cuda.get_device_name() if args.device == "cuda" else "cpu", "torch": torch.__version__}
     result["sweep"] = sweep(timed, precisions, [int(b) for b in args.batch_sizes.split(",")], unit_batches, args.device)

@@ -1,7 +1,7 @@
 """Time and memory of corpus-wide speaker linking on synthetic centroids (`pipeline.linking.algorithm`).
 
     python benchmarks/link_speakers.py --centroids 10000 1000000            # the algorithm on Ray
-    python benchmarks/link_speakers.py --centroids 10000 --mode run          # a whole `link_run` on a synthetic run folder
+    python benchmarks/link_speakers.py --centroids 10000 --mode run       # a whole `link_run` on a synthetic run folder
 
 Centroids come from `benchmarks.synthetic_speakers` (256 dimensions like GE2E; one speaker per 10
 centroids on average, Zipf popularity, so a few "hosts" recur in tens of thousands of recordings
@@ -95,10 +95,17 @@ def bench_algorithm(n: int, threshold: float, seed: int) -> dict:
         seconds = time.perf_counter() - started
     purity, coverage = purity_coverage(result.labels, data.speakers)
     return {
-        "mode": "algorithm", "centroids": n, "true_speakers": int(len(np.unique(data.speakers))),
-        "global_speakers": int(result.labels.max() + 1), "seconds": round(seconds, 1),
-        "driver_rss_before_gb": round(before / 2**30, 2), "driver_peak_rss_gb": round(memory.driver_peak / 2**30, 2),
-        "peak_pss_gb": round(memory.peak / 2**30, 2), "purity": round(purity, 4), "coverage": round(coverage, 4), "violations": violations(result.labels, data.recordings),
+        "mode": "algorithm",
+        "centroids": n,
+        "true_speakers": int(len(np.unique(data.speakers))),
+        "global_speakers": int(result.labels.max() + 1),
+        "seconds": round(seconds, 1),
+        "driver_rss_before_gb": round(before / 2**30, 2),
+        "driver_peak_rss_gb": round(memory.driver_peak / 2**30, 2),
+        "peak_pss_gb": round(memory.peak / 2**30, 2),
+        "purity": round(purity, 4),
+        "coverage": round(coverage, 4),
+        "violations": violations(result.labels, data.recordings),
         "rounds": result.rounds,
     }
 
@@ -123,24 +130,48 @@ def write_synthetic_run(folder: str, data, recordings: np.ndarray, per_part: int
         speaker = [f"speaker_{i - bounds[data.recordings[i]]}" for i in rows]
         token = uuid.uuid4().hex
         slot = np.array([i - bounds[data.recordings[i]] for i in rows], dtype=np.float64)
-        segments = pa.table({
-            "uniq_id": uniq, "audio_filepath": [f"/audio/{u}.wav" for u in uniq], "speaker": speaker,
-            "start": slot * 60.0, "end": slot * 60.0 + np.minimum(data.speech_seconds[rows], 59.0),
-            "duration": np.minimum(data.speech_seconds[rows], 59.0), "model": ["synthetic"] * len(rows),
-        }, schema=SEGMENTS_SCHEMA)
-        speakers = pa.table({
-            "uniq_id": uniq, "speaker": speaker, "speech_seconds": np.minimum(data.speech_seconds[rows], 59.0),
-            "num_embeddings": np.full(len(rows), 50, np.int64),
-            "centroid": pa.FixedSizeListArray.from_arrays(pa.array(data.centroids[rows].reshape(-1)), dim),
-            "model": ["synthetic"] * len(rows),
-        }, schema=speakers_schema(dim))
+        segments = pa.table(
+            {
+                "uniq_id": uniq,
+                "audio_filepath": [f"/audio/{u}.wav" for u in uniq],
+                "speaker": speaker,
+                "start": slot * 60.0,
+                "end": slot * 60.0 + np.minimum(data.speech_seconds[rows], 59.0),
+                "duration": np.minimum(data.speech_seconds[rows], 59.0),
+                "model": ["synthetic"] * len(rows),
+            },
+            schema=SEGMENTS_SCHEMA,
+        )
+        speakers = pa.table(
+            {
+                "uniq_id": uniq,
+                "speaker": speaker,
+                "speech_seconds": np.minimum(data.speech_seconds[rows], 59.0),
+                "num_embeddings": np.full(len(rows), 50, np.int64),
+                "centroid": pa.FixedSizeListArray.from_arrays(pa.array(data.centroids[rows].reshape(-1)), dim),
+                "model": ["synthetic"] * len(rows),
+            },
+            schema=speakers_schema(dim),
+        )
         ids = [f"rec{r:07d}" for r in part]
-        recordings_table = pa.table({
-            "uniq_id": ids, "audio_filepath": [f"/audio/{u}.wav" for u in ids], "manifest": ["m.jsonl"] * len(ids),
-            "line_number": np.asarray(part, np.int64), "duration": np.full(len(ids), 240.0), "num_speakers": np.full(len(ids), 3, np.int64),
-            "speech_seconds": np.full(len(ids), 200.0), "status": ["ok"] * len(ids), "error": pa.nulls(len(ids), pa.string()),
-            "processing_seconds": np.zeros(len(ids)), "model": ["synthetic"] * len(ids), "row_key": ids, "manifest_row": ["{}"] * len(ids),
-        }, schema=RECORDINGS_SCHEMA)
+        recordings_table = pa.table(
+            {
+                "uniq_id": ids,
+                "audio_filepath": [f"/audio/{u}.wav" for u in ids],
+                "manifest": ["m.jsonl"] * len(ids),
+                "line_number": np.asarray(part, np.int64),
+                "duration": np.full(len(ids), 240.0),
+                "num_speakers": np.full(len(ids), 3, np.int64),
+                "speech_seconds": np.full(len(ids), 200.0),
+                "status": ["ok"] * len(ids),
+                "error": pa.nulls(len(ids), pa.string()),
+                "processing_seconds": np.zeros(len(ids)),
+                "model": ["synthetic"] * len(ids),
+                "row_key": ids,
+                "manifest_row": ["{}"] * len(ids),
+            },
+            schema=RECORDINGS_SCHEMA,
+        )
         layout.write_part("segments", token, segments)
         layout.write_part("speakers", token, speakers)
         layout.write_part("recordings", token, recordings_table)
@@ -163,12 +194,21 @@ def bench_run(n: int, threshold: float, seed: int) -> dict:
         second = link_run(folder, threshold=threshold, min_speech_seconds=2.0)
         incremental = time.perf_counter() - started
     return {
-        "mode": "run", "centroids": first["speakers"], "recordings": first["recordings"], "seconds": round(seconds, 1),
-        "driver_peak_rss_gb": round(memory.driver_peak / 2**30, 2), "peak_pss_gb": round(memory.peak / 2**30, 2),
-        "global_speakers": first["global_speakers"], "global_rttms_written": first["global_rttms_written"],
-        "incremental": {"added_centroids": second["speakers"] - first["speakers"], "seconds": round(incremental, 1),
-                        "global_rttms_written": second["global_rttms_written"], "attached_to_existing": second["attached_to_existing"],
-                        "kept_links": second["kept_links"]},
+        "mode": "run",
+        "centroids": first["speakers"],
+        "recordings": first["recordings"],
+        "seconds": round(seconds, 1),
+        "driver_peak_rss_gb": round(memory.driver_peak / 2**30, 2),
+        "peak_pss_gb": round(memory.peak / 2**30, 2),
+        "global_speakers": first["global_speakers"],
+        "global_rttms_written": first["global_rttms_written"],
+        "incremental": {
+            "added_centroids": second["speakers"] - first["speakers"],
+            "seconds": round(incremental, 1),
+            "global_rttms_written": second["global_rttms_written"],
+            "attached_to_existing": second["attached_to_existing"],
+            "kept_links": second["kept_links"],
+        },
     }
 
 

@@ -304,8 +304,11 @@ def simulate_conversation(config: SimulationConfig, uniq_id: str | None = None) 
         audio *= PEAK_LIMIT / peak
 
     turns = sorted(
-        (Turn(start / FRAMES_PER_SEC, end / FRAMES_PER_SEC, placement.speaker)
-         for placement in placements for start, end in placement.regions.tolist()),
+        (
+            Turn(start / FRAMES_PER_SEC, end / FRAMES_PER_SEC, placement.speaker)
+            for placement in placements
+            for start, end in placement.regions.tolist()
+        ),
         key=lambda turn: (turn.start, turn.speaker),
     )
     return Conversation(uniq_id or f"sim-seed{config.seed}", audio.astype(np.float32), turns, gains_db)
@@ -378,13 +381,15 @@ def write_corpus(
         conversation = simulate_conversation(dataclasses.replace(base_config, **changes), uniq_id)
         write_audio(os.path.join(out_dir, f"{uniq_id}.wav"), conversation.audio, audio_format)
         write_rttm(os.path.join(out_dir, f"{uniq_id}.rttm"), uniq_id, conversation.turns)
-        rows.append(ManifestRow(
-            audio_filepath=f"{uniq_id}.wav",
-            uniq_id=uniq_id,
-            duration=conversation.duration,
-            num_speakers=len(conversation.speaker_gains_db),
-            rttm_filepath=f"{uniq_id}.rttm",
-        ))
+        rows.append(
+            ManifestRow(
+                audio_filepath=f"{uniq_id}.wav",
+                uniq_id=uniq_id,
+                duration=conversation.duration,
+                num_speakers=len(conversation.speaker_gains_db),
+                rttm_filepath=f"{uniq_id}.rttm",
+            )
+        )
     manifest_path = os.path.join(out_dir, "manifest.jsonl")
     write_manifest(manifest_path, rows)
     return manifest_path
@@ -402,11 +407,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--mean-pause", type=float, default=0.5, help="mean pause between turns, seconds")
     parser.add_argument("--snr-db", type=float, default=None, help="add noise at this SNR (default: clean)")
     parser.add_argument("--noise", choices=NOISE_COLORS, default="white")
-    parser.add_argument("--source", default=None, help="folder of LibriSpeech FLAC files (default: DATA/librispeech-train-clean-100)")
-    parser.add_argument("--speakers", choices=["all", "dev", "test"], default="all",
-                        help="draw speakers from this half of the LibriSpeech speakers (see benchmarks.data)")
-    parser.add_argument("--vary", action="store_true",
-                        help="vary overlap, gains, noise and format (8 kHz, 44.1 kHz stereo) per conversation")
+    parser.add_argument(
+        "--source", default=None, help="folder of LibriSpeech FLAC files (default: DATA/librispeech-train-clean-100)"
+    )
+    parser.add_argument(
+        "--speakers",
+        choices=["all", "dev", "test"],
+        default="all",
+        help="draw speakers from this half of the LibriSpeech speakers (see benchmarks.data)",
+    )
+    parser.add_argument(
+        "--vary",
+        action="store_true",
+        help="vary overlap, gains, noise and format (8 kHz, 44.1 kHz stereo) per conversation",
+    )
     parser.add_argument("--seed", type=int, default=0)
     add_data_argument(parser)
     args = parser.parse_args(argv)
@@ -422,7 +436,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         speaker_pool=pool,
     )
     manifest = write_corpus(
-        args.out, args.num, base_config,
+        args.out,
+        args.num,
+        base_config,
         speakers_range=(args.min_speakers, args.max_speakers),
         duration_range=(args.min_duration, args.max_duration),
         seed=args.seed,

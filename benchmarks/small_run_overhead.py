@@ -6,7 +6,8 @@ Ray (the first run also pays for starting workers), with the driver's time in ea
 
 An older commit is measured by the same script from a worktree of it, on that worktree's code:
     git worktree add /tmp/old 6cd016e && cp benchmarks/small_run_overhead.py /tmp/old/benchmarks/
-    (cd /tmp/old && PYTHONPATH=/tmp/old python benchmarks/small_run_overhead.py --ami "$OLDPWD/../shared/data/ami-excerpts")
+    (cd /tmp/old &&
+     PYTHONPATH=/tmp/old python benchmarks/small_run_overhead.py --ami "$OLDPWD/../shared/data/ami-excerpts")
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="ge2e")
     parser.add_argument("--recording", default="trn02", help="an AMI excerpt of --ami")
-    parser.add_argument("--ami", type=Path, default=AMI, help="the AMI excerpts folder (default: ../shared/data/ami-excerpts)")
+    parser.add_argument(
+        "--ami", type=Path, default=AMI, help="the AMI excerpts folder (default: ../shared/data/ami-excerpts)"
+    )
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
@@ -50,12 +53,17 @@ def main() -> None:
                 return step(*a, **k)
             finally:
                 seconds[name].append(time.perf_counter() - began)
+
         return wrapper
 
     for name in STEPS:
         setattr(plan, name, timed(name))  # run_corpus looks them up in the module at call time
     ray.init(address="local", num_cpus=2, include_dashboard=False)
-    rows = [json.loads(line) for line in (args.ami / "manifest.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = [
+        json.loads(line)
+        for line in (args.ami / "manifest.jsonl").read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
     row = next(r for r in rows if Path(r["audio_filepath"]).stem == args.recording)
     row = {k: str(args.ami / v) if k.endswith("_filepath") and v else v for k, v in row.items()}
     with tempfile.TemporaryDirectory() as folder:

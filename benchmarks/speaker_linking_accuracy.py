@@ -3,8 +3,10 @@ speakers recur (`benchmarks.splits.RECURRING_SPLITS`: 30 conversations of 60-120
 each from a pool of 12 LibriSpeech speakers of the split, 16 kHz and 8 kHz files, speaker gains
 within ±U(0, 8) dB per conversation).
 
-    python benchmarks/speaker_linking_accuracy.py --split dev --model ge2e --thresholds 0.70 0.72 ... 0.90   # choose on dev
-    python benchmarks/speaker_linking_accuracy.py --split test --model ge2e                   # report on test at the model's default
+    # choose on dev:
+    python benchmarks/speaker_linking_accuracy.py --split dev --model ge2e --thresholds 0.70 0.72 ... 0.90
+    # report on test at the model's default:
+    python benchmarks/speaker_linking_accuracy.py --split test --model ge2e
 
 Each split's corpus is written once under `--work`, diarized once by a corpus run on a local Ray
 (`--model`, default `ge2e`), then linked from scratch (`link_run(fresh=True)`) and
@@ -27,17 +29,19 @@ def main(argv=None) -> int:
     parser.add_argument("--split", choices=["dev", "test"], required=True)
     parser.add_argument("--work", default="/tmp/speaker-linking")
     parser.add_argument("--model", default="ge2e")
-    parser.add_argument("--thresholds", type=float, nargs="+", default=None, help="default: the linking_threshold the model declares")
+    parser.add_argument(
+        "--thresholds", type=float, nargs="+", default=None, help="default: the linking_threshold the model declares"
+    )
     parser.add_argument("--min-speech-seconds", type=float, default=None)
     parser.add_argument("--collar", type=float, default=0.25)
     parser.add_argument("--json", default=None, help="append the results as JSON lines to this file")
     args = parser.parse_args(argv)
 
     import pipeline
-    from pipeline.corpus.ray_session import connect_ray
-    from pipeline.scoring.evaluate import evaluate_global_run
-    from pipeline.linking.run import DEFAULT_MIN_SPEECH_SECONDS, link_run, model_threshold
     from benchmarks.splits import RECURRING_SPLITS, recurring_manifest, recurring_pool
+    from pipeline.corpus.ray_session import connect_ray
+    from pipeline.linking.run import DEFAULT_MIN_SPEECH_SECONDS, link_run, model_threshold
+    from pipeline.scoring.evaluate import evaluate_global_run
 
     spec = RECURRING_SPLITS[args.split]
     manifest = recurring_manifest(args.split, os.path.join(args.work, "corpora"), spec)
@@ -46,23 +50,56 @@ def main(argv=None) -> int:
     if not os.path.exists(os.path.join(output, "summary.json")):
         started = time.perf_counter()
         summary = pipeline.run_corpus(manifest, output, model=args.model, batch_size=4, resume=os.path.exists(output))
-        print(f"diarized {summary['ok']} recordings ({summary['audio_hours'] * 60:.1f} min) in {time.perf_counter() - started:.0f} s", flush=True)
-    print(f"{args.split}: {spec.num} conversations from speakers {', '.join(recurring_pool(args.split, spec))}", flush=True)
+        print(
+            f"diarized {summary['ok']} recordings ({summary['audio_hours'] * 60:.1f} min) "
+            f"in {time.perf_counter() - started:.0f} s",
+            flush=True,
+        )
+    print(
+        f"{args.split}: {spec.num} conversations from speakers {', '.join(recurring_pool(args.split, spec))}",
+        flush=True,
+    )
     min_speech = DEFAULT_MIN_SPEECH_SECONDS if args.min_speech_seconds is None else args.min_speech_seconds
-    header = f"{'threshold':>9} {'per-rec DER':>11} {'global DER':>10} {'increase':>8} {'purity':>7} {'coverage':>8} {'global/ref spk':>14} {'link s':>6}"
+    header = (
+        f"{'threshold':>9} {'per-rec DER':>11} {'global DER':>10} {'increase':>8} "
+        f"{'purity':>7} {'coverage':>8} {'global/ref spk':>14} {'link s':>6}"
+    )
     print(header)
     for threshold in args.thresholds or [model_threshold(args.model)]:
         linked = link_run(output, threshold=threshold, min_speech_seconds=min_speech, fresh=True)
         _, overall = evaluate_global_run(output, collar=args.collar)
-        print(f"{threshold:9.3f} {overall['per_recording_der']:11.2%} {overall['global_der']:10.2%} {overall['der_increase'] * 100:+8.2f} "
-              f"{overall['link_purity']:7.3f} {overall['link_coverage']:8.3f} {overall['global_speakers']:>7}/{overall['reference_speakers']:<6} "
-              f"{linked['wall_seconds']:6.1f}", flush=True)
+        print(
+            f"{threshold:9.3f} {overall['per_recording_der']:11.2%} {overall['global_der']:10.2%} "
+            f"{overall['der_increase'] * 100:+8.2f} "
+            f"{overall['link_purity']:7.3f} {overall['link_coverage']:8.3f} "
+            f"{overall['global_speakers']:>7}/{overall['reference_speakers']:<6} "
+            f"{linked['wall_seconds']:6.1f}",
+            flush=True,
+        )
         if args.json:
-            record = {"split": args.split, "model": args.model, "threshold": threshold, "min_speech_seconds": min_speech,
-                      **{k: overall[k] for k in ("recordings", "per_recording_der", "global_der", "der_increase", "global_confusion",
-                                                 "link_purity", "link_coverage", "link_purity_items", "link_coverage_items",
-                                                 "global_speakers", "reference_speakers")},
-                      "linking_seconds": linked["wall_seconds"]}
+            record = {
+                "split": args.split,
+                "model": args.model,
+                "threshold": threshold,
+                "min_speech_seconds": min_speech,
+                **{
+                    k: overall[k]
+                    for k in (
+                        "recordings",
+                        "per_recording_der",
+                        "global_der",
+                        "der_increase",
+                        "global_confusion",
+                        "link_purity",
+                        "link_coverage",
+                        "link_purity_items",
+                        "link_coverage_items",
+                        "global_speakers",
+                        "reference_speakers",
+                    )
+                },
+                "linking_seconds": linked["wall_seconds"],
+            }
             with open(args.json, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
     return 0

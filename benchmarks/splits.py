@@ -17,7 +17,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.data import ami_dir as default_ami_dir, check_split, librispeech_dir, librispeech_speakers
+from benchmarks.data import ami_dir as default_ami_dir
+from benchmarks.data import check_split, librispeech_dir, librispeech_speakers
 from benchmarks.simulate import SimulationConfig, write_corpus
 
 AMI_SPLITS = {
@@ -53,7 +54,11 @@ def ami_manifest(split: str, dest_dir: str, ami_dir: Path | None = None) -> str:
     """A manifest of the split's AMI excerpts (absolute paths, the rows as published)."""
     ami_dir = ami_dir or default_ami_dir()
     names = AMI_SPLITS[check_split(split)]
-    rows = [json.loads(line) for line in (ami_dir / "manifest.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = [
+        json.loads(line)
+        for line in (ami_dir / "manifest.jsonl").read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
     chosen = []
     for row in rows:
         if Path(row["audio_filepath"]).stem in names:
@@ -72,15 +77,19 @@ def split_manifests(split: str, dest_dir: str, more: bool = False) -> dict[str, 
     with `more` (dev only), `MORE_DEV_SPLITS` as well."""
     if more and check_split(split) != "dev":
         raise ValueError("more corpora exist for the dev split only: no choice is made on the test split")
-    manifests = {"ami": ami_manifest(split, dest_dir), "simulated": simulated_manifest(split, dest_dir),
-                 "short": simulated_manifest(split, dest_dir, SHORT_SIMULATED_SPLITS[split])}
+    manifests = {
+        "ami": ami_manifest(split, dest_dir),
+        "simulated": simulated_manifest(split, dest_dir),
+        "short": simulated_manifest(split, dest_dir, SHORT_SIMULATED_SPLITS[split]),
+    }
     if more:
         manifests.update({name: simulated_manifest(split, dest_dir, spec) for name, spec in MORE_DEV_SPLITS.items()})
     return manifests
 
 
-def simulated_manifest(split: str, dest_dir: str, spec: SimulatedSplit | None = None,
-                       source_dir: str | None = None) -> str:
+def simulated_manifest(
+    split: str, dest_dir: str, spec: SimulatedSplit | None = None, source_dir: str | None = None
+) -> str:
     """The split's simulated corpus under `dest_dir/sim-<split>-<num>` (written once, then reused:
     the corpus is a pure function of the spec)."""
     source_dir = source_dir or librispeech_dir()
@@ -89,8 +98,16 @@ def simulated_manifest(split: str, dest_dir: str, spec: SimulatedSplit | None = 
     manifest = os.path.join(folder, "manifest.jsonl")
     if not os.path.exists(manifest):
         base = SimulationConfig(source_dir=source_dir, speaker_pool=librispeech_speakers(split, source_dir))
-        write_corpus(folder, spec.num, base, speakers_range=spec.speakers_range, duration_range=spec.duration_range,
-                     seed=spec.seed, id_prefix=f"sim-{split}", vary=True)
+        write_corpus(
+            folder,
+            spec.num,
+            base,
+            speakers_range=spec.speakers_range,
+            duration_range=spec.duration_range,
+            seed=spec.seed,
+            id_prefix=f"sim-{split}",
+            vary=True,
+        )
     return manifest
 
 
@@ -124,8 +141,9 @@ def recurring_pool(split: str, spec: RecurringSplit, source_dir: str | None = No
     return tuple(sorted(str(s) for s in rng.choice(speakers, min(spec.pool_size, len(speakers)), replace=False)))
 
 
-def recurring_manifest(split: str, dest_dir: str, spec: RecurringSplit | None = None,
-                       source_dir: str | None = None) -> str:
+def recurring_manifest(
+    split: str, dest_dir: str, spec: RecurringSplit | None = None, source_dir: str | None = None
+) -> str:
     """The split's recurring-speaker corpus under `dest_dir/recurring-<split>-<num>x<pool>-seed<seed>`
     (written once, then reused); references name the LibriSpeech speaker ids, so they are global."""
     source_dir = source_dir or librispeech_dir()
@@ -133,9 +151,9 @@ def recurring_manifest(split: str, dest_dir: str, spec: RecurringSplit | None = 
 
     import numpy as np
 
+    from benchmarks.simulate import simulate_conversation, write_audio
     from pipeline.io.manifest import ManifestRow, write_manifest
     from pipeline.io.rttm import write_rttm
-    from benchmarks.simulate import simulate_conversation, write_audio
 
     spec = spec or RECURRING_SPLITS[check_split(split)]
     folder = os.path.join(dest_dir, f"recurring-{split}-{spec.num}x{spec.pool_size}-seed{spec.seed}")
@@ -143,14 +161,16 @@ def recurring_manifest(split: str, dest_dir: str, spec: RecurringSplit | None = 
     if os.path.exists(manifest):
         return manifest
     os.makedirs(folder, exist_ok=True)
-    base = SimulationConfig(source_dir=source_dir, speaker_pool=recurring_pool(split, spec, source_dir),
-                            overlap_ratio=spec.overlap_ratio)
+    base = SimulationConfig(
+        source_dir=source_dir, speaker_pool=recurring_pool(split, spec, source_dir), overlap_ratio=spec.overlap_ratio
+    )
     rng = np.random.default_rng(spec.seed)
     rows = []
     for index in range(spec.num):
         spread = float(rng.uniform(0.0, spec.gain_spread_db))
         config = dataclasses.replace(
-            base, seed=int(rng.integers(2**31)),
+            base,
+            seed=int(rng.integers(2**31)),
             num_speakers=int(rng.integers(spec.speakers_range[0], spec.speakers_range[1] + 1)),
             duration_sec=round(float(rng.uniform(*spec.duration_range)), 2),
             gain_db_range=(-spread, spread),
@@ -160,8 +180,15 @@ def recurring_manifest(split: str, dest_dir: str, spec: RecurringSplit | None = 
         conversation = simulate_conversation(config, uniq_id)
         write_audio(os.path.join(folder, f"{uniq_id}.wav"), conversation.audio, audio_format)
         write_rttm(os.path.join(folder, f"{uniq_id}.rttm"), uniq_id, conversation.turns)
-        rows.append(ManifestRow(audio_filepath=f"{uniq_id}.wav", uniq_id=uniq_id, duration=conversation.duration,
-                                num_speakers=len(conversation.speaker_gains_db), rttm_filepath=f"{uniq_id}.rttm"))
+        rows.append(
+            ManifestRow(
+                audio_filepath=f"{uniq_id}.wav",
+                uniq_id=uniq_id,
+                duration=conversation.duration,
+                num_speakers=len(conversation.speaker_gains_db),
+                rttm_filepath=f"{uniq_id}.rttm",
+            )
+        )
     temporary = manifest + ".tmp"
     write_manifest(temporary, rows)
     os.replace(temporary, manifest)

@@ -21,8 +21,16 @@ class SyntheticCentroids:
     speech_seconds: np.ndarray  # (N,) float64
 
 
-def synthetic_centroids(num_centroids: int, num_speakers: int, dim: int = 256, speakers_per_recording: tuple[int, int] = (2, 4),
-                        between: float = 0.65, within: float = 0.975, popularity: float = 1.0, seed: int = 0) -> SyntheticCentroids:
+def synthetic_centroids(
+    num_centroids: int,
+    num_speakers: int,
+    dim: int = 256,
+    speakers_per_recording: tuple[int, int] = (2, 4),
+    between: float = 0.65,
+    within: float = 0.975,
+    popularity: float = 1.0,
+    seed: int = 0,
+) -> SyntheticCentroids:
     rng = np.random.default_rng(seed)
     common = rng.standard_normal(dim)
     common /= np.linalg.norm(common)
@@ -48,14 +56,18 @@ def synthetic_centroids(num_centroids: int, num_speakers: int, dim: int = 256, s
     for _ in range(100):
         order = np.lexsort((speakers, recordings))
         repeated = np.zeros(num_centroids, dtype=bool)
-        repeated[order[1:]] = (recordings[order[1:]] == recordings[order[:-1]]) & (speakers[order[1:]] == speakers[order[:-1]])
+        repeated[order[1:]] = (recordings[order[1:]] == recordings[order[:-1]]) & (
+            speakers[order[1:]] == speakers[order[:-1]]
+        )
         if not repeated.any():
             break
         speakers[repeated] = rng.integers(num_speakers, size=int(repeated.sum()))
     # noise orthogonal-ish to the direction, scaled so that cos(centroid, direction) ~ within
     spread = np.sqrt(1 - within**2) / within
     centroids = rng.standard_normal((num_centroids, dim), dtype=np.float32)  # the noise, then in place
-    centroids *= (spread * rng.uniform(0.6, 1.4, size=num_centroids) / np.linalg.norm(centroids, axis=1)).astype(np.float32)[:, None]
+    centroids *= (spread * rng.uniform(0.6, 1.4, size=num_centroids) / np.linalg.norm(centroids, axis=1)).astype(
+        np.float32
+    )[:, None]
     centroids += directions[speakers]
     centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
     speech = rng.uniform(1.0, 120.0, size=num_centroids)

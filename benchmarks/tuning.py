@@ -27,11 +27,12 @@ import torch
 
 from benchmarks.data import add_data_argument
 from pipeline.config import DiarizeConfig, InternalDiarizeConfig
+from pipeline.errors import BadParameterError
 from pipeline.io.dataset import DiarizationDataset
-from pipeline.models.contract import RecordingBatch
 from pipeline.io.manifest import read_manifest
-from pipeline.models.registry import load_model
 from pipeline.io.rttm import parse_segment
+from pipeline.models.contract import RecordingBatch
+from pipeline.models.registry import load_model
 from pipeline.scoring.metrics import score_rows
 
 GRID = {
@@ -119,13 +120,27 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.tuning", description=__doc__.split("\n\n")[0])
     parser.add_argument("--split", default="dev", choices=["dev"], help="tuning reads the dev split only")
     parser.add_argument("--model", default="default")
-    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                        help="forward option of the model (e.g. step_seconds=5), VALUE read as JSON, else as a string")
-    parser.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
-                        help="sweep these values of a clustering, post-processing or model parameter instead of the "
-                             "default grid (values read as JSON, else as strings), e.g. --grid min_silhouette=0,0.25")
-    parser.add_argument("--more", action="store_true", help="also score the dev split's 60 more simulated conversations "
-                        "and 60 more short calls (benchmarks.splits.MORE_DEV_SPLITS)")
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="forward option of the model (e.g. step_seconds=5), VALUE read as JSON, else as a string",
+    )
+    parser.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2,...",
+        help="sweep these values of a clustering, post-processing or model parameter instead of the "
+        "default grid (values read as JSON, else as strings), e.g. --grid min_silhouette=0,0.25",
+    )
+    parser.add_argument(
+        "--more",
+        action="store_true",
+        help="also score the dev split's 60 more simulated conversations "
+        "and 60 more short calls (benchmarks.splits.MORE_DEV_SPLITS)",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--dest", default="outputs/benchmarks/splits")
     parser.add_argument("--json", default=None, help="write the grid's results here")
@@ -136,18 +151,25 @@ def main(argv=None) -> None:
         if not given.partition("=")[0] or not given.partition("=")[2]:
             parser.error(f"{given!r} is not KEY=VALUE: e.g. --option step_seconds=5 or --grid threshold=0.7,0.8")
     options = {key: _value(value) for key, _, value in (option.partition("=") for option in args.option)}
-    grid = {key: [_value(v) for v in values.split(",")] for key, _, values in (g.partition("=") for g in args.grid)} or GRID
+    grid = {
+        key: [_value(v) for v in values.split(",")] for key, _, values in (g.partition("=") for g in args.grid)
+    } or GRID
     try:
         model = load_model(args.model, device="cpu", **options)
-    except TypeError as error:
+    except (TypeError, BadParameterError) as error:
         parser.error(f"{error}: --option takes fields of the model's config (e.g. step_seconds=5)")
     try:
         with_point(model, dict.fromkeys(grid))
     except (ValueError, TypeError, AttributeError) as error:
-        parser.error(f"{error}: --grid takes fields of {type(model.config).__name__}, its clustering config or its post-processing parameters")
+        parser.error(
+            f"{error}: --grid takes fields of {type(model.config).__name__}, its clustering config "
+            "or its post-processing parameters"
+        )
     corpora, forward_seconds = {}, {}
     for corpus, manifest in split_manifests(args.split, args.dest, args.more).items():
-        cache = os.path.join(args.dest, "forward-cache", f"{corpus}-{args.model}-{json.dumps(options, sort_keys=True)}.pkl")
+        cache = os.path.join(
+            args.dest, "forward-cache", f"{corpus}-{args.model}-{json.dumps(options, sort_keys=True)}.pkl"
+        )
         # The forward pass depends only on the audio, the forward options and the model code: delete
         # the cache folder after changing `_diarize_forward`.
         if os.path.exists(cache):

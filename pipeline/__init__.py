@@ -20,10 +20,15 @@ __all__ = [
 # Ray worker that runs a CPU stage (`pipeline.corpus.inputs`, ...) or the CLI refusing a bad option
 # does not pay for torch, Ray Data or pyannote it never uses.
 _HOMES = {
-    "DiarizationMixin": ".api", "SpkDiarizationMixin": ".api",
-    "DiarizeConfig": ".config", "InternalDiarizeConfig": ".config", "PostProcessingParams": ".config",
+    "DiarizationMixin": ".api",
+    "SpkDiarizationMixin": ".api",
+    "DiarizeConfig": ".config",
+    "InternalDiarizeConfig": ".config",
+    "PostProcessingParams": ".config",
     "load_postprocessing_from_yaml": ".config",
-    "available_models": ".models", "load_model": ".models", "register_model": ".models",
+    "available_models": ".models",
+    "load_model": ".models",
+    "register_model": ".models",
     "run_corpus": ".corpus.plan",
     "to_annotation": ".export.formats",
 }

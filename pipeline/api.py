@@ -21,8 +21,8 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from pipeline.io.audio import SAMPLE_RATE
 from pipeline.config import DiarizeConfig, InternalDiarizeConfig, load_postprocessing_from_yaml
+from pipeline.io.audio import SAMPLE_RATE
 from pipeline.io.dataset import DiarizationDataset
 from pipeline.io.manifest import MANIFEST_SUFFIXES, ManifestRow, read_manifest, rows_from_paths, write_manifest
 from pipeline.models.contract import RecordingBatch, RecordingResult, move_to_device, nemo_output, results_from_nemo
@@ -41,9 +41,7 @@ def _check_override_config(config: Any) -> None:
             "InternalDiarizeConfig or its subclass."
         )
     if config._internal is not None and not isinstance(config._internal, InternalDiarizeConfig):
-        raise ValueError(
-            "`diarize_cfg._internal` must be of an object of type InternalDiarizeConfig or its subclass"
-        )
+        raise ValueError("`diarize_cfg._internal` must be of an object of type InternalDiarizeConfig or its subclass")
 
 
 def _is_manifest_path(audio: Sequence[Any]) -> bool:
@@ -229,15 +227,21 @@ class SpkDiarizationMixin(ABC):
         """Neural part for a whole padded batch: one picklable `ForwardItem` per recording, in batch
         order (`pipeline.models.contract`)."""
 
-    def _diarize_results(self, outputs: Sequence[Any], uniq_ids: List[str], diarcfg: DiarizeConfig) -> List[RecordingResult]:
+    def _diarize_results(
+        self, outputs: Sequence[Any], uniq_ids: List[str], diarcfg: DiarizeConfig
+    ) -> List[RecordingResult]:
         """`_diarize_forward` items to one `RecordingResult` per item (turns, activity, speaker
         centroids). Models of this project implement it; a NeMo-style model that implements
         `_diarize_output_processing` instead gets its segments and tensors here, without embeddings."""
         if type(self)._diarize_output_processing is SpkDiarizationMixin._diarize_output_processing:
-            raise NotImplementedError(f"{type(self).__name__} implements neither _diarize_results nor _diarize_output_processing")
+            raise NotImplementedError(
+                f"{type(self).__name__} implements neither _diarize_results nor _diarize_output_processing"
+            )
         return results_from_nemo(self._diarize_output_processing(outputs, uniq_ids, diarcfg), len(outputs))
 
-    def _diarize_output_processing(self, outputs: Sequence[Any], uniq_ids: List[str], diarcfg: DiarizeConfig) -> DiarizeOutput:
+    def _diarize_output_processing(
+        self, outputs: Sequence[Any], uniq_ids: List[str], diarcfg: DiarizeConfig
+    ) -> DiarizeOutput:
         """NeMo's hook: one list of `"begin end speaker_k"` strings per item, or a tuple with the
         per-frame tensors (`include_tensor_outputs`) and the speaker centroids (`return_embeddings`)."""
         return nemo_output(self._diarize_results(outputs, uniq_ids, diarcfg), diarcfg)
@@ -272,7 +276,7 @@ def batch_ids(batch: Any) -> Optional[List[str]]:
     return batch.get("uniq_ids") if isinstance(batch, dict) else None
 
 
-class DiarizationMixin(ABC):
+class DiarizationMixin(ABC):  # noqa: B024 - public NeMo-compatible mixin: kept an ABC like NeMo's
     """NeMo's legacy interface: `diarize(paths2audio_files, batch_size)` gives one list of segment
     strings per file. Here it delegates to `SpkDiarizationMixin.diarize` when the model has it."""
 

@@ -2,7 +2,8 @@
 `link-speakers` (global speaker ids across recordings), `export` (JSON, CSV, ELAN, Praat, Audacity,
 WebVTT, SRT), `report` (one HTML page), `fetch-sample`.
 
-Every subcommand is a thin layer over a library function (`pipeline.run_corpus`, `pipeline.scoring.evaluate.evaluate_run`,
+Every subcommand is a thin layer over a library function (`pipeline.run_corpus`,
+`pipeline.scoring.evaluate.evaluate_run`,
 `pipeline.sample.fetch_sample`), so notebooks and Ray jobs get the same behaviour. A user mistake ends
 in one `error: ...` line and exit code 2 (`--debug` shows the traceback); Ctrl-C prints the command
 that continues the run."""
@@ -50,14 +51,29 @@ def common_options() -> argparse.ArgumentParser:
     """Console and error options every subcommand takes."""
     common = argparse.ArgumentParser(add_help=False)
     group = common.add_argument_group("console")
-    group.add_argument("--quiet", "-q", action="store_true", help="no progress or dashboard line; errors and the summary only")
+    group.add_argument(
+        "--quiet", "-q", action="store_true", help="no progress or dashboard line; errors and the summary only"
+    )
     group.add_argument("--verbose", "-v", action="store_true", help="show Ray's own logs on the console too")
-    group.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                       help="level of the run's log file (default: %(default)s)")
-    group.add_argument("--log-file", default=None, metavar="PATH",
-                       help="where Ray's and the pipeline's logs go (default: OUTPUT/logs/ for a local output, else the temp folder)")
-    group.add_argument("--progress-interval", type=float, default=30.0, metavar="SECONDS",
-                       help="seconds between progress lines when stderr is not a terminal (default: %(default)s)")
+    group.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="level of the run's log file (default: %(default)s)",
+    )
+    group.add_argument(
+        "--log-file",
+        default=None,
+        metavar="PATH",
+        help="where Ray's and the pipeline's logs go (default: OUTPUT/logs/ for a local output, else the temp folder)",
+    )
+    group.add_argument(
+        "--progress-interval",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="seconds between progress lines when stderr is not a terminal (default: %(default)s)",
+    )
     group.add_argument("--debug", action="store_true", help="show the traceback of a user error")
     return common
 
@@ -68,56 +84,111 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     common = common_options()
 
-    diarize = commands.add_parser("diarize", parents=[common], help="label every row of one or more manifests with Ray Data")
+    diarize = commands.add_parser(
+        "diarize", parents=[common], help="label every row of one or more manifests with Ray Data"
+    )
     RunOptions.add_arguments(diarize)
     diarize.add_argument("--fail-on-error", action="store_true", help="exit 1 when any input row is an error row")
-    diarize.add_argument("--evaluate", action="store_true",
-                         help=f"score against the rows' rttm_filepath (NeMo's '{EVALUATE_PRESET}' preset: DER, collar 0.25 s, UEM honoured)")
+    diarize.add_argument(
+        "--evaluate",
+        action="store_true",
+        help=f"score against the rows' rttm_filepath "
+        f"(NeMo's '{EVALUATE_PRESET}' preset: DER, collar 0.25 s, UEM honoured)",
+    )
     diarize.add_argument("--print-segments", action="store_true", help="print every recording's speaker turns")
     diarize.add_argument("--report", action="store_true", help="write OUTPUT/report.html once the run is done")
     diarize.set_defaults(handler=run_diarize)
 
-    evaluate = commands.add_parser("evaluate", parents=[common], help="score a run's RTTMs against the manifests' references")
+    evaluate = commands.add_parser(
+        "evaluate", parents=[common], help="score a run's RTTMs against the manifests' references"
+    )
     evaluate.add_argument("--output", required=True, metavar="URI", help="the run's output folder")
-    evaluate.add_argument("--manifest", nargs="+", default=None, metavar="URI", help="manifests with rttm_filepath (default: the run's)")
-    evaluate.add_argument("--preset", choices=["full", "fair", "forgiving"], default="fair", help="NeMo's scoring presets (default: %(default)s)")
-    evaluate.add_argument("--collar", type=float, default=None, help="seconds around each reference boundary, md-eval/NeMo meaning (default: the preset's)")
+    evaluate.add_argument(
+        "--manifest", nargs="+", default=None, metavar="URI", help="manifests with rttm_filepath (default: the run's)"
+    )
+    evaluate.add_argument(
+        "--preset",
+        choices=["full", "fair", "forgiving"],
+        default="fair",
+        help="NeMo's scoring presets (default: %(default)s)",
+    )
+    evaluate.add_argument(
+        "--collar",
+        type=float,
+        default=None,
+        help="seconds around each reference boundary, md-eval/NeMo meaning (default: the preset's)",
+    )
     evaluate.add_argument("--skip-overlap", action="store_true", help="do not score overlapped speech")
-    evaluate.add_argument("--global", dest="global_", action="store_true",
-                          help="score the linked global RTTMs (link-speakers) as one corpus-wide timeline against references "
-                               "whose speaker names are global; also purity and coverage of the links")
-    evaluate.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
+    evaluate.add_argument(
+        "--global",
+        dest="global_",
+        action="store_true",
+        help="score the linked global RTTMs (link-speakers) as one corpus-wide timeline against references "
+        "whose speaker names are global; also purity and coverage of the links",
+    )
+    evaluate.add_argument(
+        "--address", default=None, help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)"
+    )
     add_storage_arguments(evaluate)
     evaluate.set_defaults(handler=run_evaluate)
 
     from pipeline.linking.run import DEFAULT_MIN_SPEECH_SECONDS
 
-    link = commands.add_parser("link-speakers", parents=[common],
-                               help="give the same voice the same global speaker id across the run's recordings")
+    link = commands.add_parser(
+        "link-speakers",
+        parents=[common],
+        help="give the same voice the same global speaker id across the run's recordings",
+    )
     link.add_argument("--output", required=True, metavar="URI", help="the run's output folder")
-    link.add_argument("--threshold", type=float, default=None,
-                      help="mean cosine similarity at which two groups of speakers merge (default: the linking_threshold "
-                           "the run's model declares, chosen on the dev split)")
-    link.add_argument("--min-speech-seconds", type=float, default=DEFAULT_MIN_SPEECH_SECONDS,
-                      help="speakers with less speech get no global id (default: %(default)s)")
-    link.add_argument("--fresh", action="store_true", help="forget the global ids of an earlier linking and link from scratch")
+    link.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="mean cosine similarity at which two groups of speakers merge (default: the linking_threshold "
+        "the run's model declares, chosen on the dev split)",
+    )
+    link.add_argument(
+        "--min-speech-seconds",
+        type=float,
+        default=DEFAULT_MIN_SPEECH_SECONDS,
+        help="speakers with less speech get no global id (default: %(default)s)",
+    )
+    link.add_argument(
+        "--fresh", action="store_true", help="forget the global ids of an earlier linking and link from scratch"
+    )
     link.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
     add_storage_arguments(link)
     link.set_defaults(handler=run_link_speakers)
 
     from pipeline.export.formats import FORMATS
 
-    export = commands.add_parser("export", parents=[common], help="write a run's speaker turns as JSON, CSV, ELAN, Praat, Audacity, WebVTT or SRT files")
+    export = commands.add_parser(
+        "export",
+        parents=[common],
+        help="write a run's speaker turns as JSON, CSV, ELAN, Praat, Audacity, WebVTT or SRT files",
+    )
     export.add_argument("--output", required=True, metavar="URI", help="the run's output folder")
-    export.add_argument("--format", required=True, choices=sorted(FORMATS), help="one file per recording in this format")
-    export.add_argument("--dest", default=None, metavar="URI", help="folder for the files (default: OUTPUT/export/FORMAT)")
+    export.add_argument(
+        "--format", required=True, choices=sorted(FORMATS), help="one file per recording in this format"
+    )
+    export.add_argument(
+        "--dest", default=None, metavar="URI", help="folder for the files (default: OUTPUT/export/FORMAT)"
+    )
     add_storage_arguments(export)
     export.set_defaults(handler=run_export)
 
-    report = commands.add_parser("report", parents=[common], help="write OUTPUT/report.html: summary, errors, DER, who spoke when")
+    report = commands.add_parser(
+        "report", parents=[common], help="write OUTPUT/report.html: summary, errors, DER, who spoke when"
+    )
     report.add_argument("--output", required=True, metavar="URI", help="the run's output folder")
-    report.add_argument("--dest", default=None, metavar="URI", help="where to write the page (default: OUTPUT/report.html)")
-    report.add_argument("--no-score", action="store_true", help="do not score against references (uses eval/ when a previous evaluate wrote it)")
+    report.add_argument(
+        "--dest", default=None, metavar="URI", help="where to write the page (default: OUTPUT/report.html)"
+    )
+    report.add_argument(
+        "--no-score",
+        action="store_true",
+        help="do not score against references (uses eval/ when a previous evaluate wrote it)",
+    )
     add_storage_arguments(report)
     report.set_defaults(handler=run_report)
 
@@ -143,7 +214,9 @@ def run_diarize(args: argparse.Namespace) -> int:
         from pipeline.scoring.metrics import SCORING_PRESETS
 
         preset = SCORING_PRESETS[EVALUATE_PRESET]
-        print_scores(run.output, run.manifests, preset["collar"], preset["skip_overlap"], run.storage_options, run.address)
+        print_scores(
+            run.output, run.manifests, preset["collar"], preset["skip_overlap"], run.storage_options, run.address
+        )
     print_summary(summary, layout)
     if args.report:
         from pipeline.export.report import write_report
@@ -157,7 +230,11 @@ def print_dry_run(report: dict) -> None:
         f"dry run: {report['input_rows']} input rows ({report['already_recorded']} already recorded): "
         f"{report['ok']} ok, {report['errors']} errors\n"
         f"{report['audio_hours']:.2f} h of audio in the ok rows"
-        + (f" ({report['ok_rows_without_duration']} ok rows give no duration; --check-audio reads it)" if report["ok_rows_without_duration"] else "")
+        + (
+            f" ({report['ok_rows_without_duration']} ok rows give no duration; --check-audio reads it)"
+            if report["ok_rows_without_duration"]
+            else ""
+        )
         + f"\nestimated model time: {report['estimated_actor_hours']:.2f} actor hours "
         f"(at {report['audio_seconds_per_actor_second_assumed']:.0f} audio s per actor s)"
     )
@@ -177,12 +254,19 @@ def print_segments(layout) -> None:
         print(f"  {row['start']:9.3f} {row['end']:9.3f}  {row['speaker']}")
 
 
-def print_scores(output: str, manifests: Sequence[str] | None, collar: float, skip_overlap: bool, options: dict,
-                 address: str | None = None) -> None:
+def print_scores(
+    output: str,
+    manifests: Sequence[str] | None,
+    collar: float,
+    skip_overlap: bool,
+    options: dict,
+    address: str | None = None,
+) -> None:
     from pipeline.scoring.evaluate import evaluate_run, format_table
 
-    per_recording, overall = evaluate_run(output, manifests, collar=collar, skip_overlap=skip_overlap, storage_options=options,
-                                          address=address)
+    per_recording, overall = evaluate_run(
+        output, manifests, collar=collar, skip_overlap=skip_overlap, storage_options=options, address=address
+    )
     if not per_recording:
         print("\nevaluate: no ok row names a reference rttm_filepath; nothing to score")
         return
@@ -199,31 +283,50 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.global_:
         from pipeline.scoring.evaluate import evaluate_global_run, format_global
 
-        _, overall = evaluate_global_run(args.output, args.manifest, collar=collar, skip_overlap=skip_overlap,
-                                         storage_options=storage_options_from_args(args),
-                                         address=args.address)
-        print(f"global scoring (collar {collar} s around reference boundaries, overlap {'skipped' if skip_overlap else 'scored'})")
+        _, overall = evaluate_global_run(
+            args.output,
+            args.manifest,
+            collar=collar,
+            skip_overlap=skip_overlap,
+            storage_options=storage_options_from_args(args),
+            address=args.address,
+        )
+        print(
+            f"global scoring (collar {collar} s around reference boundaries, "
+            f"overlap {'skipped' if skip_overlap else 'scored'})"
+        )
         print(format_global(overall))
         return 0
-    print_scores(args.output, args.manifest, collar, skip_overlap, storage_options_from_args(args),
-                 args.address)
+    print_scores(args.output, args.manifest, collar, skip_overlap, storage_options_from_args(args), args.address)
     return 0
 
 
 def run_link_speakers(args: argparse.Namespace) -> int:
     from pipeline.linking.run import link_run
 
-    summary = link_run(args.output, threshold=args.threshold, min_speech_seconds=args.min_speech_seconds,
-                       storage_options=storage_options_from_args(args),
-                       address=args.address, fresh=args.fresh)
+    summary = link_run(
+        args.output,
+        threshold=args.threshold,
+        min_speech_seconds=args.min_speech_seconds,
+        storage_options=storage_options_from_args(args),
+        address=args.address,
+        fresh=args.fresh,
+    )
     print(
         f"{summary['speakers']} speakers of {summary['recordings']} recordings: {summary['linked']} linked into "
         f"{summary['global_speakers']} global speakers ({summary['new_global_speakers']} new), "
         f"{summary['unlinked']} unlinked (< {summary['min_speech_seconds']} s of speech)\n"
-        + (f"{summary['kept_links']} links kept from the earlier linking, {summary['attached_to_existing']} new speakers "
-           f"joined existing global speakers\n" if summary["kept_links"] else "")
-        + f"threshold {summary['threshold']}, {summary['global_rttms_written']} global RTTMs written, {summary['wall_seconds']:.1f} s\n"
-        f"outputs: {args.output.rstrip('/')}  (speaker_links.parquet, global_speakers.parquet, global_rttm/, linking.json)"
+        + (
+            f"{summary['kept_links']} links kept from the earlier linking, "
+            f"{summary['attached_to_existing']} new speakers "
+            f"joined existing global speakers\n"
+            if summary["kept_links"]
+            else ""
+        )
+        + f"threshold {summary['threshold']}, {summary['global_rttms_written']} global RTTMs written, "
+        f"{summary['wall_seconds']:.1f} s\n"
+        f"outputs: {args.output.rstrip('/')}  "
+        "(speaker_links.parquet, global_speakers.parquet, global_rttm/, linking.json)"
     )
     return 0
 
@@ -252,7 +355,9 @@ def run_export(args: argparse.Namespace) -> int:
     from pipeline.export.formats import export_run
 
     written = export_run(args.output, args.format, args.dest, storage_options_from_args(args))
-    print(f"{len(written)} {args.format} files in {os.path.dirname(written[0]) if written else args.dest or args.output}")
+    print(
+        f"{len(written)} {args.format} files in {os.path.dirname(written[0]) if written else args.dest or args.output}"
+    )
     return 0
 
 
@@ -294,20 +399,38 @@ def storage_error(error: BaseException) -> str | None:
     import aiohttp  # here, not at start-up: only a failed run pays for them
     import botocore.exceptions
 
-    if isinstance(error, (botocore.exceptions.NoCredentialsError, botocore.exceptions.PartialCredentialsError,
-                          botocore.exceptions.CredentialRetrievalError)):
-        return (f"no usable AWS credentials ({error}): pass --profile NAME or set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY; "
-                "--anonymous for a public bucket; --endpoint-url for a non-AWS S3 store")
+    if isinstance(
+        error,
+        (
+            botocore.exceptions.NoCredentialsError,
+            botocore.exceptions.PartialCredentialsError,
+            botocore.exceptions.CredentialRetrievalError,
+        ),
+    ):
+        return (
+            f"no usable AWS credentials ({error}): pass --profile NAME or set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY; "
+            "--anonymous for a public bucket; --endpoint-url for a non-AWS S3 store"
+        )
     if isinstance(error, botocore.exceptions.ProfileNotFound):
         return f"{error}: name a profile of ~/.aws/config with --profile, or leave --profile out"
-    if isinstance(error, (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectTimeoutError,
-                          aiohttp.ClientConnectorError)):
+    if isinstance(
+        error,
+        (
+            botocore.exceptions.EndpointConnectionError,
+            botocore.exceptions.ConnectTimeoutError,
+            aiohttp.ClientConnectorError,
+        ),
+    ):
         return f"cannot reach the object store ({error}): check --endpoint-url"
     if isinstance(error, PermissionError):
         return f"access denied: {error}: check the credentials (--profile) or pass --anonymous for a public bucket"
     if isinstance(error, (FileNotFoundError, IsADirectoryError, NotADirectoryError)):
         where = error.filename or str(error)
-        hint = "; for S3 check the bucket name and --endpoint-url" if "s3" in str(where) or "bucket" in str(error).lower() else ""
+        hint = (
+            "; for S3 check the bucket name and --endpoint-url"
+            if "s3" in str(where) or "bucket" in str(error).lower()
+            else ""
+        )
         return f"not found: {where}{hint}" if error.filename else f"{error}{hint}"
     return None
 
@@ -354,9 +477,17 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG, command: str | Non
     # A run refused before it touched its output (pre-flight) must leave nothing there: the log of a
     # new output is written aside and moved into OUTPUT/logs once the run has made the output.
     destination = None
-    if not args.log_file and not args.verbose and getattr(args, "output", None) and log_file.startswith(args.output.removeprefix("file://")) \
-            and not os.path.exists(os.path.dirname(os.path.dirname(log_file))):
-        destination, log_file = log_file, os.path.join(tempfile.gettempdir(), "corpus-diarization", os.path.basename(log_file))
+    if (
+        not args.log_file
+        and not args.verbose
+        and getattr(args, "output", None)
+        and log_file.startswith(args.output.removeprefix("file://"))
+        and not os.path.exists(os.path.dirname(os.path.dirname(log_file)))
+    ):
+        destination, log_file = (
+            log_file,
+            os.path.join(tempfile.gettempdir(), "corpus-diarization", os.path.basename(log_file)),
+        )
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     continue_with = resume_command(PROG if command else prog, shown)
 

@@ -48,14 +48,18 @@ class PostProcessingParams:
         for name in ("onset", "offset"):  # thresholds on probabilities
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
-                raise BadParameterError(f"post-processing parameter {name}={value:g}: must be from 0 to 1 (a probability threshold)")
+                raise BadParameterError(
+                    f"post-processing parameter {name}={value:g}: must be from 0 to 1 (a probability threshold)"
+                )
         for name in ("min_duration_on", "min_duration_off"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0.0):
                 raise BadParameterError(f"post-processing parameter {name}={value:g}: must be seconds >= 0")
         for name in ("pad_onset", "pad_offset"):
             if not math.isfinite(getattr(self, name)):
-                raise BadParameterError(f"post-processing parameter {name}={getattr(self, name):g}: must be a finite number of seconds")
+                raise BadParameterError(
+                    f"post-processing parameter {name}={getattr(self, name):g}: must be a finite number of seconds"
+                )
         return self
 
 

@@ -49,8 +49,9 @@ def speaker_regions(probabilities: np.ndarray, frame_seconds: float, params: Pos
     """Cleaned (n, 2) regions in seconds for each column of (frames, speakers) probabilities."""
     total = probabilities.shape[0] * frame_seconds
     active = hysteresis(probabilities, params.onset, params.offset)
-    return [clean_regions(active_regions(active[:, k], frame_seconds), params, total)
-            for k in range(probabilities.shape[1])]
+    return [
+        clean_regions(active_regions(active[:, k], frame_seconds), params, total) for k in range(probabilities.shape[1])
+    ]
 
 
 def first_appearance_order(regions: list[np.ndarray]) -> list[int]:

@@ -23,8 +23,17 @@ def fetch_sample(dest: str | Path) -> Path:
     if not all((dest / name).exists() for name in _MEMBERS):
         with tempfile.TemporaryDirectory() as download_dir:
             subprocess.run(
-                [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--dest", download_dir,
-                 f"pyannote.audio=={PYANNOTE_AUDIO_VERSION}"],
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    "--no-deps",
+                    "--quiet",
+                    "--dest",
+                    download_dir,
+                    f"pyannote.audio=={PYANNOTE_AUDIO_VERSION}",
+                ],
                 check=True,
             )
             wheel = next(Path(download_dir).glob("pyannote_audio-*.whl"))
@@ -32,8 +41,19 @@ def fetch_sample(dest: str | Path) -> Path:
                 for name, member in _MEMBERS.items():
                     (dest / name).write_bytes(archive.read(member))
     manifest = dest / "manifest.jsonl"
-    write_manifest(str(manifest), [
-        {"audio_filepath": "sample.wav", "offset": 0.0, "duration": None, "label": "infer", "text": "-",
-         "num_speakers": None, "rttm_filepath": "sample.rttm", "uem_filepath": None}
-    ])
+    write_manifest(
+        str(manifest),
+        [
+            {
+                "audio_filepath": "sample.wav",
+                "offset": 0.0,
+                "duration": None,
+                "label": "infer",
+                "text": "-",
+                "num_speakers": None,
+                "rttm_filepath": "sample.rttm",
+                "uem_filepath": None,
+            }
+        ],
+    )
     return manifest

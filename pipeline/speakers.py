@@ -17,14 +17,18 @@ import numpy as np
 from pipeline.models.contract import Centroids
 
 
-def speaker_centroids(embeddings: np.ndarray, labels: np.ndarray, names: Mapping[int, str] | Sequence[str | None]) -> Centroids:
+def speaker_centroids(
+    embeddings: np.ndarray, labels: np.ndarray, names: Mapping[int, str] | Sequence[str | None]
+) -> Centroids:
     """`{name: (centroid, num_embeddings)}`: for each cluster label that has a name, the mean of the
     L2-normalised embeddings labelled with it, normalised again (float32, unit norm). Labels without
     a name (a cluster that produced no turn) and names without embeddings are left out."""
     embeddings = np.asarray(embeddings, dtype=np.float32)
     labels = np.asarray(labels).reshape(-1)
     if embeddings.ndim != 2 or len(embeddings) != len(labels):
-        raise ValueError(f"embeddings {embeddings.shape} and labels {labels.shape} do not match (one label per embedding row)")
+        raise ValueError(
+            f"embeddings {embeddings.shape} and labels {labels.shape} do not match (one label per embedding row)"
+        )
     if not isinstance(names, Mapping):
         names = {label: name for label, name in enumerate(names) if name is not None}
     norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
@@ -45,8 +49,10 @@ def speaker_centroids(embeddings: np.ndarray, labels: np.ndarray, names: Mapping
 
 def pack_centroids(centroids: Centroids) -> bytes:
     """One recording's centroids as bytes, to travel in a Ray block to the sink."""
-    return pickle.dumps({name: (np.asarray(vector, dtype=np.float32), int(count)) for name, (vector, count) in centroids.items()},
-                        protocol=pickle.HIGHEST_PROTOCOL)
+    return pickle.dumps(
+        {name: (np.asarray(vector, dtype=np.float32), int(count)) for name, (vector, count) in centroids.items()},
+        protocol=pickle.HIGHEST_PROTOCOL,
+    )
 
 
 def unpack_centroids(data: bytes | None) -> Centroids:

@@ -34,7 +34,9 @@ def free_port() -> int:
 
 def ami_rows(*names: str) -> list[dict]:
     """The AMI excerpt manifest rows for `names` (e.g. "trn02"), paths as written (relative)."""
-    rows = [json.loads(line) for line in (AMI / "manifest.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = [
+        json.loads(line) for line in (AMI / "manifest.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()
+    ]
     by_name = {Path(row["audio_filepath"]).stem: row for row in rows}
     return [by_name[name] for name in names]
 
@@ -61,8 +63,12 @@ def copied_ami_corpus(folder: Path, *names: str) -> Path:
 def aws_env():
     """Fake credentials, set before Ray starts so that its workers inherit them too."""
     patch = pytest.MonkeyPatch()
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
         patch.setenv(name, value)
     for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "RAY_ADDRESS"):
         patch.delenv(name, raising=False)

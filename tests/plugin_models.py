@@ -22,8 +22,14 @@ FRAME_SECONDS = 0.1
 
 
 class EnergyDiarizer(SpkDiarizationMixin):
-    def __init__(self, threshold_db: float = -50.0, fail: str | None = None, fail_on: str | None = None,
-                 oom_above: int | None = None, batch_log: str | None = None):
+    def __init__(
+        self,
+        threshold_db: float = -50.0,
+        fail: str | None = None,
+        fail_on: str | None = None,
+        oom_above: int | None = None,
+        batch_log: str | None = None,
+    ):
         super().__init__()
         self.threshold_db = float(threshold_db)
         self.fail, self.fail_on, self.batch_log = fail, fail_on, batch_log
@@ -54,10 +60,16 @@ class EnergyDiarizer(SpkDiarizationMixin):
         for output in outputs:
             speech = np.concatenate([[False], output["energy_db"] > self.threshold_db, [False]])
             edges = np.flatnonzero(np.diff(speech.astype(np.int8)))
-            turns = [(output["offset"] + start * FRAME_SECONDS, output["offset"] + end * FRAME_SECONDS) for start, end in zip(edges[::2], edges[1::2])]
+            turns = [
+                (output["offset"] + start * FRAME_SECONDS, output["offset"] + end * FRAME_SECONDS)
+                for start, end in zip(edges[::2], edges[1::2])
+            ]
             segments.append([f"{start:.3f} {end:.3f} speaker_0" for start, end in turns])
         if diarcfg.include_tensor_outputs:
-            return segments, [torch.from_numpy((o["energy_db"] > self.threshold_db).astype(np.float32))[None, :, None] for o in outputs]
+            return segments, [
+                torch.from_numpy((o["energy_db"] > self.threshold_db).astype(np.float32))[None, :, None]
+                for o in outputs
+            ]
         return segments
 
 

@@ -7,16 +7,21 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from helpers import AMI, FAR_FIELD_YAML, cpu_model
 from torch.utils.data import DataLoader
 
-from pipeline import DiarizationMixin, DiarizeConfig, InternalDiarizeConfig, PostProcessingParams, load_postprocessing_from_yaml
+from pipeline import (
+    DiarizationMixin,
+    DiarizeConfig,
+    InternalDiarizeConfig,
+    PostProcessingParams,
+    load_postprocessing_from_yaml,
+)
 from pipeline.io.audio import decode_audio
 from pipeline.io.dataset import DiarizationDataset
-from pipeline.models.contract import RecordingBatch
 from pipeline.io.manifest import read_manifest
 from pipeline.io.rttm import parse_segment
-
-from helpers import AMI, FAR_FIELD_YAML, cpu_model
+from pipeline.models.contract import RecordingBatch
 
 TRN03 = str(AMI / "trn03.wav")
 
@@ -101,7 +106,8 @@ def test_max_num_speakers_bounds_the_estimate(model):
 
 def test_postprocessing_yaml_is_loaded_and_changes_the_output(model, tmp_path, trn03_segments):
     assert load_postprocessing_from_yaml(str(FAR_FIELD_YAML)) == PostProcessingParams(
-        onset=0.3, offset=0.15, pad_onset=0.1, pad_offset=0.1, min_duration_on=0.1, min_duration_off=0.3)
+        onset=0.3, offset=0.15, pad_onset=0.1, pad_offset=0.1, min_duration_on=0.1, min_duration_off=0.3
+    )
     strict = tmp_path / "strict.yaml"
     strict.write_text("parameters:\n  onset: 0.5\n  offset: 0.5\n  min_duration_on: 3.0\n")
     (segments,) = model.diarize(TRN03, postprocessing_yaml=str(strict), num_workers=0)
@@ -141,7 +147,9 @@ def test_model_mode_is_restored_after_diarize(model):
 
 
 def test_generator_yields_per_batch(model):
-    batches = list(model.diarize_generator([TRN03, TRN03, TRN03], DiarizeConfig(batch_size=2, num_workers=0, verbose=False)))
+    batches = list(
+        model.diarize_generator([TRN03, TRN03, TRN03], DiarizeConfig(batch_size=2, num_workers=0, verbose=False))
+    )
     assert [len(batch) for batch in batches] == [2, 1]
 
 

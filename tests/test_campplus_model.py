@@ -13,13 +13,20 @@ import pytest
 import soundfile as sf
 import torch
 import torchaudio
+from helpers import LIBRISPEECH
 from torch.nn import functional as F
 
-from pipeline.models.overlap_aware.campplus import (WEIGHTS, CAMPPlus, StatsPool, embed, embed_statistics, fbank, merge_statistics,
-                                      normalize_features)
+from pipeline.models.overlap_aware.campplus import (
+    WEIGHTS,
+    CAMPPlus,
+    StatsPool,
+    embed,
+    embed_statistics,
+    fbank,
+    merge_statistics,
+    normalize_features,
+)
 from pipeline.models.weights import package_file
-
-from helpers import LIBRISPEECH
 
 SR = 16_000
 
@@ -49,12 +56,24 @@ def pad(sequences: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def kaldi_fbank(wav: torch.Tensor) -> torch.Tensor:
-    return torchaudio.compliance.kaldi.fbank(wav[None], num_mel_bins=80, sample_frequency=SR, dither=0.0,
-                                             frame_length=25.0, frame_shift=10.0, window_type="povey",
-                                             preemphasis_coefficient=0.97, remove_dc_offset=True,
-                                             round_to_power_of_two=True, snip_edges=True, low_freq=20.0,
-                                             high_freq=0.0, use_log_fbank=True, use_power=True,
-                                             use_energy=False)
+    return torchaudio.compliance.kaldi.fbank(
+        wav[None],
+        num_mel_bins=80,
+        sample_frequency=SR,
+        dither=0.0,
+        frame_length=25.0,
+        frame_shift=10.0,
+        window_type="povey",
+        preemphasis_coefficient=0.97,
+        remove_dc_offset=True,
+        round_to_power_of_two=True,
+        snip_edges=True,
+        low_freq=20.0,
+        high_freq=0.0,
+        use_log_fbank=True,
+        use_power=True,
+        use_energy=False,
+    )
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -87,8 +106,13 @@ def reference():
 def test_batched_fbank_matches_torchaudio_kaldi_per_waveform():
     wavs = [torch.from_numpy(w) for w in speech(3, 8.0)]
     # different lengths, odd sample counts, one shorter than a frame (Kaldi: no frames at all)
-    sequences = [wavs[0][:SR // 2 + 37], wavs[1][: int(2.93 * SR)], wavs[2][: 8 * SR + 159], wavs[0][:399],
-                 wavs[1][:400]]
+    sequences = [
+        wavs[0][: SR // 2 + 37],
+        wavs[1][: int(2.93 * SR)],
+        wavs[2][: 8 * SR + 159],
+        wavs[0][:399],
+        wavs[1][:400],
+    ]
     batch, lengths = pad(sequences)
     features, frame_lengths = fbank(batch, lengths)
     assert features.shape == (len(sequences), int(frame_lengths.max()), 80)
@@ -138,9 +162,20 @@ def test_normalized_fbank_matches_senko_cpp_extractor(tmp_path):
     wav = speech(1, 8.0)[0]
     np.save(tmp_path / "wav.npy", wav)
     segments = [(0.0, 1.5), (1.0, 2.5), (2.5, 3.25), (4.0, 5.5), (6.0, 6.5)]  # exact in float32
-    done = subprocess.run([sys.executable, "-c", _SENKO_EXTRACTOR, str(package_file("senko", "libfbank_extractor.so")),
-                           str(tmp_path / "wav.npy"), json.dumps(segments), str(tmp_path / "out.npz")],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _SENKO_EXTRACTOR,
+            str(package_file("senko", "libfbank_extractor.so")),
+            str(tmp_path / "wav.npy"),
+            json.dumps(segments),
+            str(tmp_path / "out.npz"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     if done.returncode == -signal.SIGILL and "avx512f" not in Path("/proc/cpuinfo").read_text():
         # senko's prebuilt library uses AVX-512; the fbank is still checked against torchaudio's above
         pytest.skip("senko's libfbank_extractor.so needs AVX-512, which this CPU lacks (SIGILL)")
@@ -149,13 +184,13 @@ def test_normalized_fbank_matches_senko_cpp_extractor(tmp_path):
     assert int(out["dim"]) == 80
 
     audio = torch.from_numpy(wav)
-    pieces = [audio[int(a * SR): int(a * SR) + int((b - a) * SR)] for a, b in segments]
+    pieces = [audio[int(a * SR) : int(a * SR) + int((b - a) * SR)] for a, b in segments]
     batch, lengths = pad(pieces)
     features, frame_lengths = fbank(batch, lengths)
     features = normalize_features(features, frame_lengths)
     assert frame_lengths.tolist() == out["frames"].tolist()
     for i, (frames, offset) in enumerate(zip(out["frames"], out["offsets"])):
-        theirs = torch.from_numpy(out["data"][offset: offset + frames * 80].reshape(frames, 80))
+        theirs = torch.from_numpy(out["data"][offset : offset + frames * 80].reshape(frames, 80))
         assert (features[i, :frames] - theirs).abs().max() <= 1e-3
         assert theirs.mean(0).abs().max() < 1e-4  # the C++ extractor mean-normalises, like ours
 
@@ -186,7 +221,7 @@ def test_padded_batch_embeddings_match_reference_on_each_sequence_alone(model, r
 def _halves(count: int, seconds: float):
     wavs = speech(count, 2 * seconds)
     n = int(seconds * SR)
-    pieces = [torch.from_numpy(w[:n]) for w in wavs] + [torch.from_numpy(w[n: 2 * n]) for w in wavs]
+    pieces = [torch.from_numpy(w[:n]) for w in wavs] + [torch.from_numpy(w[n : 2 * n]) for w in wavs]
     features, frame_lengths = fbank(*pad(pieces))
     return normalize_features(features, frame_lengths), frame_lengths
 
@@ -215,7 +250,7 @@ def test_embed_returns_input_order_under_any_permutation(model):
     permuted = embed(model, features[perm], lengths[perm], batch_size=3)
     assert (permuted - base[perm]).abs().max() < 1e-4
     with torch.inference_mode():  # and each row is that item's own embedding
-        alone = torch.cat([model(features[i: i + 1, : lengths[i]]) for i in (0, 3, 6)])
+        alone = torch.cat([model(features[i : i + 1, : lengths[i]]) for i in (0, 3, 6)])
     assert (base[[0, 3, 6]] - alone).abs().max() < 1e-4
 
 
@@ -232,7 +267,9 @@ def test_merged_statistics_are_those_of_the_frames_pooled_together():
     each = [stats_of(p) for p in parts]
     stacked = type(each[0])(*(torch.cat(field) for field in zip(*each)))
     merged = merge_statistics(stacked, torch.zeros(len(parts), dtype=torch.long), 1)
-    torch.testing.assert_close(pool.from_statistics(merged), pool(frames, torch.ones(1, 1, 30), torch.full((1, 1, 1), 30.0)))
+    torch.testing.assert_close(
+        pool.from_statistics(merged), pool(frames, torch.ones(1, 1, 30), torch.full((1, 1, 1), 30.0))
+    )
 
 
 def test_an_utterance_embedded_from_its_parts_statistics_stays_its_speaker(model):
@@ -240,11 +277,13 @@ def test_an_utterance_embedded_from_its_parts_statistics_stays_its_speaker(model
     merged. The result is close to the whole piece's embedding, closer than any other speaker's."""
     count = 6
     wavs = [torch.from_numpy(w[: int(2.5 * SR)]) for w in speech(count, 2.5)]
-    halves = [half for w in wavs for half in (w[: len(w) // 2], w[len(w) // 2:])]
+    halves = [half for w in wavs for half in (w[: len(w) // 2], w[len(w) // 2 :])]
     features, lengths = fbank(*pad(halves))
     stats = embed_statistics(model, normalize_features(features, lengths), lengths)
     with torch.inference_mode():
-        merged = F.normalize(model.from_statistics(merge_statistics(stats, torch.arange(2 * count) // 2, count)), dim=-1)
+        merged = F.normalize(
+            model.from_statistics(merge_statistics(stats, torch.arange(2 * count) // 2, count)), dim=-1
+        )
     whole_features, whole_lengths = fbank(*pad(wavs))
     whole = F.normalize(embed(model, normalize_features(whole_features, whole_lengths), whole_lengths), dim=-1)
     similarity = merged @ whole.T

@@ -12,7 +12,6 @@ import sys
 import time
 
 import pytest
-
 from conftest import REPO, ami_rows, with_absolute_paths, write_jsonl
 
 
@@ -23,8 +22,14 @@ def cli_env(**extra: str) -> dict:
 
 
 def run_cli(*args: str, env: dict | None = None, timeout: int = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=REPO, env=env or cli_env(),
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args],
+        cwd=REPO,
+        env=env or cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def assert_one_error_line(result: subprocess.CompletedProcess, *words: str) -> None:
@@ -36,13 +41,17 @@ def assert_one_error_line(result: subprocess.CompletedProcess, *words: str) -> N
 
 
 def test_bad_option_is_one_line(tmp_path):
-    assert_one_error_line(run_cli("diarize", "--manifest", "m.jsonl", "--output", str(tmp_path), "--batch-size", "many"),
-                          "--batch-size", "--help")
+    assert_one_error_line(
+        run_cli("diarize", "--manifest", "m.jsonl", "--output", str(tmp_path), "--batch-size", "many"),
+        "--batch-size",
+        "--help",
+    )
 
 
 def test_missing_manifest_is_one_line(tmp_path):
-    assert_one_error_line(run_cli("diarize", "--manifest", str(tmp_path / "nope.jsonl"), "--output", str(tmp_path / "run")),
-                          "nope.jsonl")
+    assert_one_error_line(
+        run_cli("diarize", "--manifest", str(tmp_path / "nope.jsonl"), "--output", str(tmp_path / "run")), "nope.jsonl"
+    )
 
 
 def test_existing_output_without_resume_is_one_line_and_debug_shows_the_traceback(tmp_path):
@@ -52,34 +61,65 @@ def test_existing_output_without_resume_is_one_line_and_debug_shows_the_tracebac
     args = ("diarize", "--manifest", str(manifest), "--output", str(tmp_path / "run"))
     assert_one_error_line(run_cli(*args), "--resume")
     debug = run_cli(*args, "--debug")
-    assert debug.returncode == 2 and "Traceback" in debug.stderr and debug.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert (
+        debug.returncode == 2
+        and "Traceback" in debug.stderr
+        and debug.stderr.strip().splitlines()[-1].startswith("error: ")
+    )
 
 
 def test_no_s3_credentials_names_the_three_options(tmp_path):
     env = cli_env(AWS_CONFIG_FILE=str(tmp_path / "none"), AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"))
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
         env.pop(name, None)
-    result = run_cli("diarize", "--manifest", "s3://corpus/manifest.jsonl", "--output", str(tmp_path / "run"),
-                     "--endpoint-url", "http://127.0.0.1:9", env=env)
+    result = run_cli(
+        "diarize",
+        "--manifest",
+        "s3://corpus/manifest.jsonl",
+        "--output",
+        str(tmp_path / "run"),
+        "--endpoint-url",
+        "http://127.0.0.1:9",
+        env=env,
+    )
     assert_one_error_line(result, "--anonymous", "--profile", "--endpoint-url")
 
 
 def test_unknown_profile_is_one_line(tmp_path):
     env = cli_env(AWS_CONFIG_FILE=str(tmp_path / "none"), AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"))
-    result = run_cli("diarize", "--manifest", "s3://corpus/manifest.jsonl", "--output", str(tmp_path / "run"), "--profile", "nosuch", env=env)
+    result = run_cli(
+        "diarize",
+        "--manifest",
+        "s3://corpus/manifest.jsonl",
+        "--output",
+        str(tmp_path / "run"),
+        "--profile",
+        "nosuch",
+        env=env,
+    )
     assert_one_error_line(result, "nosuch", "--profile")
 
 
 def test_missing_bucket_is_one_line(tmp_path, s3_endpoint):
-    result = run_cli("diarize", "--manifest", "s3://no-such-bucket/manifest.jsonl", "--output", str(tmp_path / "run"),
-                     "--endpoint-url", s3_endpoint, env=cli_env())
+    result = run_cli(
+        "diarize",
+        "--manifest",
+        "s3://no-such-bucket/manifest.jsonl",
+        "--output",
+        str(tmp_path / "run"),
+        "--endpoint-url",
+        s3_endpoint,
+        env=cli_env(),
+    )
     assert_one_error_line(result, "bucket", "--endpoint-url")
 
 
 def test_version_and_job_programs_name_themselves():
     assert run_cli("--version").stdout.startswith("corpus-diarization ")
     for job in ("jobs/diarize_corpus.py", "jobs/evaluate.py"):
-        shown = subprocess.run([sys.executable, job, "--help"], cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=60)
+        shown = subprocess.run(
+            [sys.executable, job, "--help"], cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=60
+        )
         assert shown.returncode == 0 and shown.stdout.startswith(f"usage: {job}"), shown.stdout[:200]
 
 
@@ -93,9 +133,25 @@ def test_ctrl_c_prints_the_resume_command_and_a_resumed_run_has_a_quiet_stderr(t
     `test_corpus_resume`'s.)"""
     manifest = write_jsonl(tmp_path / "m.jsonl", [with_absolute_paths(r) for r in ami_rows("trñ00", "trn02", "trn03")])
     output = tmp_path / "run"
-    args = ["diarize", "--manifest", str(manifest), "--output", str(output), "--batch-size", "1", "--progress-interval", "1"]
-    process = subprocess.Popen([sys.executable, "-m", "pipeline", *args], cwd=REPO, env=cli_env(),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    args = [
+        "diarize",
+        "--manifest",
+        str(manifest),
+        "--output",
+        str(output),
+        "--batch-size",
+        "1",
+        "--progress-interval",
+        "1",
+    ]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", *args],
+        cwd=REPO,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     seen = []
     deadline = time.monotonic() + 600
     for line in process.stderr:
@@ -110,7 +166,14 @@ def test_ctrl_c_prints_the_resume_command_and_a_resumed_run_has_a_quiet_stderr(t
     command = stderr.strip().splitlines()[-1].strip()
     assert command.startswith("python -m pipeline diarize") and command.endswith("--resume"), stderr
 
-    resumed = subprocess.run([sys.executable, *shlex.split(command)[1:]], cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(
+        [sys.executable, *shlex.split(command)[1:]],
+        cwd=REPO,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert resumed.returncode == 0, resumed.stderr
     lines = resumed.stderr.strip().splitlines()
     assert lines and all(line.startswith(("progress: ", "Ray dashboard: ")) for line in lines), resumed.stderr
@@ -136,8 +199,16 @@ def test_a_terminal_gets_a_tqdm_bar_that_counts_committed_recordings(tmp_path):
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
     stream = os.fdopen(terminal, "w")
     layout = OutputLayout(str(tmp_path))
-    row = {"uniq_id": "a", "audio_filepath": "a.wav", "manifest": "m", "line_number": 1, "status": "ok", "error": "",
-           "audio_seconds": 1800.0, "segments": ""}
+    row = {
+        "uniq_id": "a",
+        "audio_filepath": "a.wav",
+        "manifest": "m",
+        "line_number": 1,
+        "status": "ok",
+        "error": "",
+        "audio_seconds": 1800.0,
+        "segments": "",
+    }
     with CommitProgress(layout, total=3, already_done=1, poll=0.1, stream=stream):
         layout.write_part("recordings", "block", recordings_table([row], "default"))
         time.sleep(0.5)
@@ -149,14 +220,23 @@ def test_a_terminal_gets_a_tqdm_bar_that_counts_committed_recordings(tmp_path):
     assert "recordings:  33%" in text and "2/3" in text and "0.50 h audio, 0 errors" in text, text
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--grid", "threshold"], ["not KEY=VALUE"]),
-    (["--grid", "no_such_parameter=1,2"], ["no_such_parameter", "--grid takes fields"]),
-    (["--option", "no_such_option=5"], ["no_such_option", "--option takes fields"]),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--grid", "threshold"], ["not KEY=VALUE"]),
+        (["--grid", "no_such_parameter=1,2"], ["no_such_parameter", "--grid takes fields"]),
+        (["--option", "no_such_option=5"], ["no_such_option", "--option takes fields"]),
+    ],
+)
 def test_tuning_mistakes_are_one_error_line_before_any_forward_pass(tmp_path, args, words):
-    result = subprocess.run([sys.executable, "-m", "benchmarks.tuning", "--dest", str(tmp_path), *args], cwd=REPO,
-                            env=cli_env(), capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.tuning", "--dest", str(tmp_path), *args],
+        cwd=REPO,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("python -m benchmarks.tuning: error: "), result.stderr

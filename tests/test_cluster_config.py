@@ -8,12 +8,12 @@ import copy
 import json
 import re
 import shlex
-import tomllib
 from pathlib import Path
 
 import jsonschema
 import pytest
 import ray
+import tomllib
 import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
 
@@ -62,8 +62,17 @@ def test_cluster_yaml_passes_rays_own_validation(raw_config, config):
     assert config["head_node_type"] in config["available_node_types"]
     # fillout_defaults merges only top-level keys, from Ray's example AWS defaults (whose setup_commands
     # pip-install a Ray nightly wheel): every such key must be set in cluster.yaml itself.
-    for key in ("setup_commands", "head_setup_commands", "worker_setup_commands", "head_start_ray_commands",
-                "worker_start_ray_commands", "file_mounts", "docker", "auth", "max_workers"):
+    for key in (
+        "setup_commands",
+        "head_setup_commands",
+        "worker_setup_commands",
+        "head_start_ray_commands",
+        "worker_start_ray_commands",
+        "file_mounts",
+        "docker",
+        "auth",
+        "max_workers",
+    ):
         assert key in raw_config, f"cluster.yaml leaves {key!r} to Ray's defaults"
 
 
@@ -84,7 +93,7 @@ def test_validation_is_live(raw_config):
 def test_gpu_worker_type_autoscales(config):
     gpu_types = gpu_node_types(config)
     assert len(gpu_types) == 1, f"expected one GPU worker type, got {sorted(gpu_types)}"
-    (name, spec), = gpu_types.items()
+    ((name, spec),) = gpu_types.items()
     assert name != config["head_node_type"]
     assert 0 <= spec["min_workers"] < spec["max_workers"] <= config["max_workers"]
     assert spec["min_workers"] == 0, "idle GPU nodes should scale to zero"
@@ -122,10 +131,10 @@ def test_dockerfile_bakes_project_and_weights_into_the_cluster_image():
     """One image for both deployments, built on the Ray image the project pins; it installs the project
     (torch and the weight-carrying packages with it) and loads the model once, so the weights are in it."""
     lines = [line.strip() for line in DOCKERFILE.read_text(encoding="utf-8").replace("\\\n", " ").splitlines()]
-    assert [l for l in lines if l.startswith("FROM ")] == [f"FROM {BASE_IMAGE}"]
-    runs = " ".join(l for l in lines if l.startswith("RUN "))
+    assert [line for line in lines if line.startswith("FROM ")] == [f"FROM {BASE_IMAGE}"]
+    runs = " ".join(line for line in lines if line.startswith("RUN "))
     assert re.search(r"pip install [^&]*-e \.", runs) and "load_model('default'" in runs
-    assert any(l.startswith("COPY") and " pipeline " in f"{l} " for l in lines)
+    assert any(line.startswith("COPY") and " pipeline " in f"{line} " for line in lines)
     assert not IMAGE.startswith("rayproject/"), "cluster.yaml should run the project's image"
     ignored = (REPO / ".dockerignore").read_text(encoding="utf-8").split()
     assert {".venv", "outputs", "data"} <= set(ignored)
@@ -187,7 +196,9 @@ def test_kuberay_rayjob_structure(manifests, rayjob):
     words = shlex.split(spec["entrypoint"])
     assert words[:2] == ["python", ENTRY_POINT] and (REPO / ENTRY_POINT).is_file()
     assert words[words.index("--gpus-per-actor") + 1] == "1"
-    assert all(str(w).startswith("s3://") for w in (words[words.index("--manifest") + 1], words[words.index("--output") + 1]))
+    assert all(
+        str(w).startswith("s3://") for w in (words[words.index("--manifest") + 1], words[words.index("--output") + 1])
+    )
     runtime_env = yaml.safe_load(spec.get("runtimeEnvYAML", "{}"))  # a string holding YAML
     assert "pip" not in runtime_env, "the image already holds the dependencies"
     assert isinstance(spec["activeDeadlineSeconds"], int) and spec["activeDeadlineSeconds"] > 0
@@ -203,13 +214,20 @@ def test_kuberay_rayjob_structure(manifests, rayjob):
         account = group["template"]["spec"].get("serviceAccountName")
         assert account in (None, "default", *service_accounts), f"service account {account} is not defined"
 
-    gpu_groups = [g for g in cluster["workerGroupSpecs"] if int(containers(g)[0]["resources"]["limits"].get("nvidia.com/gpu", 0)) >= 1]
+    gpu_groups = [
+        g
+        for g in cluster["workerGroupSpecs"]
+        if int(containers(g)[0]["resources"]["limits"].get("nvidia.com/gpu", 0)) >= 1
+    ]
     assert len(gpu_groups) == 1
     (gpu,) = gpu_groups
     resources = containers(gpu)[0]["resources"]
     assert resources["requests"]["nvidia.com/gpu"] == resources["limits"]["nvidia.com/gpu"]
     assert cluster.get("enableInTreeAutoscaling") is True
-    assert 0 <= gpu["minReplicas"] <= gpu.get("replicas", 0) <= gpu["maxReplicas"] and gpu["minReplicas"] < gpu["maxReplicas"]
+    assert (
+        0 <= gpu["minReplicas"] <= gpu.get("replicas", 0) <= gpu["maxReplicas"]
+        and gpu["minReplicas"] < gpu["maxReplicas"]
+    )
     assert "nvidia.com/gpu" not in containers(head)[0]["resources"].get("limits", {})
 
 

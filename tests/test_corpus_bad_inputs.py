@@ -8,7 +8,6 @@ import shutil
 
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import AMI
 
 
@@ -51,13 +50,16 @@ def test_input_rows_equal_ok_plus_error_rows(bad_corpus):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("line, reason", [
-    (5, "cannot decode"),
-    (6, "the file is empty (0 bytes)"),
-    (7, "audio file not found"),
-    (8, "invalid JSON"),
-    (9, "missing 'audio_filepath'"),
-])
+@pytest.mark.parametrize(
+    "line, reason",
+    [
+        (5, "cannot decode"),
+        (6, "the file is empty (0 bytes)"),
+        (7, "audio file not found"),
+        (8, "invalid JSON"),
+        (9, "missing 'audio_filepath'"),
+    ],
+)
 def test_each_bad_input_is_one_error_row_with_a_readable_reason(bad_corpus, line, reason):
     manifest, _, _, rows = bad_corpus
     row = rows[line]

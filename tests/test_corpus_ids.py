@@ -15,7 +15,7 @@ import pytest
 from pipeline.corpus.inputs import manifest_items
 from pipeline.io.ids import MAX_ID_BYTES, assign_group_ids, candidate_id, recording_hash, row_keys
 from pipeline.io.manifest import ManifestError, parse_line, rows_from_paths
-from pipeline.io.rttm import rttm_lines, Turn
+from pipeline.io.rttm import Turn, rttm_lines
 
 CAFE_NFC = unicodedata.normalize("NFC", "café")
 CAFE_NFD = unicodedata.normalize("NFD", "café")
@@ -88,17 +88,20 @@ def test_in_process_ids_follow_the_same_rules():
     assert ids[3] == candidate_id("c d")
 
 
-@pytest.mark.parametrize("fields, reason", [
-    ({"num_speakers": 1e400}, "num_speakers: must be a finite number"),
-    ({"num_speakers": 1e30}, "num_speakers: must be a whole number from 1 to 1000"),
-    ({"num_speakers": 2.5}, "num_speakers: must be a whole number"),
-    ({"num_speakers": True}, "num_speakers: expected a number"),
-    ({"offset": "five"}, "offset: could not convert 'five'"),
-    ({"offset": -1}, "offset: must be between 0 and"),
-    ({"duration": 1e300}, "duration: must be between 0 and"),
-    ({"duration": [1]}, "duration: expected a number"),
-    ({"uniq_id": {"a": 1}}, "uniq_id: expected a string"),
-])
+@pytest.mark.parametrize(
+    "fields, reason",
+    [
+        ({"num_speakers": 1e400}, "num_speakers: must be a finite number"),
+        ({"num_speakers": 1e30}, "num_speakers: must be a whole number from 1 to 1000"),
+        ({"num_speakers": 2.5}, "num_speakers: must be a whole number"),
+        ({"num_speakers": True}, "num_speakers: expected a number"),
+        ({"offset": "five"}, "offset: could not convert 'five'"),
+        ({"offset": -1}, "offset: must be between 0 and"),
+        ({"duration": 1e300}, "duration: must be between 0 and"),
+        ({"duration": [1]}, "duration: expected a number"),
+        ({"uniq_id": {"a": 1}}, "uniq_id: expected a string"),
+    ],
+)
 def test_a_bad_field_is_an_error_naming_the_field(fields, reason):
     line = json.dumps({"audio_filepath": "a.wav", **fields})
     with pytest.raises(ManifestError) as error:
@@ -115,7 +118,9 @@ def test_a_utf8_byte_order_mark_keeps_the_first_row():
     assert [(r["line_number"], r["status"], r["candidate"]) for r in rows] == [(1, "ok", "a"), (2, "ok", "b")]
 
 
-@pytest.mark.parametrize("encoding, named", [("utf-16", "UTF-16-LE"), ("utf-16-be", "UTF-16-BE"), ("utf-32", "UTF-32-LE")])
+@pytest.mark.parametrize(
+    "encoding, named", [("utf-16", "UTF-16-LE"), ("utf-16-be", "UTF-16-BE"), ("utf-32", "UTF-32-LE")]
+)
 def test_other_encodings_are_one_error_row_naming_the_encoding(encoding, named):
     (row,) = items('{"audio_filepath": "a.wav"}\n{"audio_filepath": "b.wav"}\n'.encode(encoding))
     assert row["status"] == "error" and named in row["error"] and "save it as UTF-8" in row["error"]

@@ -16,7 +16,6 @@ import urllib.request
 
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import REPO, copied_ami_corpus, free_port, in_process_segments, segments_by_recording
 
 NAMES = ("trñ00", "trn02", "trn03")
@@ -38,13 +37,35 @@ def ray_head():
     port, dashboard_port = free_port(), free_port()
     temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
     ray = os.path.join(os.path.dirname(sys.executable), "ray")
-    command = [ray, "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(port),
-               "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard_port), "--num-cpus", "2",
-               "--temp-dir", temp_dir, "--disable-usage-stats",
-               # the test session's own local Ray already holds the default agent ports
-               "--dashboard-agent-listen-port", str(free_port()), "--dashboard-agent-grpc-port", str(free_port()),
-               "--metrics-export-port", str(free_port())]
-    head = subprocess.Popen(command, env=venv_env(), start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = [
+        ray,
+        "start",
+        "--head",
+        "--block",
+        "--node-ip-address",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dashboard-host",
+        "127.0.0.1",
+        "--dashboard-port",
+        str(dashboard_port),
+        "--num-cpus",
+        "2",
+        "--temp-dir",
+        temp_dir,
+        "--disable-usage-stats",
+        # the test session's own local Ray already holds the default agent ports
+        "--dashboard-agent-listen-port",
+        str(free_port()),
+        "--dashboard-agent-grpc-port",
+        str(free_port()),
+        "--metrics-export-port",
+        str(free_port()),
+    ]
+    head = subprocess.Popen(
+        command, env=venv_env(), start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     address = f"http://127.0.0.1:{dashboard_port}"
     try:
         deadline = time.monotonic() + 120
@@ -80,9 +101,24 @@ def submit_when_agent_ready(submit: list[str], attempts: int = 30) -> subprocess
 def test_job_submit_labels_the_corpus(ray_head, tmp_path):
     manifest = copied_ami_corpus(tmp_path, *NAMES)
     output = tmp_path / "output"
-    submit = [os.path.join(os.path.dirname(sys.executable), "ray"), "job", "submit", "--address", ray_head,
-              "--working-dir", ".", "--", "python", "jobs/diarize_corpus.py",
-              "--manifest", str(manifest), "--output", str(output), "--batch-size", "2"]
+    submit = [
+        os.path.join(os.path.dirname(sys.executable), "ray"),
+        "job",
+        "submit",
+        "--address",
+        ray_head,
+        "--working-dir",
+        ".",
+        "--",
+        "python",
+        "jobs/diarize_corpus.py",
+        "--manifest",
+        str(manifest),
+        "--output",
+        str(output),
+        "--batch-size",
+        "2",
+    ]
     finished = submit_when_agent_ready(submit)
     assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
     assert "3 input rows: 3 ok, 0 errors" in finished.stdout

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from conftest import FAST_MODEL, REPO, ami_rows, free_port, with_absolute_paths, write_jsonl
 
-from conftest import FAST_MODEL, REPO, free_port, ami_rows, with_absolute_paths, write_jsonl
 from pipeline.corpus.lease import LEASE_NAME, OutputInUse, OutputLease
 from pipeline.errors import UsageError
 
@@ -44,7 +44,9 @@ def racer(output: str, options: dict, barrier, all_tried, results) -> None:
 def race(output: str, options: dict | None = None, runs: int = 4) -> list[str]:
     context = multiprocessing.get_context("spawn")
     results, barrier, all_tried = context.Queue(), context.Barrier(runs), context.Event()
-    processes = [context.Process(target=racer, args=(output, options or {}, barrier, all_tried, results)) for _ in range(runs)]
+    processes = [
+        context.Process(target=racer, args=(output, options or {}, barrier, all_tried, results)) for _ in range(runs)
+    ]
     for process in processes:
         process.start()
     outcomes = sorted(results.get(timeout=180) for _ in processes)
@@ -105,11 +107,19 @@ def test_heartbeat_renews_the_lease_and_release_deletes_it(tmp_path):
 def write_lease(output: Path, host: str, pid: int, age_seconds: float) -> None:
     output.mkdir(parents=True, exist_ok=True)
     started = time.time() - age_seconds - 60
-    (output / LEASE_NAME).write_text(json.dumps({
-        "run_id": "0" * 32, "host": host, "pid": pid, "pid_started": None,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(started)),
-        "heartbeat": time.time() - age_seconds, "heartbeat_seconds": 10.0,
-    }))
+    (output / LEASE_NAME).write_text(
+        json.dumps(
+            {
+                "run_id": "0" * 32,
+                "host": host,
+                "pid": pid,
+                "pid_started": None,
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(started)),
+                "heartbeat": time.time() - age_seconds,
+                "heartbeat_seconds": 10.0,
+            }
+        )
+    )
 
 
 def test_a_live_lease_of_another_host_is_refused_even_with_resume(tmp_path):
@@ -133,7 +143,9 @@ def test_a_stale_lease_is_taken_over_by_resume_only(tmp_path):
 
 
 def test_a_lease_whose_process_has_ended_on_this_host_is_taken_over_at_once(tmp_path):
-    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
     write_lease(tmp_path, socket.gethostname(), int(ended.stdout), age_seconds=1)
     with OutputLease(str(tmp_path)).acquire(resume=True) as lease:
         assert lease.took_over["pid"] == int(ended.stdout)
@@ -163,15 +175,20 @@ def test_two_resumes_of_a_gone_run_take_it_over_exactly_once(tmp_path):
 
 def corpus_manifest(folder: Path, copies: int = 2) -> Path:
     """Every AMI excerpt of NAMES `copies` times (as slices, so each row has its own id)."""
-    rows = [{**with_absolute_paths(row), "offset": 10.0 * k, "duration": 10.0}
-            for k in range(copies) for row in ami_rows(*NAMES)]
+    rows = [
+        {**with_absolute_paths(row), "offset": 10.0 * k, "duration": 10.0}
+        for k in range(copies)
+        for row in ami_rows(*NAMES)
+    ]
     return write_jsonl(folder / "manifest.jsonl", rows)
 
 
 def cli(*arguments: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env.update(env_extra or {})
-    return subprocess.run([sys.executable, "-m", "pipeline", *arguments], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *arguments], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def run_in_thread(**kwargs) -> tuple[threading.Thread, dict]:
@@ -211,10 +228,14 @@ def test_a_second_run_on_a_working_output_is_refused_and_inputs_are_recorded_onc
 
     assert first_still_working, "the second run must have been tried while the first worked"
     assert refused.returncode != 0
-    assert f"{output} is in use by another run (host {socket.gethostname()}, pid {os.getpid()}, started " in refused.stderr
+    assert (
+        f"{output} is in use by another run (host {socket.gethostname()}, pid {os.getpid()}, started " in refused.stderr
+    )
     assert "error" not in result, result.get("error")
     recordings = pq.read_table(output / "recordings").to_pylist()
-    assert len(recordings) == 2 * len(NAMES) and len({r["uniq_id"] for r in recordings}) == 2 * len(NAMES), "each input once"
+    assert len(recordings) == 2 * len(NAMES) and len({r["uniq_id"] for r in recordings}) == 2 * len(NAMES), (
+        "each input once"
+    )
     assert result["summary"]["recorded_rows"] == result["summary"]["input_rows"] == 2 * len(NAMES)
     assert not (output / LEASE_NAME).exists(), "the lease is released at the end"
 
@@ -235,14 +256,19 @@ def test_a_second_run_on_a_working_s3_output_is_refused(local_ray, s3_endpoint, 
         fs.invalidate_cache()
         return fs.exists(f"lease-runs/run1/{LEASE_NAME}")
 
-    thread, result = run_in_thread(manifests=str(manifest), output=output, model=FAST_MODEL, batch_size=1, storage_options=options)
+    thread, result = run_in_thread(
+        manifests=str(manifest), output=output, model=FAST_MODEL, batch_size=1, storage_options=options
+    )
     wait_for_lease(lease_exists, thread)
     refused = cli("diarize", "--manifest", str(manifest), "--output", output, "--endpoint-url", s3_endpoint, "--resume")
     first_still_working = thread.is_alive()
     thread.join()
 
     assert first_still_working
-    assert refused.returncode != 0 and f"{output} is in use by another run (host {socket.gethostname()}, pid {os.getpid()}" in refused.stderr
+    assert (
+        refused.returncode != 0
+        and f"{output} is in use by another run (host {socket.gethostname()}, pid {os.getpid()}" in refused.stderr
+    )
     assert "error" not in result, result.get("error")
     with fs.open("lease-runs/run1/manifest.jsonl") as f:
         assert len(f.read().splitlines()) == 2 * len(NAMES)

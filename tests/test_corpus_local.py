@@ -7,7 +7,6 @@ import shutil
 
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import AMI, ami_rows, in_process_segments, segments_by_recording, write_jsonl
 
 NAMES = ("trñ00", "trn02", "trn03")
@@ -65,8 +64,8 @@ def test_output_manifest_points_at_written_rttms(finished_run):
 def test_ray_sorts_the_output_manifest_of_a_large_run_into_the_same_bytes(finished_run):
     """Small runs sort the output manifest on the driver; above `DRIVER_MANIFEST_ROWS` Ray sorts
     it (read, sort, one part per block, concatenated): both give the same file."""
+    from pipeline.corpus.finalize import MANIFEST_PARTS, write_output_manifest
     from pipeline.corpus.outputs import OutputLayout
-    from pipeline.corpus.plan import MANIFEST_PARTS, write_output_manifest
 
     _, output, _ = finished_run
     by_driver = (output / "manifest.jsonl").read_bytes()
@@ -103,7 +102,21 @@ def test_cli_evaluates_and_prints_segments(finished_run, capsys):
     from pipeline.cli import main
 
     manifest, output, _ = finished_run
-    assert main(["diarize", "--manifest", str(manifest), "--output", str(output), "--resume", "--evaluate", "--print-segments"]) == 0
+    assert (
+        main(
+            [
+                "diarize",
+                "--manifest",
+                str(manifest),
+                "--output",
+                str(output),
+                "--resume",
+                "--evaluate",
+                "--print-segments",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "OVERALL" in printed and "DER" in printed and "conf" in printed
     first = in_process_segments(*NAMES)["trñ00"][0].split()

@@ -11,8 +11,8 @@ import time
 
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import REPO, copied_ami_corpus, in_process_segments, segments_by_recording
+
 from pipeline.io.rttm import parse_segment, rttm_text
 
 # Six recordings: with three, a run on an idle machine sometimes committed all of them in its first
@@ -24,8 +24,21 @@ def start_cli_run(manifest, output) -> subprocess.Popen:
     """`python -m pipeline diarize` in its own session, so that it and its local Ray can be killed together."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["PATH"] = f"{os.path.dirname(sys.executable)}{os.pathsep}{env.get('PATH', '')}"
-    command = [sys.executable, "-m", "pipeline", "diarize", "--manifest", str(manifest), "--output", str(output), "--batch-size", "1"]
-    return subprocess.Popen(command, cwd=REPO, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = [
+        sys.executable,
+        "-m",
+        "pipeline",
+        "diarize",
+        "--manifest",
+        str(manifest),
+        "--output",
+        str(output),
+        "--batch-size",
+        "1",
+    ]
+    return subprocess.Popen(
+        command, cwd=REPO, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
 
 
 def kill_after_first_block(process: subprocess.Popen, output, timeout: float = 300) -> None:

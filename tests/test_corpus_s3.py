@@ -6,7 +6,6 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import AMI, ami_rows, in_process_segments, segments_by_recording
 
 NAMES = ("trñ00", "trn02", "trn03")
@@ -20,7 +19,10 @@ def s3(s3_endpoint):
     fs.mkdir("corpus")
     for row in ami_rows(*NAMES):
         fs.put_file(str(AMI / row["audio_filepath"]), f"corpus/ami/{row['audio_filepath']}")
-    fs.pipe_file("corpus/ami/manifest.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ami_rows(*NAMES)).encode())
+    fs.pipe_file(
+        "corpus/ami/manifest.jsonl",
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ami_rows(*NAMES)).encode(),
+    )
     return fs
 
 
@@ -28,8 +30,9 @@ def s3(s3_endpoint):
 def test_s3_manifest_glob_to_s3_output(local_ray, s3, s3_endpoint):
     import pipeline
 
-    summary = pipeline.run_corpus(["s3://corpus/ami/*.jsonl"], "s3://corpus/out", batch_size=2,
-                                  storage_options={"endpoint_url": s3_endpoint})
+    summary = pipeline.run_corpus(
+        ["s3://corpus/ami/*.jsonl"], "s3://corpus/out", batch_size=2, storage_options={"endpoint_url": s3_endpoint}
+    )
     assert (summary["ok"], summary["errors"]) == (3, 0)
     assert summary["config"]["storage_options"] == {"endpoint_url": s3_endpoint}
 
@@ -45,15 +48,20 @@ def test_s3_manifest_glob_to_s3_output(local_ray, s3, s3_endpoint):
 
 @pytest.mark.slow
 def test_every_id_case_is_its_own_literal_key_on_s3(local_ray, s3, s3_endpoint):
-    import pipeline
-
     from conftest import FAST_MODEL
     from test_corpus_scale import ID_CASES
 
+    import pipeline
+
     rows = [{"audio_filepath": "trn03.wav", "duration": 4.0, "uniq_id": case} for case in ID_CASES]
     s3.pipe_file("corpus/ami/ids.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode())
-    summary = pipeline.run_corpus(["s3://corpus/ami/ids.jsonl"], "s3://corpus/ids-out", model=FAST_MODEL, batch_size=4,
-                                  storage_options={"endpoint_url": s3_endpoint})
+    summary = pipeline.run_corpus(
+        ["s3://corpus/ami/ids.jsonl"],
+        "s3://corpus/ids-out",
+        model=FAST_MODEL,
+        batch_size=4,
+        storage_options={"endpoint_url": s3_endpoint},
+    )
     assert (summary["ok"], summary["errors"]) == (len(ID_CASES), 0)
     s3.invalidate_cache()
     ids = {r["uniq_id"] for r in pq.read_table("corpus/ids-out/recordings", filesystem=s3).to_pylist()}

@@ -7,23 +7,32 @@ from __future__ import annotations
 import gzip
 import json
 import threading
-import time
 import unicodedata
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import AMI, FAST_MODEL, write_jsonl
+
 from pipeline.io.rttm import read_rttm
 
 pytestmark = pytest.mark.slow
 
 SPEECH = str(AMI / "trn03.wav")
 SILENCE = str(AMI / "silence-1s.wav")
-ID_CASES = ["rec?versionId=1", "rec?versionId=2", "a b", "a_b", unicodedata.normalize("NFC", "café"),
-            unicodedata.normalize("NFD", "café"), "tab\tid", "new\nline", "\u202eevil", "../up"]
+ID_CASES = [
+    "rec?versionId=1",
+    "rec?versionId=2",
+    "a b",
+    "a_b",
+    unicodedata.normalize("NFC", "café"),
+    unicodedata.normalize("NFD", "café"),
+    "tab\tid",
+    "new\nline",
+    "\u202eevil",
+    "../up",
+]
 
 
 def recordings(output) -> dict[int, dict]:
@@ -41,7 +50,10 @@ def test_a_grown_corpus_keeps_every_recorded_id_and_labels_only_the_new_row(loca
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "a.wav").symlink_to(SPEECH)
     (tmp_path / "x" / "b.wav").symlink_to(SPEECH)
-    rows = [{"audio_filepath": "x/a.wav", "duration": 4.0}, {"audio_filepath": "x/b.wav", "offset": 4.0, "duration": 4.0}]
+    rows = [
+        {"audio_filepath": "x/a.wav", "duration": 4.0},
+        {"audio_filepath": "x/b.wav", "offset": 4.0, "duration": 4.0},
+    ]
     manifest = write_jsonl(tmp_path / "manifest.jsonl", rows)
     output = tmp_path / "output"
     run([manifest], output)
@@ -53,8 +65,9 @@ def test_a_grown_corpus_keeps_every_recorded_id_and_labels_only_the_new_row(loca
     summary = run([manifest], output, resume=True)
     grown = recordings(output)
     assert (summary["processed_this_run"], summary["skipped_by_resume"], summary["recorded_rows"]) == (1, 2, 3)
-    assert {k: (r["uniq_id"], r["row_key"]) for k, r in grown.items() if k in first} == \
-        {k: (r["uniq_id"], r["row_key"]) for k, r in first.items()}
+    assert {k: (r["uniq_id"], r["row_key"]) for k, r in grown.items() if k in first} == {
+        k: (r["uniq_id"], r["row_key"]) for k, r in first.items()
+    }
     newcomer = grown[("manifest.jsonl", 3)]["uniq_id"]
     assert newcomer.startswith("a-") and newcomer not in ("a", "b")
     assert sorted(p.name for p in (output / "rttm").iterdir()) == sorted(["a.rttm", "b.rttm", f"{newcomer}.rttm"])
@@ -64,8 +77,9 @@ def test_a_grown_corpus_keeps_every_recorded_id_and_labels_only_the_new_row(loca
 
 
 def test_each_id_case_gives_its_own_file_and_rttm_id(local_ray, tmp_path):
-    manifest = write_jsonl(tmp_path / "manifest.jsonl",
-                           [{"audio_filepath": SPEECH, "duration": 4.0, "uniq_id": case} for case in ID_CASES])
+    manifest = write_jsonl(
+        tmp_path / "manifest.jsonl", [{"audio_filepath": SPEECH, "duration": 4.0, "uniq_id": case} for case in ID_CASES]
+    )
     output = tmp_path / "output"
     summary = run([manifest], output)
     rows = list(recordings(output).values())
@@ -113,7 +127,11 @@ def test_bom_gzip_and_zstd_manifests_are_read_and_utf16_is_named(local_ray, tmp_
     summary = run([tmp_path / "m*"], output)
     rows = recordings(output)
     assert {k: r["uniq_id"] for k, r in rows.items() if r["status"] == "ok"} == {
-        ("m1-bom.jsonl", 1): "bom1", ("m1-bom.jsonl", 2): "bom2", ("m2.jsonl.gz", 1): "gz", ("m3.jsonl.zst", 1): "zst"}
+        ("m1-bom.jsonl", 1): "bom1",
+        ("m1-bom.jsonl", 2): "bom2",
+        ("m2.jsonl.gz", 1): "gz",
+        ("m3.jsonl.zst", 1): "zst",
+    }
     assert "the manifest is UTF-16-LE" in rows[("m4-utf16.jsonl", 1)]["error"]
     assert (summary["ok"], summary["errors"]) == (4, 1)
 
@@ -129,7 +147,9 @@ def test_dry_run_checks_every_row_and_writes_nothing(local_ray, tmp_path):
             elif i % 3 == 1:
                 lines.append(json.dumps({"audio_filepath": f"missing-{i}.wav", "duration": 3.0}))
             else:
-                lines.append("{not json" if i % 2 else json.dumps({"audio_filepath": SPEECH, "uniq_id": f"t{part}-{i}"}))
+                lines.append(
+                    "{not json" if i % 2 else json.dumps({"audio_filepath": SPEECH, "uniq_id": f"t{part}-{i}"})
+                )
         (tmp_path / f"part{part}.jsonl").write_text("\n".join(lines) + "\n")
     output = tmp_path / "never-written"
     report = pipeline.run_corpus([str(tmp_path / "part*.jsonl")], str(output), dry_run=True)
@@ -142,14 +162,19 @@ def test_dry_run_checks_every_row_and_writes_nothing(local_ray, tmp_path):
 
     checked = pipeline.run_corpus([str(tmp_path / "part*.jsonl")], str(output), dry_run=True, check_audio=True)
     speech_seconds = 50 * pipeline.io.audio.audio_info(SPEECH).duration
-    assert checked["audio_hours"] == pytest.approx((100 + speech_seconds) / 3600) and checked["ok_rows_without_duration"] == 0
+    assert (
+        checked["audio_hours"] == pytest.approx((100 + speech_seconds) / 3600)
+        and checked["ok_rows_without_duration"] == 0
+    )
     assert not output.exists()
 
 
 def test_dry_run_from_the_command_line_prints_the_report(local_ray, tmp_path, capsys):
     from pipeline.cli import main
 
-    manifest = write_jsonl(tmp_path / "m.jsonl", [{"audio_filepath": SILENCE, "duration": 1.0}, {"audio_filepath": "gone.wav"}])
+    manifest = write_jsonl(
+        tmp_path / "m.jsonl", [{"audio_filepath": SILENCE, "duration": 1.0}, {"audio_filepath": "gone.wav"}]
+    )
     assert main(["diarize", "--manifest", str(manifest), "--output", str(tmp_path / "out"), "--dry-run"]) == 0
     printed = capsys.readouterr().out
     assert "dry run: 2 input rows (0 already recorded): 1 ok, 1 errors" in printed and "audio file not found" in printed
@@ -157,36 +182,36 @@ def test_dry_run_from_the_command_line_prints_the_report(local_ray, tmp_path, ca
 
 
 def test_a_large_all_error_manifest_is_committed_as_it_goes(local_ray, tmp_path):
+    """Commits are counted against rows, not timed (timing is the benchmark's): the run commits many
+    blocks, the watcher sees the committed rows grow in many steps before the run returns, and no
+    block holds more than a tenth of the corpus."""
     rows = 20_000
     with open(tmp_path / "errors.jsonl", "w") as f:
         for i in range(rows):
             f.write("{broken\n" if i % 2 else json.dumps({"audio_filepath": f"gone/{i}.wav", "duration": 5.0}) + "\n")
     output = tmp_path / "output"
-    commits: list[float] = []
+    seen_while_running: list[int] = []
 
     def watch(stop: threading.Event) -> None:
-        seen = set()
+        seen: set[str] = set()
         while not stop.is_set():
             for part in (output / "recordings").glob("part-*.parquet") if (output / "recordings").exists() else []:
-                if part.name not in seen:
-                    seen.add(part.name)
-                    commits.append(time.monotonic())
+                seen.add(part.name)
+            if not seen_while_running or seen_while_running[-1] != len(seen):
+                seen_while_running.append(len(seen))
             stop.wait(0.05)
 
     stop = threading.Event()
     watcher = threading.Thread(target=watch, args=(stop,))
     watcher.start()
-    began = time.monotonic()
     try:
         summary = run([tmp_path / "errors.jsonl"], output)
     finally:
-        ended = time.monotonic()
         stop.set()
         watcher.join()
     assert (summary["input_rows"], summary["ok"], summary["errors"]) == (rows, 0, rows)
-    assert pq.read_table(output / "recordings").num_rows == rows
-    assert ended - began < 300
-    assert len(commits) >= 10  # many commits, not one at the end
-    assert commits[0] - began < 0.5 * (ended - began)  # the first lands early in the run
-    gaps = [b - a for a, b in zip([began] + commits, commits + [ended])]
-    assert max(gaps) < 60, f"a gap of {max(gaps):.0f} s without a commit"
+    parts = sorted((output / "recordings").glob("part-*.parquet"))
+    sizes = [pq.ParquetFile(part).metadata.num_rows for part in parts]
+    assert sum(sizes) == rows
+    assert len(parts) >= 10 and max(sizes) <= rows // 10, sizes  # many commits, not one at the end
+    assert len(seen_while_running) >= 5, seen_while_running  # they landed as the run went

@@ -7,14 +7,13 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
+from conftest import AMI
 from pyannote.metrics.diarization import DiarizationErrorRate, JaccardErrorRate
 
 from pipeline.cli import main
-from pipeline.scoring.evaluate import evaluate_run
 from pipeline.io.rttm import read_rttm, read_uem
+from pipeline.scoring.evaluate import evaluate_run
 from pipeline.scoring.metrics import to_annotation, to_timeline
-
-from conftest import AMI
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +47,9 @@ def pyannote_directly(output, collar, skip_overlap):
 
 @pytest.mark.parametrize("collar,skip_overlap", [(0.25, False), (0.0, False), (0.25, True)])
 def test_run_scores_equal_pyannote_metrics_called_directly(ami_run, collar, skip_overlap):
-    per_recording, overall = evaluate_run(str(ami_run), [str(AMI / "manifest.jsonl")], collar=collar, skip_overlap=skip_overlap)
+    per_recording, overall = evaluate_run(
+        str(ami_run), [str(AMI / "manifest.jsonl")], collar=collar, skip_overlap=skip_overlap
+    )
     expected_der, expected_jer, metric = pyannote_directly(ami_run, collar, skip_overlap)
     assert len(per_recording) == 10  # every excerpt with a reference (silence-1s has none)
     assert overall["der"] == pytest.approx(expected_der, abs=1e-9)

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-
 from conftest import AMI, REPO, ami_rows, free_port, with_absolute_paths, write_jsonl
+
 from pipeline.corpus.inputs import manifest_items
 from pipeline.corpus.outputs import OutputLayout
 from pipeline.corpus.tables import recordings_table, segments_table
@@ -36,11 +36,27 @@ def ray_head():
     temp_dir = tempfile.mkdtemp(prefix="rh", dir="/tmp")  # short: Ray's socket paths must fit
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env["RAY_AUTH_MODE"] = "disabled"  # else `ray start` turns token auth on when ~/.ray/auth_token exists (docs/cluster.md)
+    env["RAY_AUTH_MODE"] = (
+        "disabled"  # else `ray start` turns token auth on when ~/.ray/auth_token exists (docs/cluster.md)
+    )
     ray_cli = str(Path(sys.executable).with_name("ray"))
-    head = subprocess.Popen([ray_cli, "start", "--head", "--block", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
-                             f"--temp-dir={temp_dir}", "--disable-usage-stats"],
-                            env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    head = subprocess.Popen(
+        [
+            ray_cli,
+            "start",
+            "--head",
+            "--block",
+            f"--port={port}",
+            "--num-cpus=1",
+            "--include-dashboard=false",
+            f"--temp-dir={temp_dir}",
+            "--disable-usage-stats",
+        ],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 120
     while not list(Path(temp_dir).glob("session_latest/logs/raylet.out")):
         assert head.poll() is None and time.monotonic() < deadline, "the Ray head did not start"
@@ -71,13 +87,24 @@ def finished_run(tmp_path_factory):
     segments = "\n".join(f"{t.start:.3f} {t.end:.3f} {t.speaker}" for t in turns)
     with open(manifest, "rb") as f:
         (item,) = manifest_items(f, str(manifest))  # the fields a run records for the row, from the run's own parser
-    record = {"uniq_id": "trn02", "audio_filepath": row["audio_filepath"], "manifest": str(manifest), "line_number": 1,
-              "status": "ok", "error": "", "segments": segments, "audio_seconds": 30.0,
-              "row_key": row_keys([item["recording_hash"]])[0], "manifest_row": item["manifest_row"]}
+    record = {
+        "uniq_id": "trn02",
+        "audio_filepath": row["audio_filepath"],
+        "manifest": str(manifest),
+        "line_number": 1,
+        "status": "ok",
+        "error": "",
+        "segments": segments,
+        "audio_seconds": 30.0,
+        "row_key": row_keys([item["recording_hash"]])[0],
+        "manifest_row": item["manifest_row"],
+    }
     layout = OutputLayout(str(folder / "output"))
     layout.write_part("segments", "0", segments_table([record], "default"))
     layout.write_part("recordings", "0", recordings_table([record], "default"))
-    layout.write_atomically(layout.path("summary.json"), json.dumps({"config": {"manifests": [str(manifest)]}}).encode())
+    layout.write_atomically(
+        layout.path("summary.json"), json.dumps({"config": {"manifests": [str(manifest)]}}).encode()
+    )
     return folder / "output"
 
 
@@ -85,8 +112,14 @@ def evaluate(output, *flags: str, env_extra: dict | None = None) -> tuple[subpro
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["RAY_AUTH_MODE"] = "disabled"  # the head's mode: a client asking for a token would wait for ever
     env.update(env_extra or {})
-    process = subprocess.Popen([sys.executable, "-m", "pipeline", "evaluate", "--output", str(output), *flags],
-                               cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "evaluate", "--output", str(output), *flags],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         stdout, stderr = process.communicate(timeout=300)
     except subprocess.TimeoutExpired:

@@ -11,7 +11,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import ami_rows, with_absolute_paths, write_jsonl
 from helpers import FAR_FIELD_YAML
 
@@ -51,7 +50,9 @@ def merged(turns):
 def read_back(fmt: str, path: str) -> list[tuple[float, float, str]]:
     """The turns a file holds, read by the library that owns its format."""
     if fmt == "json":
-        return [(s["start"], s["end"], s["speaker"]) for s in json.loads(Path(path).read_text(encoding="utf-8"))["segments"]]
+        return [
+            (s["start"], s["end"], s["speaker"]) for s in json.loads(Path(path).read_text(encoding="utf-8"))["segments"]
+        ]
     if fmt == "csv":
         with open(path, encoding="utf-8", newline="") as f:
             return [(float(r["start"]), float(r["end"]), r["speaker"]) for r in csv.DictReader(f)]
@@ -62,7 +63,11 @@ def read_back(fmt: str, path: str) -> list[tuple[float, float, str]]:
         from pympi.Elan import Eaf
 
         eaf = Eaf(path)
-        return [(a / 1000, b / 1000, value) for tier in eaf.get_tier_names() for a, b, value in eaf.get_annotation_data_for_tier(tier)]
+        return [
+            (a / 1000, b / 1000, value)
+            for tier in eaf.get_tier_names()
+            for a, b, value in eaf.get_annotation_data_for_tier(tier)
+        ]
     if fmt == "textgrid":
         from praatio import textgrid
 
@@ -71,8 +76,14 @@ def read_back(fmt: str, path: str) -> list[tuple[float, float, str]]:
     import webvtt
 
     captions = webvtt.read(path) if fmt == "vtt" else webvtt.from_srt(path)
-    return [(c.start_in_seconds + c.start_time.milliseconds / 1000, c.end_in_seconds + c.end_time.milliseconds / 1000, c.text)
-            for c in captions]
+    return [
+        (
+            c.start_in_seconds + c.start_time.milliseconds / 1000,
+            c.end_in_seconds + c.end_time.milliseconds / 1000,
+            c.text,
+        )
+        for c in captions
+    ]
 
 
 @pytest.mark.parametrize("fmt", ["json", "csv", "eaf", "textgrid", "audacity", "vtt", "srt"])
@@ -125,10 +136,25 @@ def chromium() -> str:
 
 
 def screenshot(page: Path, png: Path, tmp_path: Path) -> None:
-    subprocess.run([chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-                    "--window-size=1100,1400", f"--screenshot={png}", page.as_uri()],
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            chromium(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--window-size=1100,1400",
+            f"--screenshot={png}",
+            page.as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
 
 
 def test_report_opens_in_headless_chromium(labelled_run, tmp_path):
@@ -140,7 +166,12 @@ def test_report_opens_in_headless_chromium(labelled_run, tmp_path):
     page = Path(write_report(labelled_run))
     assert page == Path(labelled_run) / "report.html"
     text = page.read_text(encoding="utf-8")
-    assert "DER over 2 scored recordings" in text and "<audio" in text and "trñ00" in text and "http" not in text.replace("http://www.w3.org/2000/svg", "")
+    assert (
+        "DER over 2 scored recordings" in text
+        and "<audio" in text
+        and "trñ00" in text
+        and "http" not in text.replace("http://www.w3.org/2000/svg", "")
+    )
     png = Path(os.environ.get("REPORT_SCREENSHOT_PNG", tmp_path / "report.png"))
     screenshot(page, png, tmp_path)
     pixels = matplotlib.image.imread(png)[..., :3]
@@ -152,9 +183,9 @@ def test_report_opens_in_headless_chromium(labelled_run, tmp_path):
 def test_export_and_report_work_on_an_s3_run(labelled_run, s3_endpoint, tmp_path):
     import s3fs
 
-    from pipeline.io.storage import storage_options
     from pipeline.export.formats import export_run
     from pipeline.export.report import write_report
+    from pipeline.io.storage import storage_options
 
     fs = s3fs.S3FileSystem(endpoint_url=s3_endpoint)
     fs.mkdir("runs")
@@ -170,7 +201,11 @@ def test_export_and_report_work_on_an_s3_run(labelled_run, s3_endpoint, tmp_path
 def test_limit_runs_the_first_rows_and_a_later_run_resumes_the_rest(local_ray, tmp_path):
     from pipeline.corpus import run_corpus
 
-    rows = [with_absolute_paths(ami_rows("trn02")[0]), {"audio_filepath": str(tmp_path / "gone.wav")}, {"audio_filepath": str(tmp_path / "gone2.wav")}]
+    rows = [
+        with_absolute_paths(ami_rows("trn02")[0]),
+        {"audio_filepath": str(tmp_path / "gone.wav")},
+        {"audio_filepath": str(tmp_path / "gone2.wav")},
+    ]
     manifest = str(write_jsonl(tmp_path / "manifest.jsonl", rows))
     trial = run_corpus([manifest], str(tmp_path / "run"), limit=1)
     assert (trial["input_rows"], trial["ok"], trial["errors"]) == (1, 1, 0)

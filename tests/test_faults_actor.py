@@ -18,7 +18,6 @@ from pathlib import Path
 import psutil
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import REPO
 
 NUM_RECORDINGS = 12
@@ -29,9 +28,28 @@ ACTOR_NAME = "DiarizeForward"
 def simulated_corpus(tmp_path_factory) -> Path:
     corpus = tmp_path_factory.mktemp("sim")
     subprocess.run(
-        [sys.executable, "-m", "benchmarks.simulate", "--out", str(corpus), "--num", str(NUM_RECORDINGS),
-         "--min-duration", "10", "--max-duration", "14", "--min-speakers", "2", "--max-speakers", "2", "--seed", "3"],
-        cwd=REPO, check=True, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.simulate",
+            "--out",
+            str(corpus),
+            "--num",
+            str(NUM_RECORDINGS),
+            "--min-duration",
+            "10",
+            "--max-duration",
+            "14",
+            "--min-speakers",
+            "2",
+            "--max-speakers",
+            "2",
+            "--seed",
+            "3",
+        ],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
     )
     return corpus
 
@@ -49,7 +67,9 @@ def model_actor_processes() -> list[psutil.Process]:
     return found
 
 
-def kill_model_actor_part_way(output: Path, killed: list[int], restarted: list[int], stop: threading.Event, timeout: float = 120) -> None:
+def kill_model_actor_part_way(
+    output: Path, killed: list[int], restarted: list[int], stop: threading.Event, timeout: float = 120
+) -> None:
     """Once some rows (not all) are written, SIGKILL every model actor process once; then note the
     pids of the model actor processes that replace them."""
     deadline = time.monotonic() + timeout
@@ -89,13 +109,20 @@ def test_killed_model_actor_is_restarted_and_every_row_recorded_once(local_ray, 
     rows_before_kill, killed_pids = killed[0], killed[1:]
     assert rows_before_kill < NUM_RECORDINGS, "the kill came after the last row"
     assert restarted, "Ray started no new model actor after the kill"
-    assert all(not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE for pid in killed_pids)
+    assert all(
+        not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE for pid in killed_pids
+    )
 
     recordings = pq.read_table(output / "recordings").to_pylist()
     expected = [f"sim-{i:04d}" for i in range(NUM_RECORDINGS)]
     assert sorted(r["uniq_id"] for r in recordings) == expected, "every row exactly once"
     assert [r["error"] for r in recordings if r["status"] != "ok"] == []
-    assert (summary["input_rows"], summary["recorded_rows"], summary["ok"], summary["errors"]) == (NUM_RECORDINGS, NUM_RECORDINGS, NUM_RECORDINGS, 0)
+    assert (summary["input_rows"], summary["recorded_rows"], summary["ok"], summary["errors"]) == (
+        NUM_RECORDINGS,
+        NUM_RECORDINGS,
+        NUM_RECORDINGS,
+        0,
+    )
     assert sorted(p.stem for p in (output / "rttm").glob("*.rttm")) == expected
     segments = pq.read_table(output / "segments", columns=["uniq_id"]).column("uniq_id").to_pylist()
     assert set(segments) == set(expected)

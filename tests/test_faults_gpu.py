@@ -14,7 +14,6 @@ import tempfile
 import textwrap
 
 import pytest
-
 from conftest import AMI, REPO, write_jsonl
 
 FAKE_GPU_RUN = textwrap.dedent("""
@@ -38,9 +37,23 @@ def test_gpu_actor_without_cuda_fails_loudly_and_never_runs_on_cpu(tmp_path):
     ray_temp = tempfile.mkdtemp(prefix="rg", dir="/tmp")  # short: Ray's socket paths must fit
     try:
         env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-        env.update(RAY_TMPDIR=ray_temp, PATH=f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}")
-        command = [sys.executable, "-c", FAKE_GPU_RUN, "diarize", "--manifest", str(manifest), "--output", str(output),
-                   "--batch-size", "1", "--gpus-per-actor", "1"]
+        env.update(
+            RAY_TMPDIR=ray_temp, PATH=f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}"
+        )
+        command = [
+            sys.executable,
+            "-c",
+            FAKE_GPU_RUN,
+            "diarize",
+            "--manifest",
+            str(manifest),
+            "--output",
+            str(output),
+            "--batch-size",
+            "1",
+            "--gpus-per-actor",
+            "1",
+        ]
         run = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     finally:
         shutil.rmtree(ray_temp, ignore_errors=True)
@@ -50,4 +63,6 @@ def test_gpu_actor_without_cuda_fails_loudly_and_never_runs_on_cpu(tmp_path):
     assert "GPUs were requested for the model actors (--gpus-per-actor > 0) but CUDA is not usable" in run.stderr
     assert "refusing to fall back to CPU" in run.stderr
     assert "CUDA_VISIBLE_DEVICES='0'" in run.stderr, "Ray gave the actor its (fake) GPU"
-    assert not list(output.glob("recordings/*.parquet")) and not list(output.glob("rttm/*.rttm")), "nothing labelled on CPU"
+    assert not list(output.glob("recordings/*.parquet")) and not list(output.glob("rttm/*.rttm")), (
+        "nothing labelled on CPU"
+    )

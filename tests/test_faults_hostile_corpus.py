@@ -10,10 +10,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
+from conftest import AMI
 
 from pipeline.io.audio import decode_audio
-
-from conftest import AMI
 
 pytestmark = pytest.mark.slow
 

@@ -10,8 +10,8 @@ import re
 
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import ami_rows, with_absolute_paths, write_jsonl
+
 from pipeline.corpus.stages import ModelKeepsFailing
 
 PLUGIN_MODEL = "tests.plugin_models:energy_diarizer"
@@ -20,7 +20,11 @@ NAMES = ("trn01", "trn02", "trn03")
 
 def sliced_manifest(folder, slices: int = 4, extra: list[dict] | None = None):
     """`slices` 5-second slices of each AMI excerpt of NAMES (distinct ids), plus `extra` rows."""
-    rows = [{**with_absolute_paths(row), "offset": 5.0 * k, "duration": 5.0} for row in ami_rows(*NAMES) for k in range(slices)]
+    rows = [
+        {**with_absolute_paths(row), "offset": 5.0 * k, "duration": 5.0}
+        for row in ami_rows(*NAMES)
+        for k in range(slices)
+    ]
     return write_jsonl(folder / "manifest.jsonl", rows + (extra or []))
 
 
@@ -34,13 +38,20 @@ def test_a_model_that_always_fails_stops_the_run_and_records_none_of_its_rows(lo
     manifest = sliced_manifest(tmp_path)
     output = tmp_path / "output"
     with pytest.raises(ModelKeepsFailing) as stopped:
-        pipeline.run_corpus(str(manifest), str(output), model=PLUGIN_MODEL, model_kwargs={"fail": "always"}, batch_size=4)
+        pipeline.run_corpus(
+            str(manifest), str(output), model=PLUGIN_MODEL, model_kwargs={"fail": "always"}, batch_size=4
+        )
     message = str(stopped.value)
     assert "\n" not in message and stopped.value.exit_code == 1
-    assert re.search(r"the model failed on every recording of \d+ batches in a row \(\d+ recordings\), always with: model forward failed: "
-                     r"RuntimeError: energy model is broken: weights have the wrong shape; stopping the run", message)
-    assert not [r for r in recordings(output) if "model forward failed" in (r["error"] or "")], \
+    assert re.search(
+        r"the model failed on every recording of \d+ batches in a row \(\d+ recordings\), always with: "
+        r"model forward failed: "
+        r"RuntimeError: energy model is broken: weights have the wrong shape; stopping the run",
+        message,
+    )
+    assert not [r for r in recordings(output) if "model forward failed" in (r["error"] or "")], (
         "rows the broken model failed are not recorded as error rows"
+    )
 
     summary = pipeline.run_corpus(str(manifest), str(output), model=PLUGIN_MODEL, batch_size=4, resume=True)
     assert (summary["input_rows"], summary["recorded_rows"], summary["ok"], summary["errors"]) == (12, 12, 12, 0)
@@ -54,14 +65,19 @@ def test_one_bad_file_is_one_error_row_and_the_run_goes_on(local_ray, tmp_path, 
     extra = [{"audio_filepath": str(tmp_path / "missing.wav")}]
     manifest = sliced_manifest(tmp_path, slices=1, extra=extra)
     output = tmp_path / "output"
-    summary = pipeline.run_corpus(str(manifest), str(output), model=PLUGIN_MODEL, model_kwargs={"fail_on": "trn02"}, batch_size=batch_size)
+    summary = pipeline.run_corpus(
+        str(manifest), str(output), model=PLUGIN_MODEL, model_kwargs={"fail_on": "trn02"}, batch_size=batch_size
+    )
 
     rows = {r["uniq_id"]: r for r in recordings(output)}
     assert sorted(rows) == ["missing", "trn01", "trn02", "trn03"]
     assert [rows[name]["status"] for name in NAMES] == ["ok", "error", "ok"]
     assert rows["trn02"]["error"] == "model forward failed: cannot handle trn02"
     assert (summary["ok"], summary["errors"]) == (2, 2)
-    assert summary["errors_by_reason"] == {"model forward failed: cannot handle trnN": 1, "audio file not found: <file>": 1}
+    assert summary["errors_by_reason"] == {
+        "model forward failed: cannot handle trnN": 1,
+        "audio file not found: <file>": 1,
+    }
 
 
 def test_out_of_memory_is_retried_in_smaller_batches(local_ray, tmp_path):
@@ -70,8 +86,13 @@ def test_out_of_memory_is_retried_in_smaller_batches(local_ray, tmp_path):
     manifest = sliced_manifest(tmp_path)  # 12 rows
     batch_log = tmp_path / "batches.txt"
     output = tmp_path / "output"
-    summary = pipeline.run_corpus(str(manifest), str(output), model=PLUGIN_MODEL, batch_size=4,
-                                  model_kwargs={"oom_above": 1, "batch_log": str(batch_log)})
+    summary = pipeline.run_corpus(
+        str(manifest),
+        str(output),
+        model=PLUGIN_MODEL,
+        batch_size=4,
+        model_kwargs={"oom_above": 1, "batch_log": str(batch_log)},
+    )
 
     assert (summary["ok"], summary["errors"]) == (12, 0)
     sizes = [int(line) for line in batch_log.read_text().split()]
@@ -83,5 +104,10 @@ def test_out_of_memory_at_every_batch_size_stops_the_run(local_ray, tmp_path):
     import pipeline
 
     manifest = sliced_manifest(tmp_path)
-    with pytest.raises(ModelKeepsFailing, match="always with: model forward failed: out of memory even alone: OutOfMemoryError: CUDA out of memory"):
-        pipeline.run_corpus(str(manifest), str(tmp_path / "output"), model=PLUGIN_MODEL, batch_size=4, model_kwargs={"oom_above": 0})
+    with pytest.raises(
+        ModelKeepsFailing,
+        match="always with: model forward failed: out of memory even alone: OutOfMemoryError: CUDA out of memory",
+    ):
+        pipeline.run_corpus(
+            str(manifest), str(tmp_path / "output"), model=PLUGIN_MODEL, batch_size=4, model_kwargs={"oom_above": 0}
+        )

@@ -13,8 +13,8 @@ import uuid
 
 import psutil
 import pytest
-
 from conftest import FAST_MODEL, REPO, ami_rows, with_absolute_paths, write_jsonl
+
 from pipeline.corpus.lease import LEASE_NAME
 from pipeline.corpus.outputs import OutputWriteFailed
 from pipeline.errors import UsageError
@@ -64,7 +64,10 @@ def test_a_full_disk_ends_in_one_line_leaves_no_temporary_and_resume_completes(l
         pipeline.run_corpus(str(manifest), str(output), model=PLUGIN_MODEL, batch_size=1)
     message = str(stopped.value)
     assert "\n" not in message and stopped.value.exit_code == 1
-    assert message.startswith(f"cannot write to {output} (") and "No space left on device; what was committed is kept" in message
+    assert (
+        message.startswith(f"cannot write to {output} (")
+        and "No space left on device; what was committed is kept" in message
+    )
     assert temporaries(small_disk) == [], "no temporary left by the failed writes"
     assert not (output / LEASE_NAME).exists(), "the lease is released"
 
@@ -86,7 +89,10 @@ def test_an_output_entry_that_is_a_symlink_is_refused(local_ray, manifest, tmp_p
     output.mkdir()
     elsewhere.mkdir()
     (output / entry).symlink_to(elsewhere if "." not in entry else elsewhere / entry)
-    with pytest.raises(UsageError, match=f"^{output / entry} is a symbolic link \\(to {elsewhere}.*\\); outputs are never written through links"):
+    with pytest.raises(
+        UsageError,
+        match=f"^{output / entry} is a symbolic link \\(to {elsewhere}.*\\); outputs are never written through links",
+    ):
         pipeline.run_corpus(str(manifest), str(output), model=FAST_MODEL)
     assert list(elsewhere.iterdir()) == [], "nothing written through the link"
     assert not (output / LEASE_NAME).exists()
@@ -123,9 +129,28 @@ def test_a_stopped_cli_leaves_no_ray_process_and_no_lease(tmp_path, signum):
     output = tmp_path / "output"
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["PATH"] = f"{os.path.dirname(sys.executable)}{os.pathsep}{env.get('PATH', '')}"
-    cli = subprocess.Popen([sys.executable, "-m", "pipeline", "diarize", "--manifest", str(manifest), "--output", str(output),
-                            "--model", FAST_MODEL, "--batch-size", "1"],
-                           cwd=REPO, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    cli = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "diarize",
+            "--manifest",
+            str(manifest),
+            "--output",
+            str(output),
+            "--model",
+            FAST_MODEL,
+            "--batch-size",
+            "1",
+        ],
+        cwd=REPO,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     ray_processes: list[psutil.Process] = []
     try:
         deadline = time.monotonic() + 240

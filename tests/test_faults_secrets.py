@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import AMI, REPO
 
 SECRET = "fAk3-S3cr3t-Ky9QwZ"
@@ -73,19 +72,28 @@ def assert_rows(fs, prefix: str) -> list[dict]:
 
 @pytest.mark.slow
 def test_storage_option_secrets_stay_out_of_outputs_errors_logs_and_exceptions(local_ray, corpus, s3_endpoint, capfd):
-    import pipeline
     from ray._private.worker import _global_node
 
+    import pipeline
+
     options = {"endpoint_url": s3_endpoint, "key": "AKIDFAKEFAULTTEST", "secret": SECRET, "token": SESSION_TOKEN}
-    summary = pipeline.run_corpus("s3://secrets/in/manifest.jsonl", "s3://secrets/out-options", batch_size=2, storage_options=options)
+    summary = pipeline.run_corpus(
+        "s3://secrets/in/manifest.jsonl", "s3://secrets/out-options", batch_size=2, storage_options=options
+    )
     assert (summary["input_rows"], summary["ok"], summary["errors"]) == (4, 2, 2)
     assert summary["config"]["storage_options"] == {"endpoint_url": s3_endpoint}
 
     failures = []
     for call in (
-        lambda: pipeline.run_corpus("s3://secrets/in/manifest.jsonl", "s3://secrets/out-options", storage_options=options),
-        lambda: pipeline.run_corpus("s3://secrets/in/no-such-manifest.jsonl", "s3://secrets/out-x", storage_options=options),
-        lambda: pipeline.run_corpus("s3://no-such-bucket/manifest.jsonl", "s3://secrets/out-y", storage_options=options),
+        lambda: pipeline.run_corpus(
+            "s3://secrets/in/manifest.jsonl", "s3://secrets/out-options", storage_options=options
+        ),
+        lambda: pipeline.run_corpus(
+            "s3://secrets/in/no-such-manifest.jsonl", "s3://secrets/out-x", storage_options=options
+        ),
+        lambda: pipeline.run_corpus(
+            "s3://no-such-bucket/manifest.jsonl", "s3://secrets/out-y", storage_options=options
+        ),
     ):
         with pytest.raises(Exception) as raised:
             call()
@@ -98,7 +106,8 @@ def test_storage_option_secrets_stay_out_of_outputs_errors_logs_and_exceptions(l
         **output_texts(corpus, "secrets/out-options"),
         **{f"error row {r['uniq_id']}": r["error"] or "" for r in recordings},
         **{f"exception {i}": text for i, text in enumerate(failures)},
-        "stdout": captured.out, "stderr": captured.err,
+        "stdout": captured.out,
+        "stderr": captured.err,
         **folder_texts(_global_node.get_logs_dir_path()),
     }
     assert any(name.endswith(".log") for name in texts), "Ray's logs were searched"
@@ -110,19 +119,43 @@ def test_environment_secrets_stay_out_of_cli_output_and_ray_logs(corpus, s3_endp
     ray_temp = tempfile.mkdtemp(prefix="rs", dir="/tmp")  # short: Ray's socket paths must fit
     try:
         env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "AWS_PROFILE")}
-        env.update(AWS_ACCESS_KEY_ID="AKIDFAKEFAULTTEST", AWS_SECRET_ACCESS_KEY=SECRET, AWS_SESSION_TOKEN=SESSION_TOKEN,
-                   AWS_DEFAULT_REGION="us-east-1", RAY_TMPDIR=ray_temp,
-                   PATH=f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}")
-        command = [sys.executable, "-m", "pipeline", "diarize", "--manifest", "s3://secrets/in/manifest.jsonl",
-                   "--output", "s3://secrets/out-env", "--endpoint-url", s3_endpoint, "--batch-size", "2", "--print-segments",
-                   "--log-file", os.path.join(ray_temp, "logs", "cli-run.log")]  # the run's log (Ray's stderr) is searched too
+        env.update(
+            AWS_ACCESS_KEY_ID="AKIDFAKEFAULTTEST",
+            AWS_SECRET_ACCESS_KEY=SECRET,
+            AWS_SESSION_TOKEN=SESSION_TOKEN,
+            AWS_DEFAULT_REGION="us-east-1",
+            RAY_TMPDIR=ray_temp,
+            PATH=f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}",
+        )
+        command = [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "diarize",
+            "--manifest",
+            "s3://secrets/in/manifest.jsonl",
+            "--output",
+            "s3://secrets/out-env",
+            "--endpoint-url",
+            s3_endpoint,
+            "--batch-size",
+            "2",
+            "--print-segments",
+            "--log-file",
+            os.path.join(ray_temp, "logs", "cli-run.log"),
+        ]  # the run's log (Ray's stderr) is searched too
         run = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
         assert run.returncode == 0, run.stderr[-3000:]
         assert_rows(corpus, "secrets/out-env")
         summary = json.loads(corpus.cat_file("secrets/out-env/summary.json"))
         assert (summary["ok"], summary["errors"]) == (2, 2)
 
-        texts = {**output_texts(corpus, "secrets/out-env"), "stdout": run.stdout, "stderr": run.stderr, **folder_texts(ray_temp)}
+        texts = {
+            **output_texts(corpus, "secrets/out-env"),
+            "stdout": run.stdout,
+            "stderr": run.stderr,
+            **folder_texts(ray_temp),
+        }
         assert any("/logs/" in name for name in texts), "Ray's logs were searched"
         assert_secret_free(texts, SECRET, SESSION_TOKEN)
     finally:

@@ -14,7 +14,6 @@ from urllib.parse import urlsplit
 
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import AMI, ami_rows, free_port
 
 NAMES = ("trn02", "trn03", "trn04", "trn05")
@@ -91,7 +90,9 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _error(self, status: int, code: str, message: str) -> None:
-        body = f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code><Message>{message}</Message></Error>'.encode()
+        body = (
+            f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code><Message>{message}</Message></Error>'
+        ).encode()
         self._answer(status, body, [("Content-Type", "application/xml")])
 
     def _reset(self) -> None:
@@ -112,10 +113,16 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         upstream = http.client.HTTPConnection(self.server.upstream.hostname, self.server.upstream.port, timeout=30)
         try:
             headers = {name: value for name, value in self.headers.items() if name.lower() not in HOP_BY_HOP}
-            upstream.request(self.command, self.path, body=body if body or self.command in ("PUT", "POST") else None, headers=headers)
+            upstream.request(
+                self.command, self.path, body=body if body or self.command in ("PUT", "POST") else None, headers=headers
+            )
             response = upstream.getresponse()
             payload = response.read()
-            kept = [(n, v) for n, v in response.getheaders() if n.lower() not in HOP_BY_HOP and (self.command == "HEAD" or n.lower() != "content-length")]
+            kept = [
+                (n, v)
+                for n, v in response.getheaders()
+                if n.lower() not in HOP_BY_HOP and (self.command == "HEAD" or n.lower() != "content-length")
+            ]
             self._answer(response.status, payload, kept)
         finally:
             upstream.close()
@@ -162,8 +169,12 @@ def test_transient_errors_and_resets_are_retried_and_lose_nothing(local_ray, buc
 
     proxy.faulty = True
     try:
-        summary = pipeline.run_corpus("s3://flaky/in/manifest.jsonl", "s3://flaky/out-transient", batch_size=2,
-                                      storage_options={"endpoint_url": proxy.url})
+        summary = pipeline.run_corpus(
+            "s3://flaky/in/manifest.jsonl",
+            "s3://flaky/out-transient",
+            batch_size=2,
+            storage_options={"endpoint_url": proxy.url},
+        )
     finally:
         proxy.faulty = False
 
@@ -181,14 +192,20 @@ def test_transient_errors_and_resets_are_retried_and_lose_nothing(local_ray, buc
 def test_permanent_403_is_one_error_row_with_a_readable_reason(local_ray, bucket, proxy):
     import pipeline
 
-    summary = pipeline.run_corpus("s3://flaky/in/with-denied-row.jsonl", "s3://flaky/out-permanent", batch_size=2,
-                                  storage_options={"endpoint_url": proxy.url})
+    summary = pipeline.run_corpus(
+        "s3://flaky/in/with-denied-row.jsonl",
+        "s3://flaky/out-permanent",
+        batch_size=2,
+        storage_options={"endpoint_url": proxy.url},
+    )
 
     assert (summary["input_rows"], summary["ok"], summary["errors"]) == (len(NAMES) + 1, len(NAMES), 1)
     recordings = recordings_of(bucket, "flaky/out-permanent")
     assert sorted(r["uniq_id"] for r in recordings) == sorted(NAMES + (FORBIDDEN,))
     (failed,) = [r for r in recordings if r["status"] != "ok"]
     assert failed["uniq_id"] == FORBIDDEN
-    assert failed["error"].startswith("PermissionError: ") and ("Forbidden" in failed["error"] or "Access Denied" in failed["error"]), failed["error"]
+    assert failed["error"].startswith("PermissionError: ") and (
+        "Forbidden" in failed["error"] or "Access Denied" in failed["error"]
+    ), failed["error"]
     assert "forbidden.wav" in failed["audio_filepath"]
     assert sorted(bucket.ls("flaky/out-permanent/rttm")) == sorted(f"flaky/out-permanent/rttm/{n}.rttm" for n in NAMES)

@@ -5,11 +5,10 @@ import pytest
 import soundfile as sf
 import torch
 import torchaudio
+from helpers import AMI, cpu_model
 
 from pipeline.io.audio import AudioDecodeError, audio_info, decode_audio
 from pipeline.io.rttm import parse_segment
-
-from helpers import AMI, cpu_model
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -34,15 +33,20 @@ def resampled(samples, rate):
     return torchaudio.functional.resample(torch.from_numpy(samples), 16_000, rate).numpy()
 
 
-@pytest.mark.parametrize("name,rate,channels,subtype,transform", [
-    ("pcm_u8", 16_000, 1, "PCM_U8", None),
-    ("float32", 16_000, 1, "FLOAT", None),
-    ("96khz", 96_000, 1, "PCM_24", None),
-    ("six_channels", 16_000, 6, "PCM_16", None),
-    ("dc_offset", 16_000, 1, "FLOAT", lambda x: x + 0.3),
-    ("clipped", 16_000, 1, "PCM_16", lambda x: np.clip(x * 40, -1, 1)),
-])
-def test_odd_formats_give_about_the_same_speech(tmp_path, speech, reference_speech_seconds, name, rate, channels, subtype, transform):
+@pytest.mark.parametrize(
+    "name,rate,channels,subtype,transform",
+    [
+        ("pcm_u8", 16_000, 1, "PCM_U8", None),
+        ("float32", 16_000, 1, "FLOAT", None),
+        ("96khz", 96_000, 1, "PCM_24", None),
+        ("six_channels", 16_000, 6, "PCM_16", None),
+        ("dc_offset", 16_000, 1, "FLOAT", lambda x: x + 0.3),
+        ("clipped", 16_000, 1, "PCM_16", lambda x: np.clip(x * 40, -1, 1)),
+    ],
+)
+def test_odd_formats_give_about_the_same_speech(
+    tmp_path, speech, reference_speech_seconds, name, rate, channels, subtype, transform
+):
     samples = transform(speech) if transform else speech
     samples = resampled(samples, rate) if rate != 16_000 else samples
     path = tmp_path / f"{name}.wav"
@@ -108,7 +112,7 @@ def test_block_decoding_equals_decoding_the_whole_file(tmp_path, monkeypatch, ra
     10-hour files); block edges must not show: the result equals a whole-signal resample."""
     import soundfile as sf
 
-    from pipeline import audio
+    from pipeline.io import audio
 
     samples = (np.random.default_rng(rate).standard_normal((rate * 5 + 77, channels)) * 0.1).astype(np.float32)
     path = tmp_path / "x.wav"
@@ -120,5 +124,7 @@ def test_block_decoding_equals_decoding_the_whole_file(tmp_path, monkeypatch, ra
     np.testing.assert_allclose(blocked, whole, atol=1e-6)
     sliced = audio.decode_audio(str(path), offset=1.25, duration=2.0)
     start = int(round(1.25 * rate))
-    np.testing.assert_allclose(sliced, audio.to_mono_16k(samples[start : start + 2 * rate], rate)[: len(sliced)], atol=2e-3)
+    np.testing.assert_allclose(
+        sliced, audio.to_mono_16k(samples[start : start + 2 * rate], rate)[: len(sliced)], atol=2e-3
+    )
     assert len(sliced) == 32000

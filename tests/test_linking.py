@@ -9,12 +9,12 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from benchmarks.synthetic_speakers import purity_coverage, synthetic_centroids
 from pipeline.errors import UsageError
+from pipeline.io.rttm import Turn
 from pipeline.linking.algorithm import Groups, constrained_ahc, link_centroids, repair_conflicts
 from pipeline.linking.run import model_threshold
-from pipeline.io.rttm import Turn
 from pipeline.speakers import speaker_centroids
-from benchmarks.synthetic_speakers import purity_coverage, synthetic_centroids
 
 
 def unit(vectors) -> np.ndarray:
@@ -24,8 +24,13 @@ def unit(vectors) -> np.ndarray:
 
 def singletons(centroids, recordings) -> Groups:
     n = len(centroids)
-    return Groups(unit(centroids), np.ones(n, np.int64), np.arange(n + 1, dtype=np.int64), np.asarray(recordings, np.int64),
-                  np.zeros(n, bool))
+    return Groups(
+        unit(centroids),
+        np.ones(n, np.int64),
+        np.arange(n + 1, dtype=np.int64),
+        np.asarray(recordings, np.int64),
+        np.zeros(n, bool),
+    )
 
 
 def violations(labels, recordings) -> int:
@@ -46,8 +51,8 @@ def test_speaker_centroids_are_renormalised_means_of_unit_embeddings_under_the_s
     np.testing.assert_allclose(centroids["speaker_0"][0], [0, 1], atol=1e-6)
     assert centroids["speaker_1"][1] == 2 and centroids["speaker_0"][0].dtype == np.float32
     # unit embeddings of different lengths weigh the same: mean of (1,0) and (0,1) -> (0.707, 0.707)
-    (vector, count), = speaker_centroids(np.array([[10, 0], [0, 0.1]]), np.array([0, 0]), ["speaker_0"]).values()
-    np.testing.assert_allclose(vector, [2 ** -0.5, 2 ** -0.5], atol=1e-6)
+    ((vector, count),) = speaker_centroids(np.array([[10, 0], [0, 0.1]]), np.array([0, 0]), ["speaker_0"]).values()
+    np.testing.assert_allclose(vector, [2**-0.5, 2**-0.5], atol=1e-6)
     assert count == 2
 
 
@@ -107,7 +112,9 @@ def test_the_blocked_path_on_ray_links_20000_centroids_like_the_exact_one(local_
 
 def test_when_the_distinct_speakers_outnumber_exact_max_rounds_stop_and_the_constraint_still_holds():
     data = synthetic_centroids(6000, 2500, seed=6)
-    result = link_centroids(data.centroids, data.recordings, threshold=0.8, exact_max=500, block_size=300, use_ray=False)
+    result = link_centroids(
+        data.centroids, data.recordings, threshold=0.8, exact_max=500, block_size=300, use_ray=False
+    )
     assert not any(r.get("exact") for r in result.rounds), "more than exact_max groups remain: no final exact pass"
     purity, coverage = purity_coverage(result.labels, data.speakers)
     assert purity >= 0.99 and coverage >= 0.95
@@ -150,12 +157,19 @@ def test_a_voice_split_in_one_recording_costs_only_the_weaker_piece():
     voice, other = unit([[1, 0.3, 0.0, 0.0]])[0], unit([[0.0, 0.3, 1, 0.0]])[0]
     # recordings 1..8 have the voice once; recording 0 has it twice (a diarization split): a strong
     # piece and a weak one; recording 0 and 9 also have another voice.
-    vectors = [voice + 0.05 * rng.standard_normal(4) for _ in range(8)] + [voice + 0.02, voice + 0.12 * rng.standard_normal(4), other, other + 0.01]
+    vectors = [voice + 0.05 * rng.standard_normal(4) for _ in range(8)] + [
+        voice + 0.02,
+        voice + 0.12 * rng.standard_normal(4),
+        other,
+        other + 0.01,
+    ]
     recordings = list(range(1, 9)) + [0, 0, 0, 9]
     centroids = unit(vectors)
     groups = singletons(centroids, recordings)
     plain = constrained_ahc(groups, threshold=0.8)
-    repaired, merges = repair_conflicts(centroids, np.array(recordings), plain, np.full(len(vectors), -1), threshold=0.8)
+    repaired, merges = repair_conflicts(
+        centroids, np.array(recordings), plain, np.full(len(vectors), -1), threshold=0.8
+    )
     voice_ids = Counter(repaired[:10].tolist())
     assert voice_ids.most_common(1)[0][1] == 9, "all pieces of the voice but one share a global speaker"
     assert violations(repaired, recordings) == 0
@@ -169,7 +183,14 @@ def test_global_scoring_equals_pyannote_der_on_the_concatenated_timeline():
     from pyannote.core import Annotation, Segment
     from pyannote.metrics.diarization import DiarizationErrorRate
 
-    from pipeline.scoring.metrics import ScoringItem, extent_uem, global_cooccurrence, global_mapping, mapped_components, to_annotation
+    from pipeline.scoring.metrics import (
+        ScoringItem,
+        extent_uem,
+        global_cooccurrence,
+        global_mapping,
+        mapped_components,
+        to_annotation,
+    )
 
     rng = np.random.default_rng(1)
     voices = ["1034", "200", "7278", "8419"]
@@ -198,7 +219,9 @@ def test_global_scoring_equals_pyannote_der_on_the_concatenated_timeline():
         reference, hypothesis, shift = Annotation(uri="corpus"), Annotation(uri="corpus"), 0.0
         uem_segments = []
         for item in items:
-            extent = extent_uem(to_annotation(item.reference, item.uri), to_annotation(item.hypothesis, item.uri)).extent()
+            extent = extent_uem(
+                to_annotation(item.reference, item.uri), to_annotation(item.hypothesis, item.uri)
+            ).extent()
             for track, turn in enumerate(item.reference):
                 reference[Segment(turn.start + shift, turn.end + shift), f"{item.uri}-{track}"] = turn.speaker
             for track, turn in enumerate(item.hypothesis):
@@ -207,7 +230,9 @@ def test_global_scoring_equals_pyannote_der_on_the_concatenated_timeline():
             shift += extent.end + 100.0
         from pyannote.core import Timeline
 
-        theirs = DiarizationErrorRate(collar=2 * collar, skip_overlap=skip)(reference, hypothesis, uem=Timeline(uem_segments))
+        theirs = DiarizationErrorRate(collar=2 * collar, skip_overlap=skip)(
+            reference, hypothesis, uem=Timeline(uem_segments)
+        )
         assert ours == pytest.approx(theirs, abs=1e-9)
         assert ours > 0.05, "the wrong link of rec5 is confusion"
 
@@ -233,11 +258,16 @@ def test_the_fast_ahc_merges_exactly_as_the_textbook_greedy_one():
     import pipeline.linking.algorithm as linking
 
     def textbook(vectors, recordings, threshold):
-        clusters, similarity = [[i] for i in range(len(vectors))], vectors.astype(np.float64) @ vectors.T.astype(np.float64)
+        clusters, similarity = (
+            [[i] for i in range(len(vectors))],
+            vectors.astype(np.float64) @ vectors.T.astype(np.float64),
+        )
         while True:
-            candidates = [(similarity[np.ix_(clusters[a], clusters[b])].mean(), a, b)
-                          for a, b in itertools.combinations(range(len(clusters)), 2)
-                          if not set(recordings[clusters[a]]) & set(recordings[clusters[b]])]
+            candidates = [
+                (similarity[np.ix_(clusters[a], clusters[b])].mean(), a, b)
+                for a, b in itertools.combinations(range(len(clusters)), 2)
+                if not set(recordings[clusters[a]]) & set(recordings[clusters[b]])
+            ]
             value, a, b = max(candidates, default=(-np.inf, 0, 0))
             if value < threshold:
                 return {frozenset(c) for c in clusters}

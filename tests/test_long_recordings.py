@@ -11,12 +11,13 @@ from dataclasses import replace
 
 import pytest
 import torch
-
-from benchmarks.benchmark import diarize_and_score
-from pipeline.models.ge2e.clustering import ClusteringConfig
-from benchmarks.simulate import SimulationConfig, write_corpus
-
 from helpers import cpu_model, ge2e_model
+
+from benchmarks.simulate import SimulationConfig, write_corpus
+from pipeline.config import DiarizeConfig
+from pipeline.io.rttm import parse_segment
+from pipeline.models.ge2e.clustering import ClusteringConfig
+from pipeline.scoring.metrics import score_rows
 
 pytestmark = pytest.mark.slow
 
@@ -24,15 +25,17 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def long_meeting(tmp_path_factory):
     folder = tmp_path_factory.mktemp("long")
-    return write_corpus(str(folder), 1, SimulationConfig(num_speakers=4, duration_sec=720, overlap_ratio=0.1, seed=3), seed=3)
+    return write_corpus(
+        str(folder), 1, SimulationConfig(num_speakers=4, duration_sec=720, overlap_ratio=0.1, seed=3), seed=3
+    )
 
 
 @pytest.fixture(scope="module")
 def long_meeting_forward(long_meeting):
     """The default model's forward item for the meeting, and how many chunks the largest group held."""
     from pipeline.io.dataset import DiarizationDataset
-    from pipeline.models.contract import RecordingBatch
     from pipeline.io.manifest import read_manifest
+    from pipeline.models.contract import RecordingBatch
 
     model = cpu_model()
     (row,) = read_manifest(long_meeting)
@@ -59,42 +62,57 @@ def test_default_model_forwards_a_long_meeting_a_chunk_group_at_a_time(long_meet
     assert max(groups) <= chunk_batch and len(groups) > 2
 
 
+def score_forward(model, row, item) -> tuple[list[dict], dict]:
+    """Output processing of one forward item with the count hidden, scored as `diarize_and_score`
+    scores it: each clustering setting is tried on one forward pass."""
+    (result,) = model._diarize_results([replace(item, num_speakers=0)], [row.uniq_id], DiarizeConfig())
+    hypothesis = {row.uniq_id: [parse_segment(segment) for segment in result.segments]}
+    return score_rows([replace(row, num_speakers=None)], hypothesis, collar=0.25)
+
+
 @pytest.mark.parametrize("max_direct", [None, 150])
-def test_default_model_on_a_long_meeting_is_as_accurate_as_on_short_ones(long_meeting, max_direct):
+def test_default_model_on_a_long_meeting_is_as_accurate_as_on_short_ones(long_meeting_forward, max_direct):
     """Direct clustering and the sampled path (forced) both find every speaker."""
+    row, item, _ = long_meeting_forward
     model = cpu_model()
     default = model.config.clustering
     if max_direct:
         model.config.clustering = replace(default, max_direct=max_direct)
     try:
-        per_recording, overall = diarize_and_score(long_meeting, model, estimate_speakers=True)
+        per_recording, overall = score_forward(model, row, item)
     finally:
         model.config.clustering = default
     assert per_recording[0]["hypothesis_speakers"] == 4
     assert overall["der"] < 0.08
 
 
-def test_ge2e_long_meeting_uses_the_bounded_feature_path(long_meeting):
+@pytest.fixture(scope="module")
+def ge2e_long_meeting_forward(long_meeting):
     from pipeline.io.dataset import DiarizationDataset
-    from pipeline.models.contract import RecordingBatch
     from pipeline.io.manifest import read_manifest
+    from pipeline.models.contract import RecordingBatch
 
-    model = ge2e_model()
     (row,) = read_manifest(long_meeting)
-    output = model._diarize_forward(RecordingBatch.collate([DiarizationDataset([row])[0]]))[0]
+    return row, ge2e_model()._diarize_forward(RecordingBatch.collate([DiarizationDataset([row])[0]]))[0]
+
+
+def test_ge2e_long_meeting_uses_the_bounded_feature_path(ge2e_long_meeting_forward):
+    _, output = ge2e_long_meeting_forward
+    model = ge2e_model()
     assert len(output.speech_probs) * model.frame_seconds > 2 * model.config.embedding_chunk_seconds  # chunked mel
     assert len(output.embeddings) > ClusteringConfig().max_search_windows  # subsampled pruning search
 
 
 @pytest.mark.parametrize("max_direct_windows", [ClusteringConfig().max_direct_windows, 1000])
-def test_ge2e_long_meeting_is_as_accurate_as_short_ones(long_meeting, max_direct_windows):
+def test_ge2e_long_meeting_is_as_accurate_as_short_ones(ge2e_long_meeting_forward, max_direct_windows):
     """With the default settings (pruning searched on a subset) and with long-form clustering
     forced (chunk centroids), every speaker is found and DER stays near the short conversations'."""
+    row, item = ge2e_long_meeting_forward
     model = ge2e_model()
     default = model.config.clustering
     model.config.clustering = replace(default, max_direct_windows=max_direct_windows)
     try:
-        per_recording, overall = diarize_and_score(long_meeting, model, estimate_speakers=True)
+        per_recording, overall = score_forward(model, row, item)
     finally:
         model.config.clustering = default
     assert per_recording[0]["hypothesis_speakers"] == 4

@@ -2,13 +2,12 @@
 
 import numpy as np
 import torch
+from helpers import AMI, LIBRISPEECH
 
 from pipeline.io.audio import decode_audio
 from pipeline.models.ge2e.clustering import spectral_cluster
 from pipeline.models.ge2e.encoder import MelFrontend, SpeakerEncoder, frame_power, volume_gain
 from pipeline.models.ge2e.vad import FRAME_SAMPLES, SileroVAD
-
-from helpers import AMI, LIBRISPEECH
 
 
 def test_batched_vad_matches_the_streaming_silero_model():
@@ -72,7 +71,9 @@ def test_long_form_clustering_agrees_with_direct_clustering():
     centres = rng.normal(size=(4, 64))
     truth = rng.integers(0, 4, size=3000)
     embeddings = centres[truth] + 0.3 * rng.normal(size=(3000, 64))
-    long_form = spectral_cluster(embeddings, config=replace(ClusteringConfig(), max_direct_windows=500, long_form_chunk=400))
+    long_form = spectral_cluster(
+        embeddings, config=replace(ClusteringConfig(), max_direct_windows=500, long_form_chunk=400)
+    )
     from sklearn.metrics import adjusted_rand_score
 
     assert len(set(long_form)) == 4
@@ -93,8 +94,8 @@ def test_ge2e_forward_removes_each_recordings_dc_offset_a_stretch_at_a_time():
     of the same batch without offsets."""
     from dataclasses import replace
 
-    from pipeline.models.contract import Recording, RecordingBatch
     from pipeline.models import load_model
+    from pipeline.models.contract import Recording, RecordingBatch
     from pipeline.models.ge2e.vad import centred_stretch
 
     audio = torch.arange(10, dtype=torch.float32)[None].repeat(2, 1)
@@ -104,11 +105,15 @@ def test_ge2e_forward_removes_each_recordings_dc_offset_a_stretch_at_a_time():
     model = load_model("ge2e", device="cpu")
     speech = decode_audio(str(AMI / "trn03.wav"))
     short = speech[: len(speech) // 3]
-    alone = [model._diarize_forward(RecordingBatch.collate([Recording(name, samples)]))[0]
-             for name, samples in (("long", speech), ("short", short))]
+    alone = [
+        model._diarize_forward(RecordingBatch.collate([Recording(name, samples)]))[0]
+        for name, samples in (("long", speech), ("short", short))
+    ]
     model.config = replace(model.config, embedding_chunk_seconds=7.0)
     clean = model._diarize_forward(RecordingBatch.collate([Recording("long", speech), Recording("short", short)]))
-    offset = model._diarize_forward(RecordingBatch.collate([Recording("long", speech + 0.3), Recording("short", short - 0.2)]))
+    offset = model._diarize_forward(
+        RecordingBatch.collate([Recording("long", speech + 0.3), Recording("short", short - 0.2)])
+    )
     for one, without, other in zip(alone, clean, offset):
         np.testing.assert_allclose(one.speech_probs, other.speech_probs, atol=1e-3)
         np.testing.assert_array_equal(without.window_starts, other.window_starts)

@@ -7,10 +7,9 @@ import os
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
-
 from conftest import AMI
 from helpers import REPO
+from nbclient import NotebookClient
 
 NOTEBOOK = REPO / "notebooks" / "diarize_corpus.ipynb"
 
@@ -33,7 +32,9 @@ def test_notebook_runs_top_to_bottom_and_draws_the_timeline(tmp_path, monkeypatc
     # "local": the notebook would otherwise join ("auto") any Ray cluster already running on this machine.
     monkeypatch.setenv("RAY_ADDRESS", "local")
     notebook = nbformat.read(NOTEBOOK, as_version=4)
-    NotebookClient(notebook, timeout=540, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
+    NotebookClient(
+        notebook, timeout=540, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}}
+    ).execute()
     printed = "".join(o.get("text", "") for cell in notebook.cells for o in cell.get("outputs", []))
     assert "OVERALL (10)" in printed
     assert "Ray dashboard: http" in printed and "ELAN files" in printed

@@ -6,14 +6,18 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-
-from pipeline.models.contract import Recording, RecordingBatch
-from pipeline.models.overlap_aware.clustering import (ChunkClusteringConfig, assign_local_speakers, cluster_centroids, normalize,
-                                              silhouette_count)
-from pipeline.io.rttm import parse_segment
-from pipeline.models.overlap_aware.model import OverlapAwareForward
-
 from helpers import AMI, cpu_model
+
+from pipeline.io.rttm import parse_segment
+from pipeline.models.contract import Recording, RecordingBatch
+from pipeline.models.overlap_aware.clustering import (
+    ChunkClusteringConfig,
+    assign_local_speakers,
+    cluster_centroids,
+    normalize,
+    silhouette_count,
+)
+from pipeline.models.overlap_aware.model import OverlapAwareForward
 
 OVERLAPPED = AMI / "trn08.wav"  # four speakers, much overlapped speech in the scored 30 s
 
@@ -33,7 +37,9 @@ def test_turns_overlap_where_two_people_speak():
     turns = [parse_segment(s) for s in segments]
     overlapped = sum(
         max(0.0, min(a.end, b.end) - max(a.start, b.start))
-        for i, a in enumerate(turns) for b in turns[i + 1:] if a.speaker != b.speaker
+        for i, a in enumerate(turns)
+        for b in turns[i + 1 :]
+        if a.speaker != b.speaker
     )
     assert len(speakers_of(segments)) >= 2
     assert overlapped > 1.0  # seconds of overlapped speech, which a VAD-then-cluster model cannot give
@@ -43,13 +49,17 @@ def test_forward_items_do_not_depend_on_batch_neighbours():
     model = cpu_model()
     first, second = audio(OVERLAPPED, 25.0), audio(AMI / "trn03.wav", 41.0)
     together = model._diarize_forward(RecordingBatch.collate([Recording("a", first), Recording("b", second)]))
-    alone = [model._diarize_forward(RecordingBatch.collate([Recording(i, x)]))[0] for i, x in (("a", first), ("b", second))]
+    alone = [
+        model._diarize_forward(RecordingBatch.collate([Recording(i, x)]))[0] for i, x in (("a", first), ("b", second))
+    ]
     for batched, single in zip(together, alone):
-        assert batched["uniq_id"] == single["uniq_id"]
+        assert batched.uniq_id == single.uniq_id
         np.testing.assert_array_equal(batched.segmentation, single.segmentation)
         np.testing.assert_allclose(batched.embeddings, single.embeddings, atol=1e-4, equal_nan=True)
         np.testing.assert_allclose(batched.part_embeddings, single.part_embeddings, atol=1e-4, equal_nan=True)
-        np.testing.assert_allclose(batched.half_embeddings, single.half_embeddings, atol=2e-3, equal_nan=True)  # float16
+        np.testing.assert_allclose(
+            batched.half_embeddings, single.half_embeddings, atol=2e-3, equal_nan=True
+        )  # float16
         np.testing.assert_allclose(batched.chunk_starts, single.chunk_starts)
 
 
@@ -77,7 +87,9 @@ def test_tensor_outputs_are_per_frame_activity_in_speaker_order():
     model = cpu_model()
     segments, (frames,) = model.diarize(str(OVERLAPPED), num_workers=0, verbose=False, include_tensor_outputs=True)
     (segments,) = segments
-    assert frames.shape[0] == 1 and frames.shape[1] == int(np.ceil(sf.info(str(OVERLAPPED)).duration / model.frame_seconds))
+    assert frames.shape[0] == 1 and frames.shape[1] == int(
+        np.ceil(sf.info(str(OVERLAPPED)).duration / model.frame_seconds)
+    )
     assert frames.shape[2] >= len(speakers_of(segments))
     assert float(frames.min()) >= 0.0 and float(frames.max()) <= 1.0
     assert ((frames[0] > 0.5).sum(1) >= 2).any()  # frames where two speakers are active
@@ -95,15 +107,28 @@ def test_speaker_embeddings_are_returned_under_the_segments_names():
 
 def _one_chunk(model, embeddings, part_embeddings, segmentation):
     """`model._activity` of a one-chunk, 10 s recording, voices = the first two unit vectors."""
-    output = OverlapAwareForward(uniq_id="one", offset=0.0, num_speakers=0, num_samples=10 * 16000, chunk_starts=np.zeros(1),
-                                 segmentation=segmentation, embeddings=embeddings, part_embeddings=part_embeddings)
+    output = OverlapAwareForward(
+        uniq_id="one",
+        offset=0.0,
+        num_speakers=0,
+        num_samples=10 * 16000,
+        chunk_starts=np.zeros(1),
+        segmentation=segmentation,
+        embeddings=embeddings,
+        part_embeddings=part_embeddings,
+    )
     voices = np.eye(192, dtype=np.float32)[:2]
-    return model._activity(output, segmentation.astype(np.float32), voices, int(np.ceil(10.0 / model.frame_seconds))) > 0.5
+    return (
+        model._activity(output, segmentation.astype(np.float32), voices, int(np.ceil(10.0 / model.frame_seconds))) > 0.5
+    )
 
 
 def _empty_chunk(model):
-    return (np.zeros((1, model.chunk_frames, 3), np.uint8), np.full((1, model.pieces, 3, 192), np.nan, np.float32),
-            np.full((1, model.parts, 3, 192), np.nan, np.float32))
+    return (
+        np.zeros((1, model.chunk_frames, 3), np.uint8),
+        np.full((1, model.pieces, 3, 192), np.nan, np.float32),
+        np.full((1, model.parts, 3, 192), np.nan, np.float32),
+    )
 
 
 def test_a_piece_that_holds_two_voices_is_split_between_them_by_its_parts():
@@ -146,7 +171,11 @@ def test_two_local_speakers_of_one_chunk_never_share_a_cluster():
     rng = np.random.default_rng(0)
     centroids = np.eye(4, dtype=np.float32)[:2]
     # every chunk: two local speakers that both look like speaker 0, one missing
-    embeddings = np.stack([np.eye(4)[0] + 0.05 * rng.standard_normal(4) for _ in range(20 * 3)]).reshape(20, 3, 4).astype(np.float32)
+    embeddings = (
+        np.stack([np.eye(4)[0] + 0.05 * rng.standard_normal(4) for _ in range(20 * 3)])
+        .reshape(20, 3, 4)
+        .astype(np.float32)
+    )
     embeddings[:, 2] = np.nan
     assignment = assign_local_speakers(embeddings, centroids)
     assert (assignment[:, 2] == -1).all()
@@ -162,7 +191,7 @@ def test_clustering_finds_separated_speakers_directly_and_through_a_sample(max_d
     centroids, labels = cluster_centroids(points, ChunkClusteringConfig(max_direct=max_direct))
     assert len(labels) == len(points) and len(np.unique(labels)) == len(centroids) == 3
     for k in range(3):
-        assert len(np.unique(labels[100 * k: 100 * (k + 1)])) == 1
+        assert len(np.unique(labels[100 * k : 100 * (k + 1)])) == 1
 
 
 @pytest.mark.parametrize("count_method", ["silhouette", "eigengap", "threshold"])
@@ -181,7 +210,7 @@ def test_a_short_call_is_counted_by_silhouette_unless_its_embeddings_show_no_str
     config = ChunkClusteringConfig()
     assert len(few) >= config.min_estimate_embeddings
     centroids, labels = cluster_centroids(few, config)
-    assert len(centroids) == 3 and all(len(np.unique(labels[4 * k: 4 * (k + 1)])) == 1 for k in range(3))
+    assert len(centroids) == 3 and all(len(np.unique(labels[4 * k : 4 * (k + 1)])) == 1 for k in range(3))
     # unrelated directions (in CAM++'s 192 dimensions: best cuts score 0.05-0.09 over 20 seeds) show
     # no structure, so the threshold decides as on tiny inputs
     scattered = rng.standard_normal((12, 192))
@@ -223,8 +252,8 @@ def test_every_frame_of_the_timeline_is_decided_by_a_covering_chunk(step_seconds
     deciding = np.zeros(int(first[-1]) + model.chunk_frames, int)
     covering = np.zeros_like(deciding)
     for start, row in zip(first, owned):
-        deciding[start: start + model.chunk_frames] += row
-        covering[start: start + model.chunk_frames] += 1
+        deciding[start : start + model.chunk_frames] += row
+        covering[start : start + model.chunk_frames] += 1
     assert (deciding[covering > 0] >= 1).all()  # (a 10 s step leaves 4 frames between chunks that no chunk covers)
     if step_seconds == 10.0:
         assert deciding.max() == 1
@@ -246,11 +275,11 @@ def test_bfloat16_embeddings_point_where_float32_ones_do():
         pytest.skip(f"bfloat16 forward unsupported here: {error}")
     np.testing.assert_array_equal(mixed.segmentation, reference.segmentation)
     for key in ("embeddings", "part_embeddings"):
-        assert mixed[key].dtype == np.float32
-        np.testing.assert_array_equal(np.isnan(mixed[key]), np.isnan(reference[key]))
-        embedded = ~np.isnan(reference[key]).any(-1)
+        assert getattr(mixed, key).dtype == np.float32
+        np.testing.assert_array_equal(np.isnan(getattr(mixed, key)), np.isnan(getattr(reference, key)))
+        embedded = ~np.isnan(getattr(reference, key)).any(-1)
         assert embedded.sum() >= 10
-        cosine = (normalize(mixed[key][embedded]) * normalize(reference[key][embedded])).sum(-1)
+        cosine = (normalize(getattr(mixed, key)[embedded]) * normalize(getattr(reference, key)[embedded])).sum(-1)
         # pieces of two different voices sit at 0.4-0.8: 0.97 is far from a confusion
         assert cosine.min() >= 0.97 and cosine.mean() >= 0.995, cosine
     assert (half.segmentation == reference.segmentation).all(-1).mean() >= 0.9
@@ -264,15 +293,18 @@ def test_an_unknown_precision_is_refused_with_the_names_that_work():
         load_model("default", device="cpu", precision="float8")
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"step_seconds": 0}, "step_seconds=0: must be a number from 0.1 to 10"),
-    ({"assignment_pieces": 2.5}, "assignment_pieces=2.5: must be a whole number from 1 to 16"),
-    ({"split_similarity": float("nan")}, "split_similarity=nan: must be a number from -1 to 1"),
-    ({"refine_boundaries": "yes"}, "refine_boundaries='yes': use one of [True, False]"),
-    ({"step": 5}, "no option(s) ['step']: the options are ['step_seconds',"),
-    ({"clustering": {"threshold": 3}}, "clustering.threshold=3: must be a number from 0 to 2"),
-    ({"postprocessing": {"offset": 1.5}}, "post-processing parameter offset=1.5: must be from 0 to 1"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"step_seconds": 0}, "step_seconds=0: must be a number from 0.1 to 10"),
+        ({"assignment_pieces": 2.5}, "assignment_pieces=2.5: must be a whole number from 1 to 16"),
+        ({"split_similarity": float("nan")}, "split_similarity=nan: must be a number from -1 to 1"),
+        ({"refine_boundaries": "yes"}, "refine_boundaries='yes': use one of [True, False]"),
+        ({"step": 5}, "no option(s) ['step']: the options are ['step_seconds',"),
+        ({"clustering": {"threshold": 3}}, "clustering.threshold=3: must be a number from 0 to 2"),
+        ({"postprocessing": {"offset": 1.5}}, "post-processing parameter offset=1.5: must be from 0 to 1"),
+    ],
+)
 def test_out_of_range_options_are_refused_before_any_weights_load(options, message):
     from pipeline.errors import BadParameterError
     from pipeline.models.overlap_aware.model import OverlapAwareDiarizer
@@ -288,7 +320,10 @@ def test_nested_options_change_only_the_fields_given():
     config = OverlapAwareDiarizer.check_options(clustering={"threshold": 0.8}, postprocessing={"onset": 0.6})
     default = OverlapAwareConfig()
     assert config.clustering.threshold == 0.8 and config.clustering.min_voters == default.clustering.min_voters
-    assert config.postprocessing.onset == 0.6 and config.postprocessing.min_duration_off == default.postprocessing.min_duration_off
+    assert (
+        config.postprocessing.onset == 0.6
+        and config.postprocessing.min_duration_off == default.postprocessing.min_duration_off
+    )
 
 
 def test_a_change_of_speaker_between_two_parts_moves_to_the_half_whose_embedding_says_so():
@@ -305,7 +340,9 @@ def test_a_change_of_speaker_between_two_parts_moves_to_the_half_whose_embedding
     assert (refine_boundaries(assignment, halves, centroids, 0.9)[0, :, 0] == [0, 0, 1, 1]).all(), "margin not met"
     held = assignment.copy()
     held[0, 0, 1] = 1  # local speaker 1 is B in part 0
-    assert (refine_boundaries(held, halves, centroids, 0.0)[0, :, 0] == [0, 0, 1, 1]).all(), "two local speakers never share B"
+    assert (refine_boundaries(held, halves, centroids, 0.0)[0, :, 0] == [0, 0, 1, 1]).all(), (
+        "two local speakers never share B"
+    )
     halves[0, 1, 0], halves[0, 2, 0] = a, normalize(a + 0.2 * b)  # now the early half of part 1 sounds like A
     np.testing.assert_array_equal(refine_boundaries(assignment, halves, centroids, 0.0)[0, :, 0], [0, 0, 0, 1])
 
@@ -322,7 +359,7 @@ def test_call_sizes_follow_the_device_unless_given():
     assert given.batch_sizes(torch.device("cuda")) == (8, 16)
 
 
-def _three_voice_call(model, third: np.ndarray) -> dict:
+def _three_voice_call(model, third: np.ndarray) -> OverlapAwareForward:
     """35 s, six chunks: 2.5 s slots alternate voices A and B, except four of B's slots, where a
     third voice speaks 1.1 s each (4.4 s in all, under `split_speaker_seconds`). Each slot is
     embedded by the chunk that owns it, as the forward pass does; embeddings are their voice plus a
@@ -348,9 +385,16 @@ def _three_voice_call(model, third: np.ndarray) -> dict:
                 parts[c, 2 * p, voice] = vector
                 if voice != 2:
                     parts[c, 2 * p + 1, voice] = vector
-    return {"uniq_id": "call", "offset": 0.0, "num_speakers": 0, "num_samples": int(35 * 16000),
-            "chunk_starts": np.arange(chunks) * step, "segmentation": segmentation, "embeddings": embeddings,
-            "part_embeddings": parts}
+    return OverlapAwareForward(
+        uniq_id="call",
+        offset=0.0,
+        num_speakers=0,
+        num_samples=int(35 * 16000),
+        chunk_starts=np.arange(chunks) * step,
+        segmentation=segmentation,
+        embeddings=embeddings,
+        part_embeddings=parts,
+    )
 
 
 def test_a_short_speaker_close_to_another_is_folded_into_it_and_a_short_distinct_one_is_kept():

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import AMI, REPO, ami_rows, segments_by_recording, with_absolute_paths, write_jsonl
 
 PLUGIN_MODEL = "tests.plugin_models:energy_diarizer"
@@ -34,12 +33,16 @@ def test_a_plugin_model_works_through_diarize_with_options_and_a_checkpoint(tmp_
     from pipeline import load_model
 
     default = in_process()
-    assert set(default) == set(NAMES) and all(line.endswith(" speaker_0") for lines in default.values() for line in lines)
+    assert set(default) == set(NAMES) and all(
+        line.endswith(" speaker_0") for lines in default.values() for line in lines
+    )
     stricter = in_process(threshold_db=-40.0)
     assert stricter != default, "the option reaches the factory"
     checkpoint = tmp_path / "energy.json"
     checkpoint.write_text(json.dumps({"threshold_db": -40.0}))
-    from_checkpoint = load_model(PLUGIN_MODEL, checkpoint=str(checkpoint)).diarize([str(AMI / f"{n}.wav") for n in NAMES])
+    from_checkpoint = load_model(PLUGIN_MODEL, checkpoint=str(checkpoint)).diarize(
+        [str(AMI / f"{n}.wav") for n in NAMES]
+    )
     assert {n: list(s) for n, s in zip(NAMES, from_checkpoint) if s} == stricter
 
 
@@ -50,7 +53,9 @@ def test_a_plugin_model_by_module_factory_runs_on_ray_workers_with_its_options(l
     checkpoint = tmp_path / "energy.json"
     checkpoint.write_text(json.dumps({"threshold_db": -40.0}))
     output = tmp_path / "output"
-    summary = pipeline.run_corpus(str(manifest), str(output), model=PLUGIN_MODEL, checkpoint=str(checkpoint), batch_size=2)
+    summary = pipeline.run_corpus(
+        str(manifest), str(output), model=PLUGIN_MODEL, checkpoint=str(checkpoint), batch_size=2
+    )
 
     assert (summary["ok"], summary["errors"]) == (3, 0)
     assert (summary["config"]["model_kwargs"], summary["config"]["checkpoint"]) == ({}, str(checkpoint))
@@ -92,9 +97,27 @@ def test_an_installed_plugin_runs_on_ray_workers_from_the_cli(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["PYTHONPATH"] = os.pathsep.join([str(site), str(REPO)])
     run = subprocess.run(
-        [sys.executable, "-m", "pipeline", "diarize", "--manifest", str(manifest), "--output", str(output),
-         "--model", "energy", "--model-arg", "threshold_db=-40", "--batch-size", "2"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400,
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "diarize",
+            "--manifest",
+            str(manifest),
+            "--output",
+            str(output),
+            "--model",
+            "energy",
+            "--model-arg",
+            "threshold_db=-40",
+            "--batch-size",
+            "2",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
     )
     assert run.returncode == 0, run.stderr[-3000:]
     summary = json.loads((output / "summary.json").read_text())
@@ -104,10 +127,28 @@ def test_an_installed_plugin_runs_on_ray_workers_from_the_cli(tmp_path):
 
 def test_model_args_from_the_command_line_are_json_or_text():
     from pipeline.cli import build_parser
+    from pipeline.corpus.options import RunOptions
 
-    args = build_parser().parse_args(["diarize", "--manifest", "m", "--output", "o", "--model-arg", "threshold_db=-40",
-                                      "--model-arg", "name=far field", "--model-arg", "flags=[1, 2]", "--checkpoint", "s3://b/w.pt"])
-    assert dict(args.model_arg) == {"threshold_db": -40, "name": "far field", "flags": [1, 2]}
-    assert args.checkpoint == "s3://b/w.pt"
+    args = build_parser().parse_args(
+        [
+            "diarize",
+            "--manifest",
+            "m",
+            "--output",
+            "o",
+            "--model-arg",
+            "threshold_db=-40",
+            "--model-arg",
+            "name=far field",
+            "--model-arg",
+            "flags=[1, 2]",
+            "--checkpoint",
+            "s3://b/w.pt",
+        ]
+    )
+    run = RunOptions.from_args(args)
+    assert run.model_kwargs == {"threshold_db": -40, "name": "far field", "flags": [1, 2]}
+    assert run.checkpoint == "s3://b/w.pt"
+    assert run.factory_kwargs == {**run.model_kwargs, "checkpoint": "s3://b/w.pt"}
     with pytest.raises(SystemExit):
         build_parser().parse_args(["diarize", "--manifest", "m", "--output", "o", "--model-arg", "novalue"])

@@ -3,11 +3,10 @@
 import json
 
 import pytest
+from helpers import AMI
 
 from pipeline.io.manifest import ManifestError, parse_line, read_manifest, rows_from_paths
 from pipeline.io.rttm import Turn, parse_rttm, read_rttm, read_uem, rttm_lines, write_rttm
-
-from helpers import AMI
 
 
 def test_rttm_round_trip_keeps_utf8_ids_and_speakers(tmp_path):
@@ -16,8 +15,9 @@ def test_rttm_round_trip_keeps_utf8_ids_and_speakers(tmp_path):
     path = tmp_path / "out.rttm"
     write_rttm(str(path), "trñ00", turns)
     again = read_rttm(str(path))["trñ00"]
-    assert [(round(t.start, 3), round(t.end, 3), t.speaker) for t in again] == \
-        [(round(t.start, 3), round(t.end, 3), t.speaker) for t in turns]
+    assert [(round(t.start, 3), round(t.end, 3), t.speaker) for t in again] == [
+        (round(t.start, 3), round(t.end, 3), t.speaker) for t in turns
+    ]
 
 
 def test_whitespace_in_ids_still_gives_ten_field_rttm_lines():
@@ -43,12 +43,15 @@ def test_uri_manifests_resolve_against_their_folder():
     assert row.audio_filepath == "s3://bucket/corpus/a/b.flac" and row.uniq_id == "b"
 
 
-@pytest.mark.parametrize("line,reason", [
-    ("{not json", "invalid JSON"),
-    (json.dumps({"text": "-"}), "missing 'audio_filepath'"),
-    (json.dumps({"audio_filepath": "a.wav", "offset": -1}), "offset"),
-    (json.dumps({"audio_filepath": "a.wav", "num_speakers": 0}), "num_speakers"),
-])
+@pytest.mark.parametrize(
+    "line,reason",
+    [
+        ("{not json", "invalid JSON"),
+        (json.dumps({"text": "-"}), "missing 'audio_filepath'"),
+        (json.dumps({"audio_filepath": "a.wav", "offset": -1}), "offset"),
+        (json.dumps({"audio_filepath": "a.wav", "num_speakers": 0}), "num_speakers"),
+    ],
+)
 def test_bad_lines_name_the_manifest_line_and_reason(line, reason):
     with pytest.raises(ManifestError, match=reason) as error:
         parse_line(line, "corpus.jsonl", 7)
@@ -59,7 +62,9 @@ def test_same_base_name_in_two_folders_gets_distinct_stable_ids():
     rows = rows_from_paths(["/x/a.wav", "/y/a.wav", "/x/b.wav"])
     ids = [row.uniq_id for row in rows]
     assert len(set(ids)) == 3 and ids[2] == "b"
-    assert ids[0].startswith("a-") and ids == [row.uniq_id for row in rows_from_paths(["/x/a.wav", "/y/a.wav", "/x/b.wav"])]
+    assert ids[0].startswith("a-") and ids == [
+        row.uniq_id for row in rows_from_paths(["/x/a.wav", "/y/a.wav", "/x/b.wav"])
+    ]
 
 
 @pytest.mark.parametrize("uniq_id", ["../../etc/passwd", "/abs/id", "..", ".", "a\\b"])
@@ -68,10 +73,13 @@ def test_ids_that_could_escape_the_output_folder_become_plain_names(uniq_id):
     assert not any(c in row.uniq_id for c in "/\\") and not row.uniq_id.startswith(".") and "~" in row.uniq_id
 
 
-@pytest.mark.parametrize("record,reason", [
-    ({"audio_filepath": "/x/" + "n" * 300 + ".wav"}, "longer than 200 bytes"),
-    ({"audio_filepath": "a\u0000b.wav"}, "NUL"),
-])
+@pytest.mark.parametrize(
+    "record,reason",
+    [
+        ({"audio_filepath": "/x/" + "n" * 300 + ".wav"}, "longer than 200 bytes"),
+        ({"audio_filepath": "a\u0000b.wav"}, "NUL"),
+    ],
+)
 def test_ids_that_no_file_system_accepts_are_rejected(record, reason):
     with pytest.raises(ManifestError, match=reason):
         parse_line(json.dumps(record), "m.jsonl", 1)

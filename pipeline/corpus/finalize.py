@@ -51,8 +51,9 @@ def write_output_manifest(layout: OutputLayout, recordings: int, on_driver: bool
     parts = []
     if recorded is not None:
         ok = recorded.filter(expr=col("status") == OK).sort(["manifest", "line_number"])
-        parts = ok.map_batches(write_manifest_part, fn_kwargs={"layout": layout}, batch_size=None,
-                               batch_format="pyarrow").take_all()
+        parts = ok.map_batches(
+            write_manifest_part, fn_kwargs={"layout": layout}, batch_size=None, batch_format="pyarrow"
+        ).take_all()
     with layout.open_atomically(layout.path("manifest.jsonl")) as out:
         for part in sorted(parts, key=lambda p: (p["manifest"], p["line_number"])):
             with layout.fs.open(part["path"], "rb") as f:
@@ -63,7 +64,6 @@ def write_output_manifest(layout: OutputLayout, recordings: int, on_driver: bool
 
 def sorted_ok_recordings(layout: OutputLayout) -> pa.Table:
     """The ok rows of `recordings` (the manifest columns), sorted by manifest and line, on the driver."""
-
 
     schema = pa.schema([RECORDINGS_SCHEMA.field(name) for name in MANIFEST_COLUMNS])
     tables = []
@@ -90,23 +90,38 @@ def manifest_lines(block: pa.Table, layout: OutputLayout) -> str:
 def write_manifest_part(block: pa.Table, layout: OutputLayout) -> pa.Table:
     """One sorted block of ok rows as manifest lines, in a part named after its first row."""
     if not block.num_rows:
-        return pa.table({"manifest": pa.array([], pa.string()), "line_number": pa.array([], pa.int64()), "path": pa.array([], pa.string())})
+        return pa.table(
+            {
+                "manifest": pa.array([], pa.string()),
+                "line_number": pa.array([], pa.int64()),
+                "path": pa.array([], pa.string()),
+            }
+        )
     path = layout.path(MANIFEST_PARTS, f"{uuid.uuid4().hex}.jsonl")
     layout.write_atomically(path, manifest_lines(block, layout).encode("utf-8"))
     first = block.slice(0, 1).to_pylist()[0]
     return pa.table({"manifest": [first["manifest"]], "line_number": [first["line_number"]], "path": [path]})
 
 
-def run_summary(layout: OutputLayout, input_rows: int, parts_before: set[str], wall_seconds: float, config: dict) -> dict[str, Any]:
+def run_summary(
+    layout: OutputLayout, input_rows: int, parts_before: set[str], wall_seconds: float, config: dict
+) -> dict[str, Any]:
     """Totals over `recordings`, streamed part by part (the driver never holds the table)."""
 
     totals = {"rows": 0, "ok": 0, "audio": 0.0, "speech": 0.0, "audio_this_run": 0.0}
     reasons: Counter = Counter()
     for token in sorted(layout.part_tokens("recordings")):
         with layout.fs.open(layout.part_path("recordings", token), "rb") as f:
-            table = pq.read_table(f, columns=["status", "duration", "speech_seconds", "error", "manifest", "line_number", "audio_filepath"])
+            table = pq.read_table(
+                f,
+                columns=["status", "duration", "speech_seconds", "error", "manifest", "line_number", "audio_filepath"],
+            )
         reasons.update(error_reason(row) for row in table.filter(pc.not_equal(table["status"], OK)).to_pylist())
-        ok = [(d, s) for status, d, s in zip(*(table[c].to_pylist() for c in ("status", "duration", "speech_seconds"))) if status == OK]
+        ok = [
+            (d, s)
+            for status, d, s in zip(*(table[c].to_pylist() for c in ("status", "duration", "speech_seconds")))
+            if status == OK
+        ]
         audio = sum(d for d, _ in ok)
         totals["rows"] += table.num_rows
         totals["ok"] += len(ok)
@@ -129,8 +144,10 @@ def run_summary(layout: OutputLayout, input_rows: int, parts_before: set[str], w
     }
 
 
-NO_EMBEDDINGS_NOTE = ("the model gives no speaker embeddings (InternalDiarizeConfig.speaker_embeddings): "
-                      "speakers/ is empty and link-speakers has nothing to link")
+NO_EMBEDDINGS_NOTE = (
+    "the model gives no speaker embeddings (InternalDiarizeConfig.speaker_embeddings): "
+    "speakers/ is empty and link-speakers has nothing to link"
+)
 
 
 def speakers_summary(layout: OutputLayout, ok_rows: int) -> dict[str, Any]:
@@ -156,7 +173,7 @@ def error_reason(row: dict[str, Any]) -> str:
     text = row["error"] or "unknown"
     location = f"{row['manifest']}:{row['line_number']}: "
     if text.startswith(location):
-        text = text[len(location):]
+        text = text[len(location) :]
     path = row.get("audio_filepath") or ""
     for name in sorted({path, os.path.basename(path)} - {""}, key=len, reverse=True):
         text = text.replace(name, "<file>")
@@ -164,16 +181,21 @@ def error_reason(row: dict[str, Any]) -> str:
 
 
 def versions() -> dict[str, str]:
-    import torch  # the driver has it already: the model's preflight imported it
-
     from importlib.metadata import PackageNotFoundError, version
+
+    import torch  # the driver has it already: the model's preflight imported it
 
     try:
         package = version("corpus-diarization")
     except PackageNotFoundError:
         package = "unknown"
-    return {"corpus-diarization": package, "python": platform.python_version(), "ray": ray.__version__,
-            "torch": torch.__version__, "pyarrow": pa.__version__}
+    return {
+        "corpus-diarization": package,
+        "python": platform.python_version(),
+        "ray": ray.__version__,
+        "torch": torch.__version__,
+        "pyarrow": pa.__version__,
+    }
 
 
 def json_text(value: Any, indent: int | None = 2) -> str:

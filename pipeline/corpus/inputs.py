@@ -28,32 +28,41 @@ ROWS_PER_READ_BLOCK = 4096
 READ_CHUNK_BYTES = 1 << 20
 
 # One schema for every block of input rows: no nulls ("" and NaN instead), so blocks always concatenate.
-INPUT_SCHEMA = pa.schema([
-    ("manifest", pa.string()),
-    ("line_number", pa.int64()),
-    ("status", pa.string()),
-    ("error", pa.string()),
-    ("candidate", pa.string()),  # the id before disambiguation; "" for a line with no usable row
-    ("recording_hash", pa.string()),  # `ids.recording_hash`; "" likewise
-    ("audio_filepath", pa.string()),
-    ("offset", pa.float64()),
-    ("slice_duration", pa.float64()),  # NaN: to the end of the file
-    ("num_speakers", pa.int64()),  # 0: estimate
-    ("manifest_row", pa.string()),  # the row as NeMo writes it (JSON, paths resolved); "" likewise
-    ("uniq_id", pa.string()),  # filled by `assign_ids`
-    ("row_key", pa.string()),  # filled by `assign_ids`
-    ("recorded", pa.bool_()),  # True for the rows of a previous run, joined in on --resume
-])
+INPUT_SCHEMA = pa.schema(
+    [
+        ("manifest", pa.string()),
+        ("line_number", pa.int64()),
+        ("status", pa.string()),
+        ("error", pa.string()),
+        ("candidate", pa.string()),  # the id before disambiguation; "" for a line with no usable row
+        ("recording_hash", pa.string()),  # `ids.recording_hash`; "" likewise
+        ("audio_filepath", pa.string()),
+        ("offset", pa.float64()),
+        ("slice_duration", pa.float64()),  # NaN: to the end of the file
+        ("num_speakers", pa.int64()),  # 0: estimate
+        ("manifest_row", pa.string()),  # the row as NeMo writes it (JSON, paths resolved); "" likewise
+        ("uniq_id", pa.string()),  # filled by `assign_ids`
+        ("row_key", pa.string()),  # filled by `assign_ids`
+        ("recorded", pa.bool_()),  # True for the rows of a previous run, joined in on --resume
+    ]
+)
 
-_ENCODINGS_BY_BOM = {b"\xff\xfe\x00\x00": "UTF-32-LE", b"\x00\x00\xfe\xff": "UTF-32-BE",
-                     b"\xff\xfe": "UTF-16-LE", b"\xfe\xff": "UTF-16-BE"}
+_ENCODINGS_BY_BOM = {
+    b"\xff\xfe\x00\x00": "UTF-32-LE",
+    b"\x00\x00\xfe\xff": "UTF-32-BE",
+    b"\xff\xfe": "UTF-16-LE",
+    b"\xfe\xff": "UTF-16-BE",
+}
 _COMPRESSION_MAGIC = {b"\x1f\x8b": ".gz", b"\x28\xb5\x2f\xfd": ".zst", b"BZh": ".bz2"}
 UTF8_BOM = b"\xef\xbb\xbf"
 
 
 def input_item(manifest: str, line_number: int, row: ManifestRow | None = None, error: str = "") -> dict[str, Any]:
     return {
-        "manifest": manifest, "line_number": line_number, "status": "error" if error else "ok", "error": error,
+        "manifest": manifest,
+        "line_number": line_number,
+        "status": "error" if error else "ok",
+        "error": error,
         "candidate": row.uniq_id if row else "",
         "recording_hash": recording_hash(row.audio_filepath, row.offset, row.duration) if row else "",
         "audio_filepath": row.audio_filepath if row else "",
@@ -61,7 +70,9 @@ def input_item(manifest: str, line_number: int, row: ManifestRow | None = None, 
         "slice_duration": row.duration if row and row.duration is not None else math.nan,
         "num_speakers": (row.num_speakers or 0) if row else 0,
         "manifest_row": json.dumps(row.to_json(), ensure_ascii=False) if row else "",
-        "uniq_id": "", "row_key": "", "recorded": False,
+        "uniq_id": "",
+        "row_key": "",
+        "recorded": False,
     }
 
 
@@ -72,10 +83,16 @@ def encoding_problem(head: bytes, manifest: str) -> str:
             return f"{manifest}: the manifest is {encoding} (byte order mark {bom.hex(' ')}); save it as UTF-8"
     for magic, suffix in _COMPRESSION_MAGIC.items():
         if head.startswith(magic):
-            return f"{manifest}: the manifest is compressed ({suffix}) but its name does not say so; name it *.jsonl{suffix}"
+            return (
+                f"{manifest}: the manifest is compressed ({suffix}) but its name does not say so; "
+                f"name it *.jsonl{suffix}"
+            )
     if b"\x00" in head[:4096]:
         even_nuls = head[0:4096:2].count(0) > head[1:4096:2].count(0)
-        return f"{manifest}: the manifest looks like {'UTF-16-BE' if even_nuls else 'UTF-16-LE'} (NUL bytes); save it as UTF-8"
+        return (
+            f"{manifest}: the manifest looks like {'UTF-16-BE' if even_nuls else 'UTF-16-LE'} (NUL bytes); "
+            "save it as UTF-8"
+        )
     return ""
 
 
@@ -84,8 +101,12 @@ def parse_manifest_line(raw: bytes, manifest: str, number: int) -> dict[str, Any
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
-        return input_item(manifest, number, error=f"{manifest}:{number}: not valid UTF-8 ({error.reason} at byte "
-                                                  f"{error.start}); save the manifest as UTF-8")
+        return input_item(
+            manifest,
+            number,
+            error=f"{manifest}:{number}: not valid UTF-8 ({error.reason} at byte "
+            f"{error.start}); save the manifest as UTF-8",
+        )
     try:
         row = parse_line(text, manifest, number)
     except ManifestError as error:
@@ -111,7 +132,7 @@ def manifest_items(f, manifest: str) -> Iterator[dict[str, Any]]:
     if first is None:
         return
     if first.startswith(UTF8_BOM):
-        first = first[len(UTF8_BOM):]
+        first = first[len(UTF8_BOM) :]
     elif problem := encoding_problem(first, manifest):
         yield input_item(manifest, 1, error=problem)
         return
@@ -159,7 +180,9 @@ def expand_manifests(uris: Iterable[str], options: dict | None = None) -> list[s
         matches = sorted(fs.glob(pattern))
         if not matches:
             raise FileNotFoundError(f"no manifest matches {uri}")
-        expanded.extend(match if is_local(uri) and "://" not in uri else fs.unstrip_protocol(match) for match in matches)
+        expanded.extend(
+            match if is_local(uri) and "://" not in uri else fs.unstrip_protocol(match) for match in matches
+        )
     return expanded
 
 
@@ -176,6 +199,7 @@ def read_inputs(manifests: Iterable[str], options: dict | None = None, expanded:
 
 
 # ------------------------------------------------------------------------------ ids and resume
+
 
 def bucket_count(rows: int) -> int:
     """Buckets of the id pass: about 20,000 rows each, so a bucket fits any worker."""
@@ -202,8 +226,15 @@ def recorded_items(batch: pa.Table) -> pa.Table:
     items = []
     for row in batch.to_pylist():
         candidate = json.loads(row["manifest_row"])["uniq_id"] if row["manifest_row"] else ""  # stored as parsed
-        items.append({**input_item(row["manifest"], row["line_number"], error="recorded"), "candidate": candidate,
-                      "uniq_id": row["uniq_id"] or "", "row_key": row["row_key"] or "", "recorded": True})
+        items.append(
+            {
+                **input_item(row["manifest"], row["line_number"], error="recorded"),
+                "candidate": candidate,
+                "uniq_id": row["uniq_id"] or "",
+                "row_key": row["row_key"] or "",
+                "recorded": True,
+            }
+        )
     return pa.Table.from_pylist(items, schema=INPUT_SCHEMA)
 
 

@@ -47,8 +47,13 @@ class OutputNotWritable(UsageError):
 
 
 class OutputLease:
-    def __init__(self, output: str, storage_options: dict | None = None, heartbeat_seconds: float = HEARTBEAT_SECONDS,
-                 stale_after_seconds: float | None = None):
+    def __init__(
+        self,
+        output: str,
+        storage_options: dict | None = None,
+        heartbeat_seconds: float = HEARTBEAT_SECONDS,
+        stale_after_seconds: float | None = None,
+    ):
         self.output = output.rstrip("/")
         fs, root = filesystem(self.output, storage_options)
         self.store = lease_store(fs, root.rstrip("/") + "/" + LEASE_NAME)
@@ -70,7 +75,9 @@ class OutputLease:
             try:
                 self.token = self.store.create(encode(self.holder))
             except OSError as error:
-                raise OutputNotWritable(f"cannot write to the output {self.output}: {describe_os_error(error)}") from None
+                raise OutputNotWritable(
+                    f"cannot write to the output {self.output}: {describe_os_error(error)}"
+                ) from None
             if self.token is not None:
                 break
             current = self.store.read()
@@ -89,7 +96,9 @@ class OutputLease:
                 continue
             raise OutputInUse(self.refusal(holder, modified, resume))
         else:
-            raise OutputInUse(f"{self.output} is in use by another run (its lease {LEASE_NAME} keeps changing); try again")
+            raise OutputInUse(
+                f"{self.output} is in use by another run (its lease {LEASE_NAME} keeps changing); try again"
+            )
         self._thread = threading.Thread(target=self._beat, name="output-lease-heartbeat", daemon=True)
         self._thread.start()
         return self
@@ -133,7 +142,11 @@ class OutputLease:
 
     def holder_is_gone(self, holder: dict | None, modified: float | None) -> bool:
         """On this host: its process has ended. Anywhere: no heartbeat for `stale_after_seconds`."""
-        if holder and holder.get("host") == socket.gethostname() and not process_alive(holder.get("pid"), holder.get("pid_started")):
+        if (
+            holder
+            and holder.get("host") == socket.gethostname()
+            and not process_alive(holder.get("pid"), holder.get("pid_started"))
+        ):
             return True
         last = (holder or {}).get("heartbeat") or modified
         return last is not None and time.time() - float(last) > self.stale_after_seconds
@@ -144,10 +157,15 @@ class OutputLease:
         age = f"{time.time() - float(last):.0f} s ago" if last is not None else "unknown"
         who = f"host {holder.get('host', '?')}, pid {holder.get('pid', '?')}, started {holder.get('started', '?')}"
         if self.holder_is_gone(holder, modified):
-            return (f"{self.output} is leased by a run that appears gone ({who}, last heartbeat {age}); "
-                    "rerun with --resume to take it over")
-        return (f"{self.output} is in use by another run ({who}, last heartbeat {age}); wait for it to end or use "
-                f"another --output (--resume takes over only once that run is gone: no heartbeat for {self.stale_after_seconds:.0f} s)")
+            return (
+                f"{self.output} is leased by a run that appears gone ({who}, last heartbeat {age}); "
+                "rerun with --resume to take it over"
+            )
+        return (
+            f"{self.output} is in use by another run ({who}, last heartbeat {age}); wait for it to end or use "
+            f"another --output (--resume takes over only once that run is gone: "
+            f"no heartbeat for {self.stale_after_seconds:.0f} s)"
+        )
 
 
 def holder_record(heartbeat_seconds: float) -> dict[str, Any]:
@@ -309,7 +327,9 @@ class S3LeaseObject:
         try:
             response = self._call("put_object", Body=data, **condition)
         except (FileExistsError, FileNotFoundError) as error:
-            if _precondition_failed(error) or (condition.get("IfMatch") and isinstance(error, FileNotFoundError) and "NoSuchKey" in str(error)):
+            if _precondition_failed(error) or (
+                condition.get("IfMatch") and isinstance(error, FileNotFoundError) and "NoSuchKey" in str(error)
+            ):
                 return None
             raise
         except OSError as error:

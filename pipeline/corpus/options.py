@@ -28,43 +28,105 @@ def model_argument(text: str) -> tuple[str, object]:
         return key.strip(), value
 
 
-def run_option(default: Any = MISSING, *flags: str, help: str, default_factory: Any = MISSING, **argparse_options: Any) -> Any:
+def run_option(
+    default: Any = MISSING, *flags: str, help: str, default_factory: Any = MISSING, **argparse_options: Any
+) -> Any:
     """A field of `RunOptions` with its command-line flags (none: set from elsewhere, see `from_args`)."""
     if default_factory is not MISSING:
         default = MISSING
-    return field(default=default, default_factory=default_factory, metadata={"flags": flags, "help": help, "argparse": argparse_options})
+    return field(
+        default=default,
+        default_factory=default_factory,
+        metadata={"flags": flags, "help": help, "argparse": argparse_options},
+    )
 
 
 @dataclass(frozen=True)
 class RunOptions:
-    manifests: tuple[str, ...] = run_option(MISSING, "--manifest", nargs="+", required=True, metavar="URI",
-                                            help="manifest URIs or globs (s3://, gs://, file://, paths)")
-    output: str = run_option(MISSING, "--output", required=True, metavar="URI", help="output folder (local or object store)")
-    model: str = run_option("default", "--model",
-                            help="registered name, package.module:factory, or an installed corpus_diarization.models plug-in (default: %(default)s)")
-    model_kwargs: dict = run_option(None, "--model-arg", default_factory=dict, action="append", type=model_argument,
-                                    metavar="KEY=VALUE", help="option passed to the model's factory (repeatable; VALUE read as JSON, else a string)")
-    checkpoint: str | None = run_option(None, "--checkpoint", metavar="PATH|URI", help="weights for the model, passed to its factory as checkpoint=")
+    manifests: tuple[str, ...] = run_option(
+        MISSING,
+        "--manifest",
+        nargs="+",
+        required=True,
+        metavar="URI",
+        help="manifest URIs or globs (s3://, gs://, file://, paths)",
+    )
+    output: str = run_option(
+        MISSING, "--output", required=True, metavar="URI", help="output folder (local or object store)"
+    )
+    model: str = run_option(
+        "default",
+        "--model",
+        help="registered name, package.module:factory, or an installed corpus_diarization.models plug-in "
+        "(default: %(default)s)",
+    )
+    model_kwargs: dict = run_option(
+        None,
+        "--model-arg",
+        default_factory=dict,
+        action="append",
+        type=model_argument,
+        metavar="KEY=VALUE",
+        help="option passed to the model's factory (repeatable; VALUE read as JSON, else a string)",
+    )
+    checkpoint: str | None = run_option(
+        None, "--checkpoint", metavar="PATH|URI", help="weights for the model, passed to its factory as checkpoint="
+    )
     batch_size: int = run_option(4, "--batch-size", type=int, help="recordings per model batch (default: %(default)s)")
-    num_actors: ActorCount = run_option(1, "--num-actors", metavar="N|MIN,MAX", help="model actor pool size (default: %(default)s)")
-    gpus_per_actor: float = run_option(0.0, "--gpus-per-actor", type=float, help="GPUs per model actor; >0 requires CUDA (default: CPU)")
-    actor_cpus: float = run_option(0.5, "--actor-cpus", type=float, help="CPUs reserved per model actor (default: %(default)s)")
-    actor_threads: int | None = run_option(None, "--actor-threads", type=int,
-                                           help="torch threads per CPU model actor (default: the node's cores / pool size)")
-    task_cpus: float = run_option(1.0, "--task-cpus", type=float,
-                                  help="CPUs reserved per decode and post-processing task (default: %(default)s)")
+    num_actors: ActorCount = run_option(
+        1, "--num-actors", metavar="N|MIN,MAX", help="model actor pool size (default: %(default)s)"
+    )
+    gpus_per_actor: float = run_option(
+        0.0, "--gpus-per-actor", type=float, help="GPUs per model actor; >0 requires CUDA (default: CPU)"
+    )
+    actor_cpus: float = run_option(
+        0.5, "--actor-cpus", type=float, help="CPUs reserved per model actor (default: %(default)s)"
+    )
+    actor_threads: int | None = run_option(
+        None,
+        "--actor-threads",
+        type=int,
+        help="torch threads per CPU model actor (default: the node's cores / pool size)",
+    )
+    task_cpus: float = run_option(
+        1.0, "--task-cpus", type=float, help="CPUs reserved per decode and post-processing task (default: %(default)s)"
+    )
     resume: bool = run_option(False, "--resume", action="store_true", help="skip inputs already recorded in --output")
     storage_options: dict = run_option(None, default_factory=dict, help="s3fs/gcsfs options (the CLI's storage flags)")
-    num_speakers: int | None = run_option(None, "--num-speakers", type=int, help="every file's speaker count (over the rows' num_speakers)")
-    min_num_speakers: int = run_option(1, "--min-speakers", type=int, help="lower bound of the estimated count (default: %(default)s)")
-    max_num_speakers: int = run_option(8, "--max-speakers", "--max-num-speakers", type=int,
-                                       help="upper bound of the estimated count when a row gives no num_speakers (default: %(default)s)")
-    postprocessing_yaml: str | None = run_option(None, "--postprocessing-yaml", help="NeMo post-processing YAML (parameters: onset, offset, ...)")
-    address: str | None = run_option(None, "--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
-    dry_run: bool = run_option(False, "--dry-run", action="store_true",
-                               help="read and check every row (fields, ids, audio exists); report rows, hours, errors and cost; write nothing")
-    check_audio: bool = run_option(False, "--check-audio", action="store_true", help="with --dry-run: also read each file's header for its duration")
-    limit: int | None = run_option(None, "--limit", type=int, metavar="N", help="only the first N input rows (a trial run)")
+    num_speakers: int | None = run_option(
+        None, "--num-speakers", type=int, help="every file's speaker count (over the rows' num_speakers)"
+    )
+    min_num_speakers: int = run_option(
+        1, "--min-speakers", type=int, help="lower bound of the estimated count (default: %(default)s)"
+    )
+    max_num_speakers: int = run_option(
+        8,
+        "--max-speakers",
+        "--max-num-speakers",
+        type=int,
+        help="upper bound of the estimated count when a row gives no num_speakers (default: %(default)s)",
+    )
+    postprocessing_yaml: str | None = run_option(
+        None, "--postprocessing-yaml", help="NeMo post-processing YAML (parameters: onset, offset, ...)"
+    )
+    address: str | None = run_option(
+        None, "--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)"
+    )
+    dry_run: bool = run_option(
+        False,
+        "--dry-run",
+        action="store_true",
+        help="read and check every row (fields, ids, audio exists); report rows, hours, errors and cost; write nothing",
+    )
+    check_audio: bool = run_option(
+        False,
+        "--check-audio",
+        action="store_true",
+        help="with --dry-run: also read each file's header for its duration",
+    )
+    limit: int | None = run_option(
+        None, "--limit", type=int, metavar="N", help="only the first N input rows (a trial run)"
+    )
 
     def __post_init__(self) -> None:
         manifests = (self.manifests,) if isinstance(self.manifests, str) else tuple(self.manifests)
@@ -88,8 +150,11 @@ class RunOptions:
         """The options as `summary.json` records them: secrets never (`public_options`), the actor pool
         as [min, max]."""
         recorded = asdict(self)
-        recorded.update(manifests=list(self.manifests), storage_options=public_options(self.storage_options),
-                        num_actors=list(self.check()))
+        recorded.update(
+            manifests=list(self.manifests),
+            storage_options=public_options(self.storage_options),
+            num_actors=list(self.check()),
+        )
         return recorded
 
     @staticmethod

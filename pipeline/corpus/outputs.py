@@ -29,16 +29,29 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
+from pipeline.corpus.tables import RECORDINGS_SCHEMA, SEGMENTS_SCHEMA, speakers_schema
 from pipeline.errors import OutputExists, RunFailed, UsageError
 from pipeline.io.storage import filesystem, join
-from pipeline.corpus.tables import RECORDINGS_SCHEMA, SEGMENTS_SCHEMA, speakers_schema
 
 PART_PREFIX, PART_SUFFIX = "part-", ".parquet"
 TEMPORARY_SUFFIX = ".tmp"
-TEMPORARY_NAME = re.compile(r"^\.(.+\.)?[0-9a-f]{32}" + re.escape(TEMPORARY_SUFFIX) + "$")  # older runs named them .NAME.HEX.tmp
+TEMPORARY_NAME = re.compile(
+    r"^\.(.+\.)?[0-9a-f]{32}" + re.escape(TEMPORARY_SUFFIX) + "$"
+)  # older runs named them .NAME.HEX.tmp
 # What a run writes directly under OUTPUT.
-OUTPUT_ENTRIES = ("rttm", "segments", "speakers", "recordings", "eval", "manifest.jsonl", "summary.json",
-                  "global_rttm", "speaker_links.parquet", "global_speakers.parquet", "linking.json")
+OUTPUT_ENTRIES = (
+    "rttm",
+    "segments",
+    "speakers",
+    "recordings",
+    "eval",
+    "manifest.jsonl",
+    "summary.json",
+    "global_rttm",
+    "speaker_links.parquet",
+    "global_speakers.parquet",
+    "linking.json",
+)
 # Tables whose parts count only once the block's recordings part (its commit record) exists.
 BLOCK_TABLES = ("segments", "speakers")
 
@@ -126,7 +139,11 @@ class OutputLayout:
         if not self.fs.exists(directory):
             return set()
         names = (posixpath.basename(p) for p in self.fs.ls(directory, detail=False))
-        return {n[len(PART_PREFIX):-len(PART_SUFFIX)] for n in names if n.startswith(PART_PREFIX) and n.endswith(PART_SUFFIX)}
+        return {
+            n[len(PART_PREFIX) : -len(PART_SUFFIX)]
+            for n in names
+            if n.startswith(PART_PREFIX) and n.endswith(PART_SUFFIX)
+        }
 
     def committed_tokens(self, table_name: str) -> list[str]:
         """The sorted tokens of the parts of `table_name` whose block committed (its recordings part exists)."""

@@ -50,7 +50,9 @@ MIN_BLOCKS = 16  # a small corpus still spreads over tasks and commits as it goe
 RECORDED_COLUMNS = ["uniq_id", "manifest", "line_number", "row_key", "manifest_row"]
 
 
-def run_corpus(manifests: RunOptions | str | Iterable[str], output: str | None = None, **options: Any) -> dict[str, Any]:
+def run_corpus(
+    manifests: RunOptions | str | Iterable[str], output: str | None = None, **options: Any
+) -> dict[str, Any]:
     """Diarize every row of `manifests` (URIs or globs) into `output`; returns the run summary
     (also written to `output/summary.json`). Rows that fail become error rows, never a failed run.
     `options` are `RunOptions`' fields (or pass one `RunOptions`): `model` is a registered name,
@@ -116,11 +118,15 @@ def run_corpus(manifests: RunOptions | str | Iterable[str], output: str | None =
                     diarize_rows(todo, sink, counts, run, config, (min_actors, max_actors))
 
             if lease.lost_to is not None:
-                raise OutputInUse(f"another run took over the lease on {run.output} while this one worked "
-                                  f"(host {lease.lost_to.get('host')}, pid {lease.lost_to.get('pid')}); check that run's outputs")
+                raise OutputInUse(
+                    f"another run took over the lease on {run.output} while this one worked "
+                    f"(host {lease.lost_to.get('host')}, pid {lease.lost_to.get('pid')}); check that run's outputs"
+                )
             write_output_manifest(layout, input_rows)
             summary = run_summary(layout, input_rows, parts_before, time.perf_counter() - started, config=run.summary())
-            summary.update(processed_this_run=counts[OK] + counts[ERROR], skipped_by_resume=input_rows - counts[OK] - counts[ERROR])
+            summary.update(
+                processed_this_run=counts[OK] + counts[ERROR], skipped_by_resume=input_rows - counts[OK] - counts[ERROR]
+            )
             layout.write_atomically(layout.path("summary.json"), (json_text(summary) + "\n").encode("utf-8"))
         except Exception as error:
             failure = run_failure(error, run.output)
@@ -137,7 +143,9 @@ def first_rows(parsed, limit: int | None):
     return parsed.sort(["manifest", "line_number"]).limit(limit)
 
 
-def diarize_rows(todo, sink: CorpusSink, counts: dict, run: RunOptions, config: DiarizeConfig, pool: tuple[int, int]) -> None:
+def diarize_rows(
+    todo, sink: CorpusSink, counts: dict, run: RunOptions, config: DiarizeConfig, pool: tuple[int, int]
+) -> None:
     """The ok rows: decode (CPU tasks) -> forward (model actor pool) -> post-processing (CPU tasks) -> sink."""
     from pipeline.corpus.stages import DiarizeForward, decode_recording, postprocess_batch
 
@@ -147,11 +155,18 @@ def diarize_rows(todo, sink: CorpusSink, counts: dict, run: RunOptions, config: 
     # A stage's exception reaches the driver as itself (so `run_failure` can name it),
     # not as a `UserCodeException` that keeps the cause only as text.
     recordings.context.raise_original_map_exception = True
-    decoded = recordings.map(decode_recording, fn_kwargs={"storage_options": run.storage_options}, num_cpus=run.task_cpus)
+    decoded = recordings.map(
+        decode_recording, fn_kwargs={"storage_options": run.storage_options}, num_cpus=run.task_cpus
+    )
     forwarded = decoded.map_batches(
         DiarizeForward,
-        fn_constructor_kwargs={"model_name": run.model, "use_gpu": run.gpus_per_actor > 0, "threads": run.actor_threads,
-                               "pool_size": max_actors, "model_kwargs": run.factory_kwargs},
+        fn_constructor_kwargs={
+            "model_name": run.model,
+            "use_gpu": run.gpus_per_actor > 0,
+            "threads": run.actor_threads,
+            "pool_size": max_actors,
+            "model_kwargs": run.factory_kwargs,
+        },
         batch_size=run.batch_size,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(min_size=min_actors, max_size=max_actors),
@@ -178,7 +193,9 @@ def run_failure(error: Exception, output: str) -> Exception:
         if isinstance(cause, ModelKeepsFailing):
             return ModelKeepsFailing(str(cause).splitlines()[0])  # Ray Data appends its retry notes
         if isinstance(cause, OSError) and cause.errno in OUTPUT_FULL_ERRNOS:
-            where = f" ({str(cause.filename).splitlines()[0]})" if cause.filename else ""  # Ray Data appends notes to the last arg
+            where = (
+                f" ({str(cause.filename).splitlines()[0]})" if cause.filename else ""
+            )  # Ray Data appends notes to the last arg
             return OutputWriteFailed(
                 f"cannot write to {output}{where}: {os.strerror(cause.errno)}; what was committed is kept: "
                 "free space (or fix the output), then rerun with --resume"
@@ -193,12 +210,14 @@ def row_counts(todo) -> dict[str, float]:
     def count(batch: pa.Table) -> pa.Table:
         ok = pc.equal(batch["status"], OK)
         known = pc.and_(ok, pc.invert(pc.is_nan(batch["slice_duration"])))
-        return pa.table({
-            OK: [pc.sum(ok.cast(pa.int64())).as_py() or 0],
-            ERROR: [batch.num_rows - (pc.sum(ok.cast(pa.int64())).as_py() or 0)],
-            "ok_known_rows": [pc.sum(known.cast(pa.int64())).as_py() or 0],
-            "ok_known_seconds": [pc.sum(pc.if_else(known, batch["slice_duration"], 0.0)).as_py() or 0.0],
-        })
+        return pa.table(
+            {
+                OK: [pc.sum(ok.cast(pa.int64())).as_py() or 0],
+                ERROR: [batch.num_rows - (pc.sum(ok.cast(pa.int64())).as_py() or 0)],
+                "ok_known_rows": [pc.sum(known.cast(pa.int64())).as_py() or 0],
+                "ok_known_seconds": [pc.sum(pc.if_else(known, batch["slice_duration"], 0.0)).as_py() or 0.0],
+            }
+        )
 
     totals = {OK: 0, ERROR: 0, "ok_known_rows": 0, "ok_known_seconds": 0.0}
     for row in todo.map_batches(count, batch_format="pyarrow", batch_size=None).iter_rows():
@@ -220,5 +239,3 @@ def block_rows(batch_size: int, rows: int, known_seconds: float, known_rows: int
 
 
 OUTPUT_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
-
-

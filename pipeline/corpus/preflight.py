@@ -14,13 +14,16 @@ from pipeline.errors import UsageError
 if TYPE_CHECKING:
     from pipeline.corpus.options import ActorCount, RunOptions
 
+
 def check_options(run: RunOptions) -> tuple[int, int]:
     """Validates the run options (each failure names its flag); returns the actor pool's (min, max) size."""
     whole_number_at_least(run.batch_size, 1, "--batch-size")
     whole_number_at_least(run.max_num_speakers, 1, "--max-num-speakers")
     whole_number_at_least(run.min_num_speakers, 1, "--min-speakers")
     if int(run.min_num_speakers) > int(run.max_num_speakers):
-        raise UsageError(f"--min-speakers ({run.min_num_speakers}) is above --max-num-speakers ({run.max_num_speakers})")
+        raise UsageError(
+            f"--min-speakers ({run.min_num_speakers}) is above --max-num-speakers ({run.max_num_speakers})"
+        )
     if run.num_speakers is not None:
         whole_number_at_least(run.num_speakers, 1, "--num-speakers")
     if run.actor_threads is not None:
@@ -31,7 +34,9 @@ def check_options(run: RunOptions) -> tuple[int, int]:
     number_at_least(run.actor_cpus, 0, "--actor-cpus")
     number_at_least(run.task_cpus, 0, "--task-cpus", strictly=True)
     if float(run.gpus_per_actor) > 1 and not float(run.gpus_per_actor).is_integer():
-        raise UsageError(f"--gpus-per-actor must be a fraction of one GPU or a whole number of GPUs, got {run.gpus_per_actor}")
+        raise UsageError(
+            f"--gpus-per-actor must be a fraction of one GPU or a whole number of GPUs, got {run.gpus_per_actor}"
+        )
     return actor_pool_size(run.num_actors)
 
 
@@ -90,10 +95,20 @@ def check_resources(gpus_per_actor: float, actor_cpus: float, min_actors: int) -
         return
     total = ray.cluster_resources()
     have = f"the cluster has {total.get('GPU', 0):g} GPU(s) and {total.get('CPU', 0):g} CPU(s) on {len(nodes)} node(s)"
-    scaling = ("its autoscaler has no node type that fits one actor" if node_types else "and no autoscaler that could add nodes")
+    scaling = (
+        "its autoscaler has no node type that fits one actor"
+        if node_types
+        else "and no autoscaler that could add nodes"
+    )
     if fits_now == 0:
-        wanted = f"a model actor needs {need['GPU']:g} GPU(s) and {need['CPU']:g} CPU(s) (--gpus-per-actor, --actor-cpus)"
-        fix = "use --gpus-per-actor 0 to run the model on CPUs, or a cluster with GPUs" if need["GPU"] else "lower --actor-cpus"
+        wanted = (
+            f"a model actor needs {need['GPU']:g} GPU(s) and {need['CPU']:g} CPU(s) (--gpus-per-actor, --actor-cpus)"
+        )
+        fix = (
+            "use --gpus-per-actor 0 to run the model on CPUs, or a cluster with GPUs"
+            if need["GPU"]
+            else "lower --actor-cpus"
+        )
     else:
         wanted = f"--num-actors asks for at least {min_actors} model actors but only {fits_now} fit"
         fix = f"use --num-actors {fits_now} or MIN,MAX with MIN <= {fits_now}"
@@ -128,5 +143,9 @@ def autoscaler_node_types() -> list[dict[str, float]]:
             config = yaml.safe_load(f) or {}
         for kind in (config.get("available_node_types") or {}).values():
             if kind.get("max_workers", 1) != 0:  # resources left to auto-detection: assume they may fit
-                types.append({k: float(v) for k, v in kind["resources"].items()} if kind.get("resources") else {"CPU": math.inf, "GPU": math.inf})
+                types.append(
+                    {k: float(v) for k, v in kind["resources"].items()}
+                    if kind.get("resources")
+                    else {"CPU": math.inf, "GPU": math.inf}
+                )
     return types

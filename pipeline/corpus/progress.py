@@ -35,8 +35,14 @@ def format_duration(seconds: float) -> str:
 class CommitProgress:
     """Watches `layout`'s commits while the plan runs: `with CommitProgress(layout, total, done):`."""
 
-    def __init__(self, layout: OutputLayout, total: int, already_done: int = 0, poll: float | None = None,
-                 stream: TextIO | None = None):
+    def __init__(
+        self,
+        layout: OutputLayout,
+        total: int,
+        already_done: int = 0,
+        poll: float | None = None,
+        stream: TextIO | None = None,
+    ):
         self.layout = layout
         self.total = total
         self.already_done = already_done
@@ -66,8 +72,10 @@ class CommitProgress:
     def stats(self) -> str:
         _, audio_rate = self.rate()
         eta = self.eta()
-        return (f"{self.audio_seconds / 3600:.2f} h audio, {self.errors} errors, "
-                f"{audio_rate:.1f} audio s/s, ETA {format_duration(eta) if eta is not None else '?'}")
+        return (
+            f"{self.audio_seconds / 3600:.2f} h audio, {self.errors} errors, "
+            f"{audio_rate:.1f} audio s/s, ETA {format_duration(eta) if eta is not None else '?'}"
+        )
 
     def line(self) -> str:
         done = self.already_done + self.done
@@ -90,8 +98,14 @@ class CommitProgress:
         if in_notebook() or self.stream.isatty():
             from tqdm.auto import tqdm
 
-            self._bar = tqdm(total=self.total, initial=self.already_done, unit="rec", desc="recordings",
-                             file=None if in_notebook() else self.stream, dynamic_ncols=True)
+            self._bar = tqdm(
+                total=self.total,
+                initial=self.already_done,
+                unit="rec",
+                desc="recordings",
+                file=None if in_notebook() else self.stream,
+                dynamic_ncols=True,
+            )
         else:
             print(self.line(), file=self.stream, flush=True)
             self._last_line = time.monotonic()

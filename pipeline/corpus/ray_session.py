@@ -32,8 +32,11 @@ def connect_ray(address: str | None, local_options: dict | None = None, **init_o
     global _STARTED_HERE
     if not ray.is_initialized():
         target = ray_address(address)
-        context = ray.init(address=target, **{**ray_init_options(), **init_options},
-                           **((local_options or {}) if target == "local" else {}))
+        context = ray.init(
+            address=target,
+            **{**ray_init_options(), **init_options},
+            **((local_options or {}) if target == "local" else {}),
+        )
         if target == "local" and not _STARTED_HERE:
             _STARTED_HERE = True
             atexit.register(stop_local_ray)  # runs before Ray's own handler (LIFO), while the tree is known

@@ -19,10 +19,10 @@ from ray.data.block import Block, BlockAccessor
 from ray.data.datasource import Datasink
 from ray.data.datasource.datasink import WriteResult
 
-from pipeline.io.rttm import rttm_text
 from pipeline.corpus.outputs import OutputLayout
 from pipeline.corpus.status import DEFERRED, ERROR, OK
 from pipeline.corpus.tables import recordings_table, segments_table, speakers_table, turns_of
+from pipeline.io.rttm import rttm_text
 
 
 class CorpusSink(Datasink[list]):

@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipeline.io.audio import SAMPLE_RATE, decode_audio
 from pipeline.config import DiarizeConfig
 from pipeline.corpus.status import DEFERRED, ERROR, OK
 from pipeline.errors import RunFailed, UsageError
+from pipeline.io.audio import SAMPLE_RATE, decode_audio
 from pipeline.io.storage import options_for
 from pipeline.models.contract import Recording, RecordingBatch
 from pipeline.models.registry import load_model
@@ -47,10 +47,20 @@ def decode_recording(row: dict[str, Any], storage_options: dict | None) -> dict[
     if row["status"] == OK:
         duration = None if math.isnan(row["slice_duration"]) else float(row["slice_duration"])
         try:
-            audio = decode_audio(row["audio_filepath"], float(row["offset"]), duration, options_for(row["audio_filepath"], storage_options))
+            audio = decode_audio(
+                row["audio_filepath"],
+                float(row["offset"]),
+                duration,
+                options_for(row["audio_filepath"], storage_options),
+            )
         except Exception as error:  # noqa: BLE001 - any failure is this row's error, not the run's
             row = {**row, "status": ERROR, "error": describe(error)}
-    return {**row, "audio": audio, "audio_seconds": len(audio) / SAMPLE_RATE, "decode_seconds": time.perf_counter() - started}
+    return {
+        **row,
+        "audio": audio,
+        "audio_seconds": len(audio) / SAMPLE_RATE,
+        "decode_seconds": time.perf_counter() - started,
+    }
 
 
 class ModelKeepsFailing(RunFailed):
@@ -77,8 +87,14 @@ class DiarizeForward:
     is counted; after `STOP_AFTER_FAILED_BATCHES` such batches in a row the actor raises
     `ModelKeepsFailing` and the run stops."""
 
-    def __init__(self, model_name: str, use_gpu: bool, threads: int | None = None, pool_size: int = 1,
-                 model_kwargs: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        model_name: str,
+        use_gpu: bool,
+        threads: int | None = None,
+        pool_size: int = 1,
+        model_kwargs: dict[str, Any] | None = None,
+    ):
         if use_gpu and not torch.cuda.is_available():
             import ray
 
@@ -116,7 +132,13 @@ class DiarizeForward:
         elif ready:
             self.failed_batches = self.failed_recordings = 0
         rest = {key: value for key, value in batch.items() if key != "audio"}
-        return {**rest, "status": status.astype(str), "error": error, "model_output": outputs, "forward_seconds": seconds}
+        return {
+            **rest,
+            "status": status.astype(str),
+            "error": error,
+            "model_output": outputs,
+            "forward_seconds": seconds,
+        }
 
     def _count_failed_batch(self, recordings: int, reason: str) -> None:
         if self.failed_batches and failure_kind(reason) != failure_kind(self.last_failure):
@@ -131,7 +153,9 @@ class DiarizeForward:
                 "(fix the model, then rerun with --resume)"
             )
 
-    def _forward_in_chunks(self, batch: Batch, rows: list[int], outputs: np.ndarray, seconds: np.ndarray) -> dict[int, str]:
+    def _forward_in_chunks(
+        self, batch: Batch, rows: list[int], outputs: np.ndarray, seconds: np.ndarray
+    ) -> dict[int, str]:
         """Forward of `rows` in chunks of at most `forward_size`; returns the reasons of the rows that failed."""
         size = len(rows) if math.isinf(self.forward_size) else int(self.forward_size)
         failures: dict[int, str] = {}
@@ -139,7 +163,9 @@ class DiarizeForward:
             failures.update(self._forward_or_split(batch, rows[start : start + size], outputs, seconds))
         return failures
 
-    def _forward_or_split(self, batch: Batch, rows: list[int], outputs: np.ndarray, seconds: np.ndarray) -> dict[int, str]:
+    def _forward_or_split(
+        self, batch: Batch, rows: list[int], outputs: np.ndarray, seconds: np.ndarray
+    ) -> dict[int, str]:
         if not rows:
             return {}
         try:
@@ -152,10 +178,14 @@ class DiarizeForward:
                     return {rows[0]: f"out of memory even alone: {describe(failure)}"}
                 half = (len(rows) + 1) // 2
                 if half < self.forward_size:
-                    logger.warning("out of memory at a forward batch of %d recordings; retrying in batches of %d", len(rows), half)
+                    logger.warning(
+                        "out of memory at a forward batch of %d recordings; retrying in batches of %d", len(rows), half
+                    )
                     self.forward_size = half
-                return {**self._forward_in_chunks(batch, rows[:half], outputs, seconds),
-                        **self._forward_in_chunks(batch, rows[half:], outputs, seconds)}
+                return {
+                    **self._forward_in_chunks(batch, rows[:half], outputs, seconds),
+                    **self._forward_in_chunks(batch, rows[half:], outputs, seconds),
+                }
             if len(rows) == 1:
                 return {rows[0]: describe(failure)}
             failures: dict[int, str] = {}
@@ -167,14 +197,22 @@ class DiarizeForward:
     def _forward(self, batch: Batch, rows: list[int], outputs: np.ndarray, seconds: np.ndarray) -> None:
         """Forward of `rows` as one padded batch; the time is shared out by audio length."""
         recordings = [
-            Recording(batch["uniq_id"][i], np.asarray(batch["audio"][i], dtype=np.float32), float(batch["offset"][i]), int(batch["num_speakers"][i]))
+            Recording(
+                batch["uniq_id"][i],
+                np.asarray(batch["audio"][i], dtype=np.float32),
+                float(batch["offset"][i]),
+                int(batch["num_speakers"][i]),
+            )
             for i in rows
         ]
         started = time.perf_counter()
         results = list(self.model._diarize_forward(RecordingBatch.collate(recordings).to(self.device)))
         elapsed = time.perf_counter() - started
         if len(results) != len(rows):
-            raise RuntimeError(f"_diarize_forward returned {len(results)} items for a batch of {len(rows)} recordings (one per recording is the contract)")
+            raise RuntimeError(
+                f"_diarize_forward returned {len(results)} items for a batch of {len(rows)} recordings "
+                "(one per recording is the contract)"
+            )
         lengths = np.array([len(recording.audio) for recording in recordings], dtype=np.float64)
         shares = lengths / lengths.sum() if lengths.sum() else np.full(len(rows), 1 / len(rows))
         for i, result, share in zip(rows, results, shares):
@@ -202,7 +240,9 @@ def cpu_model(model_name: str, model_kwargs_json: str = "{}"):
     return load_model(model_name, device="cpu", **json.loads(model_kwargs_json))
 
 
-def postprocess_batch(batch: Batch, model_name: str, config: DiarizeConfig, model_kwargs: dict[str, Any] | None = None) -> Batch:
+def postprocess_batch(
+    batch: Batch, model_name: str, config: DiarizeConfig, model_kwargs: dict[str, Any] | None = None
+) -> Batch:
     """CPU task: the model's output processing (`_diarize_results`) per recording, segments as
     newline-joined NeMo strings (`"begin end speaker_k"`); keeps clustering off the model actors.
     The speaker centroids it returns travel to the sink packed (`pipeline.speakers.pack_centroids`;
@@ -228,4 +268,11 @@ def postprocess_batch(batch: Batch, model_name: str, config: DiarizeConfig, mode
             status[i], error[i] = ERROR, f"post-processing failed: {describe(failure)}"
         seconds[i] = time.perf_counter() - started
     rest = {key: value for key, value in batch.items() if key != "model_output"}
-    return {**rest, "status": status, "error": error, "segments": segments, "speaker_centroids": centroids, "post_seconds": seconds}
+    return {
+        **rest,
+        "status": status,
+        "error": error,
+        "segments": segments,
+        "speaker_centroids": centroids,
+        "post_seconds": seconds,
+    }

@@ -20,7 +20,15 @@ from typing import Any, Callable, Iterable
 
 from pipeline.io.rttm import Turn, parse_segment
 
-EXTENSIONS = {"json": "json", "csv": "csv", "eaf": "eaf", "textgrid": "TextGrid", "audacity": "txt", "vtt": "vtt", "srt": "srt"}
+EXTENSIONS = {
+    "json": "json",
+    "csv": "csv",
+    "eaf": "eaf",
+    "textgrid": "TextGrid",
+    "audacity": "txt",
+    "vtt": "vtt",
+    "srt": "srt",
+}
 FORMATS = tuple(EXTENSIONS)
 
 
@@ -145,8 +153,13 @@ def write_srt(recording: dict, turns: list[Turn], path: str) -> None:
 
 
 WRITERS: dict[str, Callable[[dict, list[Turn], str], None]] = {
-    "json": write_json, "csv": write_csv, "eaf": write_eaf, "textgrid": write_textgrid,
-    "audacity": write_audacity, "vtt": write_vtt, "srt": write_srt,
+    "json": write_json,
+    "csv": write_csv,
+    "eaf": write_eaf,
+    "textgrid": write_textgrid,
+    "audacity": write_audacity,
+    "vtt": write_vtt,
+    "srt": write_srt,
 }
 
 
@@ -154,14 +167,16 @@ def export_run(output: str, format: str, dest: str | None = None, storage_option
     """Writes one `format` file per ok recording of the run in `output` to `dest` (default
     `output/export/<format>`, any fsspec URI); returns the files' URIs."""
     from pipeline.corpus.outputs import OutputLayout
-    from pipeline.io.storage import filesystem, join
     from pipeline.errors import UsageError
+    from pipeline.io.storage import filesystem, join
 
     if format not in WRITERS:
         raise UsageError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
     layout = OutputLayout(output, storage_options)
     if not layout.part_tokens("recordings"):
-        raise UsageError(f"{output} holds no run (no recordings/ table); run `python -m pipeline diarize --output {output}` first")
+        raise UsageError(
+            f"{output} holds no run (no recordings/ table); run `python -m pipeline diarize --output {output}` first"
+        )
     dest = dest or join(output, "export", format)
     fs, root = filesystem(dest, storage_options)
     fs.makedirs(root, exist_ok=True)
@@ -174,7 +189,9 @@ def export_run(output: str, format: str, dest: str | None = None, storage_option
         for recording in sorted(recordings, key=lambda r: r["uniq_id"]):
             name = f"{recording['uniq_id']}.{EXTENSIONS[format]}"
             local = os.path.join(scratch, name)
-            WRITERS[format](recording, sorted(turns_of.get(recording["uniq_id"], []), key=lambda t: (t.start, t.end)), local)
+            WRITERS[format](
+                recording, sorted(turns_of.get(recording["uniq_id"], []), key=lambda t: (t.start, t.end)), local
+            )
             with open(local, "rb") as f:
                 fs.pipe_file(f"{root.rstrip('/')}/{name}", f.read())
             written.append(join(dest, name))

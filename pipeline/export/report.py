@@ -18,8 +18,22 @@ from typing import Any
 from pipeline.io.rttm import Turn
 
 # Colour-blind-friendly first (Okabe-Ito), then tab10's rest.
-PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#F0E442", "#000000",
-           "#8c564b", "#7f7f7f", "#bcbd22", "#17becf", "#9467bd", "#e377c2"]
+PALETTE = [
+    "#0072B2",
+    "#E69F00",
+    "#009E73",
+    "#CC79A7",
+    "#D55E00",
+    "#56B4E9",
+    "#F0E442",
+    "#000000",
+    "#8c564b",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+    "#9467bd",
+    "#e377c2",
+]
 UNMATCHED = "#b0b0b0"
 
 
@@ -32,8 +46,12 @@ def speaker_colours(reference: list[Turn], hypothesis: list[Turn]) -> tuple[dict
 
     ref_names = sorted({t.speaker for t in reference})
     ref_colours = {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(ref_names)}
-    mapping = DiarizationErrorRate().optimal_mapping(to_annotation(reference), to_annotation(hypothesis)) if reference and hypothesis else {}
-    hyp_colours, spare = {}, iter(PALETTE[len(ref_names):] + [UNMATCHED] * 64)
+    mapping = (
+        DiarizationErrorRate().optimal_mapping(to_annotation(reference), to_annotation(hypothesis))
+        if reference and hypothesis
+        else {}
+    )
+    hyp_colours, spare = {}, iter(PALETTE[len(ref_names) :] + [UNMATCHED] * 64)
     for name in sorted({t.speaker for t in hypothesis}):
         hyp_colours[name] = ref_colours[mapping[name]] if name in mapping else next(spare)
     return ref_colours, hyp_colours
@@ -41,8 +59,11 @@ def speaker_colours(reference: list[Turn], hypothesis: list[Turn]) -> tuple[dict
 
 def timeline_svg(duration: float, lanes: list[tuple[str, list[Turn], dict[str, str]]], width: int = 960) -> str:
     """Who spoke when: one row per (lane, speaker), seconds on the x axis."""
-    rows = [(lane, speaker, [t for t in turns if t.speaker == speaker], colours[speaker])
-            for lane, turns, colours in lanes for speaker in sorted({t.speaker for t in turns})]
+    rows = [
+        (lane, speaker, [t for t in turns if t.speaker == speaker], colours[speaker])
+        for lane, turns, colours in lanes
+        for speaker in sorted({t.speaker for t in turns})
+    ]
     label_width, row_height, axis = 170, 16, 18
     height = len(rows) * row_height + axis + 4
     scale = (width - label_width - 10) / max(duration, 1e-6)
@@ -50,16 +71,26 @@ def timeline_svg(duration: float, lanes: list[tuple[str, list[Turn], dict[str, s
     for index, (lane, speaker, turns, colour) in enumerate(rows):
         y = index * row_height
         parts.append(f'<text x="0" y="{y + 12}" class="lane">{html.escape(lane)} {html.escape(speaker)}</text>')
-        parts.append(f'<rect x="{label_width}" y="{y + 2}" width="{width - label_width - 10}" height="{row_height - 4}" fill="#f3f3f3"/>')
+        parts.append(
+            f'<rect x="{label_width}" y="{y + 2}" width="{width - label_width - 10}" '
+            f'height="{row_height - 4}" fill="#f3f3f3"/>'
+        )
         for t in turns:
-            parts.append(f'<rect x="{label_width + t.start * scale:.1f}" y="{y + 2}" width="{max((t.end - t.start) * scale, 0.8):.1f}" '
-                         f'height="{row_height - 4}" fill="{colour}"><title>{html.escape(speaker)} {t.start:.2f}-{t.end:.2f} s</title></rect>')
+            parts.append(
+                f'<rect x="{label_width + t.start * scale:.1f}" y="{y + 2}" '
+                f'width="{max((t.end - t.start) * scale, 0.8):.1f}" '
+                f'height="{row_height - 4}" fill="{colour}">'
+                f"<title>{html.escape(speaker)} {t.start:.2f}-{t.end:.2f} s</title></rect>"
+            )
     y = len(rows) * row_height
     step = nice_step(duration)
     tick = 0.0
     while tick <= duration + 1e-9:
         x = label_width + tick * scale
-        parts.append(f'<line x1="{x:.1f}" y1="{y}" x2="{x:.1f}" y2="{y + 4}" stroke="#555"/><text x="{x:.1f}" y="{y + 15}" class="tick">{tick:g}s</text>')
+        parts.append(
+            f'<line x1="{x:.1f}" y1="{y}" x2="{x:.1f}" y2="{y + 4}" stroke="#555"/>'
+            f'<text x="{x:.1f}" y="{y + 15}" class="tick">{tick:g}s</text>'
+        )
         tick += step
     parts.append("</svg>")
     return "".join(parts)
@@ -99,19 +130,27 @@ def read_scores(layout, output: str, storage_options: dict | None, score: bool, 
     return {}
 
 
-def write_report(output: str, dest: str | None = None, storage_options: dict | None = None, score: bool = True,
-                 max_timelines: int = 200) -> str:
+def write_report(
+    output: str,
+    dest: str | None = None,
+    storage_options: dict | None = None,
+    score: bool = True,
+    max_timelines: int = 200,
+) -> str:
     """Writes the page for the run in `output` to `dest` (default `output/report.html`); returns its URI."""
     from pipeline.corpus.inputs import manifest_row
     from pipeline.corpus.outputs import OutputLayout
-    from pipeline.io.storage import filesystem, is_local, join
     from pipeline.errors import UsageError
+    from pipeline.io.storage import filesystem, is_local, join
     from pipeline.scoring.metrics import load_reference
 
     layout = OutputLayout(output, storage_options)
     summary_path = layout.path("summary.json")
     if not layout.fs.exists(summary_path):
-        raise UsageError(f"{output} holds no finished run (no summary.json); run `python -m pipeline diarize --output {output}` first")
+        raise UsageError(
+            f"{output} holds no finished run (no summary.json); "
+            f"run `python -m pipeline diarize --output {output}` first"
+        )
     with layout.fs.open(summary_path, "r") as f:
         summary = json.load(f)
     dest = dest or join(output, "report.html")
@@ -126,18 +165,36 @@ def write_report(output: str, dest: str | None = None, storage_options: dict | N
     ok = [r for r in recordings if r["status"] == "ok"]
     errors = [r for r in recordings if r["status"] != "ok"]
     config = summary.get("config", {})
-    sections = [f"<h1>Diarization run: {html.escape(output)}</h1>", table(None, [
-        ["input rows", summary.get("input_rows")], ["ok", summary.get("ok")], ["errors", summary.get("errors")],
-        ["audio", f"{summary.get('audio_hours', 0):.2f} h ({summary.get('speech_hours', 0):.2f} h speech)"],
-        ["wall time", f"{summary.get('wall_seconds', 0):.1f} s ({summary.get('audio_seconds_per_wall_second', 0):.1f} audio s per wall s)"],
-        ["model", config.get("model")], ["manifests", ", ".join(config.get("manifests", []))],
-        ["versions", ", ".join(f"{k} {v}" for k, v in summary.get("versions", {}).items())],
-    ])]
+    sections = [
+        f"<h1>Diarization run: {html.escape(output)}</h1>",
+        table(
+            None,
+            [
+                ["input rows", summary.get("input_rows")],
+                ["ok", summary.get("ok")],
+                ["errors", summary.get("errors")],
+                ["audio", f"{summary.get('audio_hours', 0):.2f} h ({summary.get('speech_hours', 0):.2f} h speech)"],
+                [
+                    "wall time",
+                    f"{summary.get('wall_seconds', 0):.1f} s "
+                    f"({summary.get('audio_seconds_per_wall_second', 0):.1f} audio s per wall s)",
+                ],
+                ["model", config.get("model")],
+                ["manifests", ", ".join(config.get("manifests", []))],
+                ["versions", ", ".join(f"{k} {v}" for k, v in summary.get("versions", {}).items())],
+            ],
+        ),
+    ]
 
     sections.append(f"<h2>Errors ({len(errors)})</h2>")
-    sections.append(table(["manifest:line", "recording", "reason"],
-                          [[f"{r['manifest']}:{r['line_number']}", r["uniq_id"] or "", r["error"]] for r in errors])
-                    if errors else "<p>No error rows.</p>")
+    sections.append(
+        table(
+            ["manifest:line", "recording", "reason"],
+            [[f"{r['manifest']}:{r['line_number']}", r["uniq_id"] or "", r["error"]] for r in errors],
+        )
+        if errors
+        else "<p>No error rows.</p>"
+    )
 
     if scores:
         ders = sorted(s["der"] for s in scores.values())
@@ -145,16 +202,37 @@ def write_report(output: str, dest: str | None = None, storage_options: dict | N
         reference = sum(s["reference_speech_sec"] for s in scores.values())
         quantile = lambda q: ders[min(len(ders) - 1, int(q * len(ders)))]  # noqa: E731
         sections.append(f"<h2>DER over {len(ders)} scored recordings</h2>")
-        sections.append(table(["corpus DER", "best", "median", "90th percentile", "worst"],
-                              [[percent(total / reference if reference else 0.0), percent(ders[0]), percent(statistics.median(ders)),
-                                percent(quantile(0.9)), percent(ders[-1])]]))
+        sections.append(
+            table(
+                ["corpus DER", "best", "median", "90th percentile", "worst"],
+                [
+                    [
+                        percent(total / reference if reference else 0.0),
+                        percent(ders[0]),
+                        percent(statistics.median(ders)),
+                        percent(quantile(0.9)),
+                        percent(ders[-1]),
+                    ]
+                ],
+            )
+        )
 
     sections.append("<h2>Speakers per recording</h2>")
-    sections.append(table(["recording", "duration", "speakers found", "reference speakers", "DER"], [
-        [r["uniq_id"], f"{r['duration']:.1f} s", r["num_speakers"], scores.get(r["uniq_id"], {}).get("reference_speakers", ""),
-         percent(scores[r["uniq_id"]]["der"]) if r["uniq_id"] in scores else ""]
-        for r in sorted(ok, key=lambda r: r["uniq_id"])
-    ]))
+    sections.append(
+        table(
+            ["recording", "duration", "speakers found", "reference speakers", "DER"],
+            [
+                [
+                    r["uniq_id"],
+                    f"{r['duration']:.1f} s",
+                    r["num_speakers"],
+                    scores.get(r["uniq_id"], {}).get("reference_speakers", ""),
+                    percent(scores[r["uniq_id"]]["der"]) if r["uniq_id"] in scores else "",
+                ]
+                for r in sorted(ok, key=lambda r: r["uniq_id"])
+            ],
+        )
+    )
 
     ordered = sorted(ok, key=lambda r: (-scores[r["uniq_id"]]["der"] if r["uniq_id"] in scores else 1.0, r["uniq_id"]))
     sections.append(f"<h2>Who spoke when{' (worst DER first)' if scores else ''}</h2>")
@@ -176,14 +254,17 @@ def write_report(output: str, dest: str | None = None, storage_options: dict | N
             sections.append(f'<audio controls preload="none" src="{html.escape(source)}"></audio>')
         sections.append("</section>")
     if len(ordered) > max_timelines:
-        sections.append(f"<p>{len(ordered) - max_timelines} more recordings not drawn (max_timelines={max_timelines}).</p>")
+        sections.append(
+            f"<p>{len(ordered) - max_timelines} more recordings not drawn (max_timelines={max_timelines}).</p>"
+        )
 
     page = f"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Diarization report</title><style>
 body {{ font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #222; background: #fff; }}
-table {{ border-collapse: collapse; margin: 8px 0 16px; }} td, th {{ border: 1px solid #ddd; padding: 3px 8px; text-align: left; }}
+table {{ border-collapse: collapse; margin: 8px 0 16px; }} \
+td, th {{ border: 1px solid #ddd; padding: 3px 8px; text-align: left; }}
 th {{ background: #f0f4f8; }} .lane {{ font: 11px monospace; }} .tick {{ font: 10px sans-serif; fill: #555; }}
 section.recording {{ margin-bottom: 18px; }} h3 {{ margin: 10px 0 4px; font-size: 14px; }}
-</style></head><body>{''.join(sections)}</body></html>"""
+</style></head><body>{"".join(sections)}</body></html>"""
     fs, path = filesystem(dest, storage_options)
     fs.pipe_file(path, page.encode("utf-8"))
     return dest

@@ -22,8 +22,16 @@ from pipeline.io.ids import assign_group_ids, candidate_id, recording_hash, row_
 MANIFEST_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz", ".json.zst", ".jsonl.zst")
 _PATH_FIELDS = ("audio_filepath", "rttm_filepath", "uem_filepath", "ctm_filepath")
 _KNOWN_FIELDS = {
-    "audio_filepath", "offset", "duration", "label", "text", "num_speakers",
-    "rttm_filepath", "uem_filepath", "ctm_filepath", "uniq_id",
+    "audio_filepath",
+    "offset",
+    "duration",
+    "label",
+    "text",
+    "num_speakers",
+    "rttm_filepath",
+    "uem_filepath",
+    "ctm_filepath",
+    "uniq_id",
 }
 
 
@@ -79,7 +87,9 @@ def manifest_dir(manifest_path: str) -> str:
 
 def base_uniq_id(audio_filepath: str) -> str:
     """NeMo's id: the audio file's base name without its extension."""
-    name = posixpath.basename(audio_filepath.rstrip("/")) if is_uri(audio_filepath) else os.path.basename(audio_filepath)
+    name = (
+        posixpath.basename(audio_filepath.rstrip("/")) if is_uri(audio_filepath) else os.path.basename(audio_filepath)
+    )
     return os.path.splitext(name)[0]
 
 
@@ -211,7 +221,9 @@ def assign_unique_ids(rows: list[ManifestRow]) -> list[ManifestRow]:
 
 def rows_from_paths(paths: Iterable[str]) -> list[ManifestRow]:
     """NeMo's `_input_audio_to_rttm_processing` rows for a plain list of audio paths."""
-    return assign_unique_ids([
-        ManifestRow(audio_filepath=path, uniq_id=check_uniq_id(base_uniq_id(path)), offset=0.0, duration=None)
-        for path in paths
-    ])
+    return assign_unique_ids(
+        [
+            ManifestRow(audio_filepath=path, uniq_id=check_uniq_id(base_uniq_id(path)), offset=0.0, duration=None)
+            for path in paths
+        ]
+    )

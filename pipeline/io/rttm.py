@@ -49,8 +49,7 @@ def parse_segment(segment: str) -> Turn:
 def rttm_lines(uniq_id: str, turns: Iterable[Turn]) -> list[str]:
     file_id = rttm_field(uniq_id)
     return [
-        f"SPEAKER {file_id} 1 {t.start:.3f} {t.duration:.3f} <NA> <NA> {rttm_field(t.speaker)} <NA> <NA>"
-        for t in turns
+        f"SPEAKER {file_id} 1 {t.start:.3f} {t.duration:.3f} <NA> <NA> {rttm_field(t.speaker)} <NA> <NA>" for t in turns
     ]
 
 

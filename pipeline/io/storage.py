@@ -35,7 +35,9 @@ def storage_options_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return storage_options(args.endpoint_url, args.anonymous, args.profile)
 
 
-def storage_options(endpoint_url: str | None = None, anonymous: bool = False, profile: str | None = None) -> dict[str, Any]:
+def storage_options(
+    endpoint_url: str | None = None, anonymous: bool = False, profile: str | None = None
+) -> dict[str, Any]:
     """s3fs options from the CLI flags; credentials stay with the AWS environment/profile chain."""
     options: dict[str, Any] = {}
     if endpoint_url:

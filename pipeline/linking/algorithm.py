@@ -50,7 +50,9 @@ STALE_ROUNDS = 2
 MIN_ROUND_GAIN = 0.01
 MAX_ROUNDS = 12
 COMPACT_ABOVE = 256  # the AHC's matrix is compacted once half its rows are merged away, above this size
-REPAIR_SHARED_FRACTION = 0.2  # the repair merges two clusters that share at most this share of the smaller one's recordings
+REPAIR_SHARED_FRACTION = (
+    0.2  # the repair merges two clusters that share at most this share of the smaller one's recordings
+)
 ASSIGN_CHUNK = 100_000
 
 
@@ -72,9 +74,16 @@ class Groups:
     def subset(self, index: np.ndarray) -> "Groups":
         lengths = np.diff(self.rec_indptr)[index]
         starts = self.rec_indptr[index]
-        rec_index = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths) + np.arange(lengths.sum())
-        return Groups(self.sums[index], self.counts[index], np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-                      self.rec_ids[rec_index], self.frozen[index])
+        rec_index = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths) + np.arange(
+            lengths.sum()
+        )
+        return Groups(
+            self.sums[index],
+            self.counts[index],
+            np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+            self.rec_ids[rec_index],
+            self.frozen[index],
+        )
 
     def means(self) -> np.ndarray:
         """Unit-norm mean direction of each group."""
@@ -101,8 +110,10 @@ def conflict_matrix(groups: Groups) -> np.ndarray:
     m = len(groups)
     lengths = np.diff(groups.rec_indptr)
     _, columns = np.unique(groups.rec_ids, return_inverse=True)
-    incidence = sparse.csr_matrix((np.ones(len(columns), np.float32), (np.repeat(np.arange(m), lengths), columns)),
-                                  shape=(m, int(columns.max()) + 1 if len(columns) else 0))
+    incidence = sparse.csr_matrix(
+        (np.ones(len(columns), np.float32), (np.repeat(np.arange(m), lengths), columns)),
+        shape=(m, int(columns.max()) + 1 if len(columns) else 0),
+    )
     conflicts = (incidence @ incidence.T).toarray() > 0
     if groups.frozen.any():
         frozen = np.flatnonzero(groups.frozen)
@@ -247,7 +258,9 @@ def partition(means: np.ndarray, block_size: int, seed: int, executor: Executor)
     blocks = []
     for b in range(k):
         block = order[bounds[b] : bounds[b + 1]]
-        blocks.extend(split_oversized(means, block, block_size, rng) if len(block) > MAX_BLOCK else [block] if len(block) else [])
+        blocks.extend(
+            split_oversized(means, block, block_size, rng) if len(block) > MAX_BLOCK else [block] if len(block) else []
+        )
     return blocks
 
 
@@ -259,7 +272,9 @@ def spherical_kmeans(sample: np.ndarray, k: int, rng: np.random.Generator, itera
     centres = sample[rng.choice(len(sample), k, replace=False)].copy()
     for _ in range(iterations):
         assignment = nearest_centre(sample, centres)
-        onehot = sparse.csr_matrix((np.ones(len(sample), np.float32), (assignment, np.arange(len(sample)))), shape=(k, len(sample)))
+        onehot = sparse.csr_matrix(
+            (np.ones(len(sample), np.float32), (assignment, np.arange(len(sample)))), shape=(k, len(sample))
+        )
         sums = np.asarray(onehot @ sample)
         norms = np.linalg.norm(sums, axis=1, keepdims=True)
         used = norms[:, 0] > 1e-12  # an empty centre keeps its place
@@ -267,7 +282,9 @@ def spherical_kmeans(sample: np.ndarray, k: int, rng: np.random.Generator, itera
     return centres.astype(np.float32)
 
 
-def split_oversized(means: np.ndarray, block: np.ndarray, block_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+def split_oversized(
+    means: np.ndarray, block: np.ndarray, block_size: int, rng: np.random.Generator
+) -> list[np.ndarray]:
     """A block too big for one AHC, cut into `block_size` runs along its main direction (the first
     principal component: neighbours stay together)."""
     vectors = means[block] - means[block].mean(0)
@@ -280,8 +297,14 @@ def split_oversized(means: np.ndarray, block: np.ndarray, block_size: int, rng: 
     return [piece for piece in np.array_split(ordered, pieces)]
 
 
-def cluster_groups(groups: Groups, threshold: float, exact_max: int = EXACT_MAX, block_size: int = BLOCK_SIZE,
-                   seed: int = 0, executor: Executor | None = None) -> tuple[np.ndarray, list[dict]]:
+def cluster_groups(
+    groups: Groups,
+    threshold: float,
+    exact_max: int = EXACT_MAX,
+    block_size: int = BLOCK_SIZE,
+    seed: int = 0,
+    executor: Executor | None = None,
+) -> tuple[np.ndarray, list[dict]]:
     """The cluster (0..k-1) of every group, and what each round did."""
     executor = executor or Executor.create()
     labels = np.arange(len(groups), dtype=np.int64)
@@ -296,16 +319,31 @@ def cluster_groups(groups: Groups, threshold: float, exact_max: int = EXACT_MAX,
             offset += int(block_label.max()) + 1 if len(block_label) else 0
         merged = len(current) - offset
         stale = stale + 1 if merged < MIN_ROUND_GAIN * len(current) else 0
-        rounds.append({"groups": len(current), "blocks": len(blocks), "largest_block": max(map(len, blocks)),
-                       "merged": merged, "seconds": round(time.perf_counter() - started, 3)})
+        rounds.append(
+            {
+                "groups": len(current),
+                "blocks": len(blocks),
+                "largest_block": max(map(len, blocks)),
+                "merged": merged,
+                "seconds": round(time.perf_counter() - started, 3),
+            }
+        )
         current = merge_groups(current, round_labels, offset)
         labels = round_labels[labels]
     if len(current) <= exact_max:
         started = time.perf_counter()
         (final,) = executor.map(cluster_block, [(current, threshold)])
         k = int(final.max()) + 1 if len(final) else 0
-        rounds.append({"groups": len(current), "blocks": 1, "largest_block": len(current), "merged": len(current) - k,
-                       "seconds": round(time.perf_counter() - started, 3), "exact": True})
+        rounds.append(
+            {
+                "groups": len(current),
+                "blocks": 1,
+                "largest_block": len(current),
+                "merged": len(current) - k,
+                "seconds": round(time.perf_counter() - started, 3),
+                "exact": True,
+            }
+        )
         labels = final[labels]
     return labels, rounds
 
@@ -322,9 +360,17 @@ class LinkResult:
     rounds: list[dict]
 
 
-def link_centroids(centroids: np.ndarray, recordings: np.ndarray, threshold: float,
-                   linked: np.ndarray | None = None, existing: np.ndarray | None = None, exact_max: int = EXACT_MAX,
-                   block_size: int = BLOCK_SIZE, seed: int = 0, use_ray: bool | None = None) -> LinkResult:
+def link_centroids(
+    centroids: np.ndarray,
+    recordings: np.ndarray,
+    threshold: float,
+    linked: np.ndarray | None = None,
+    existing: np.ndarray | None = None,
+    exact_max: int = EXACT_MAX,
+    block_size: int = BLOCK_SIZE,
+    seed: int = 0,
+    use_ray: bool | None = None,
+) -> LinkResult:
     """Global speaker index of every centroid.
 
     `centroids` (N, dim) unit vectors; `recordings` (N,) the recording each comes from (any ints or
@@ -347,12 +393,19 @@ def link_centroids(centroids: np.ndarray, recordings: np.ndarray, threshold: flo
     group_of_point[old_points] = existing[old_points]
     group_of_point[new_points] = known + np.arange(len(new_points))
     points = np.flatnonzero(group_of_point >= 0)
-    singletons = Groups(centroids[points] if len(points) < n else centroids, np.ones(len(points), np.int64),
-                        np.arange(len(points) + 1, dtype=np.int64), codes[points], existing[points] >= 0)
+    singletons = Groups(
+        centroids[points] if len(points) < n else centroids,
+        np.ones(len(points), np.int64),
+        np.arange(len(points) + 1, dtype=np.int64),
+        codes[points],
+        existing[points] >= 0,
+    )
     # with no earlier linking every point is its own group already (no copy of the vectors)
     groups = merge_groups(singletons, group_of_point[points], known + len(new_points)) if known else singletons
     for conflict in conflicting_existing(groups, known):
-        raise EarlierLinkingBroken(f"the earlier linking put two speakers of one recording in global speaker {conflict}")
+        raise EarlierLinkingBroken(
+            f"the earlier linking put two speakers of one recording in global speaker {conflict}"
+        )
 
     present_groups = np.flatnonzero(groups.counts > 0)  # an existing index without members today stays unused
     executor = Executor.create(use_ray)
@@ -363,7 +416,9 @@ def link_centroids(centroids: np.ndarray, recordings: np.ndarray, threshold: flo
     point_cluster = np.full(n, -1, dtype=np.int64)
     point_cluster[points] = cluster_of_group[group_of_point[points]]
     started = time.perf_counter()
-    point_cluster, repaired = repair_conflicts(centroids, codes, point_cluster, existing, threshold, exact_max, block_size, seed, executor)
+    point_cluster, repaired = repair_conflicts(
+        centroids, codes, point_cluster, existing, threshold, exact_max, block_size, seed, executor
+    )
     rounds.append({"repair": True, "merged": repaired, "seconds": round(time.perf_counter() - started, 3)})
 
     # Number the clusters: an existing global speaker's index when it holds one (never two: they
@@ -390,9 +445,18 @@ def link_centroids(centroids: np.ndarray, recordings: np.ndarray, threshold: flo
     return LinkResult(labels, confidence, global_centroids, rounds)
 
 
-def repair_conflicts(centroids: np.ndarray, codes: np.ndarray, cluster: np.ndarray, existing: np.ndarray, threshold: float,
-                     exact_max: int = EXACT_MAX, block_size: int = BLOCK_SIZE, seed: int = 0,
-                     executor: Executor | None = None, passes: int = 3) -> tuple[np.ndarray, int]:
+def repair_conflicts(
+    centroids: np.ndarray,
+    codes: np.ndarray,
+    cluster: np.ndarray,
+    existing: np.ndarray,
+    threshold: float,
+    exact_max: int = EXACT_MAX,
+    block_size: int = BLOCK_SIZE,
+    seed: int = 0,
+    executor: Executor | None = None,
+    passes: int = 3,
+) -> tuple[np.ndarray, int]:
     """Merge two clusters that are similar enough (mean cosine >= `threshold`) but were kept apart
     only because they share a recording, by keeping, for each shared recording, the member closer to
     the merged centroid and giving the other a cluster of its own.
@@ -414,8 +478,18 @@ def repair_conflicts(centroids: np.ndarray, codes: np.ndarray, cluster: np.ndarr
         sums = group_sums(centroids[points], cluster[points], k)
         counts = np.bincount(cluster[points], minlength=k).astype(np.float64)
         holds_existing = np.bincount(cluster[points], weights=existing[points] >= 0, minlength=k) > 0
-        pairs = similar_conflicting_pairs(sums, counts, codes[points], cluster[points], holds_existing, threshold,
-                                          exact_max, block_size, seed + 100 + pass_number, executor)
+        pairs = similar_conflicting_pairs(
+            sums,
+            counts,
+            codes[points],
+            cluster[points],
+            holds_existing,
+            threshold,
+            exact_max,
+            block_size,
+            seed + 100 + pass_number,
+            executor,
+        )
         if not pairs:
             break
         members = np.split(points[np.argsort(cluster[points], kind="stable")], np.cumsum(counts.astype(np.int64))[:-1])
@@ -429,7 +503,10 @@ def repair_conflicts(centroids: np.ndarray, codes: np.ndarray, cluster: np.ndarr
             if keep is None:
                 continue
             side_a = np.isin(keep, members[a])
-            sum_a, sum_b = centroids[keep[side_a]].sum(0, dtype=np.float64), centroids[keep[~side_a]].sum(0, dtype=np.float64)
+            sum_a, sum_b = (
+                centroids[keep[side_a]].sum(0, dtype=np.float64),
+                centroids[keep[~side_a]].sum(0, dtype=np.float64),
+            )
             if not side_a.any() or side_a.all() or sum_a @ sum_b / (side_a.sum() * (~side_a).sum()) < threshold:
                 continue
             cluster[keep] = a
@@ -454,7 +531,9 @@ def resolve_pair(centroids: np.ndarray, codes: np.ndarray, existing: np.ndarray,
     both = np.concatenate([a, b])
     centre = centroids[both].sum(0, dtype=np.float64)
     centre /= max(float(np.linalg.norm(centre)), 1e-12)
-    order = np.lexsort((-(centroids[both] @ centre), existing[both] < 0, codes[both]))  # by recording: existing first, then closest
+    order = np.lexsort(
+        (-(centroids[both] @ centre), existing[both] < 0, codes[both])
+    )  # by recording: existing first, then closest
     ordered = both[order]
     first = np.concatenate([[True], codes[ordered][1:] != codes[ordered][:-1]])
     keep, eject = ordered[first], ordered[~first]
@@ -463,9 +542,18 @@ def resolve_pair(centroids: np.ndarray, codes: np.ndarray, existing: np.ndarray,
     return np.sort(keep), eject
 
 
-def similar_conflicting_pairs(sums: np.ndarray, counts: np.ndarray, codes: np.ndarray, cluster_of_point: np.ndarray,
-                              holds_existing: np.ndarray, threshold: float, exact_max: int, block_size: int, seed: int,
-                              executor: Executor) -> list[tuple[float, int, int]]:
+def similar_conflicting_pairs(
+    sums: np.ndarray,
+    counts: np.ndarray,
+    codes: np.ndarray,
+    cluster_of_point: np.ndarray,
+    holds_existing: np.ndarray,
+    threshold: float,
+    exact_max: int,
+    block_size: int,
+    seed: int,
+    executor: Executor,
+) -> list[tuple[float, int, int]]:
     """(similarity, a, b) for the clusters with mean cosine >= threshold that share a recording, but
     few (at most `REPAIR_SHARED_FRACTION` of the smaller cluster's recordings, at least one: two
     voices heard together in many recordings are two people, not a diarization split), and do not
@@ -473,19 +561,29 @@ def similar_conflicting_pairs(sums: np.ndarray, counts: np.ndarray, codes: np.nd
     from scipy import sparse
 
     k = len(counts)
-    incidence = sparse.csr_matrix((np.ones(len(codes), np.float32), (cluster_of_point, codes)), shape=(k, int(codes.max()) + 1))
+    incidence = sparse.csr_matrix(
+        (np.ones(len(codes), np.float32), (cluster_of_point, codes)), shape=(k, int(codes.max()) + 1)
+    )
     means = (sums / counts[:, None]).astype(np.float32)
     if k <= exact_max:
         blocks = [np.arange(k)]
     else:
         unit = means / np.linalg.norm(means, axis=1, keepdims=True).clip(1e-12)
         blocks = partition(unit, block_size, seed, executor)
-    found = executor.map(block_conflict_pairs, ((means[block], incidence[block], holds_existing[block], threshold) for block in blocks))
-    pairs = [(float(sim), int(block[i]), int(block[j])) for block, block_pairs in zip(blocks, found) for sim, i, j in block_pairs]
+    found = executor.map(
+        block_conflict_pairs, ((means[block], incidence[block], holds_existing[block], threshold) for block in blocks)
+    )
+    pairs = [
+        (float(sim), int(block[i]), int(block[j]))
+        for block, block_pairs in zip(blocks, found)
+        for sim, i, j in block_pairs
+    ]
     return sorted(pairs, key=lambda p: (-p[0], p[1], p[2]))
 
 
-def block_conflict_pairs(means: np.ndarray, incidence, holds_existing: np.ndarray, threshold: float) -> list[tuple[float, int, int]]:
+def block_conflict_pairs(
+    means: np.ndarray, incidence, holds_existing: np.ndarray, threshold: float
+) -> list[tuple[float, int, int]]:
     """A Ray task's work for `similar_conflicting_pairs`: the pairs of one block."""
     similarity = means @ means.T
     shared = (incidence @ incidence.T).toarray()

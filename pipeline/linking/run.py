@@ -27,13 +27,18 @@ from pipeline.corpus.outputs import OutputLayout
 from pipeline.corpus.ray_session import connect_ray, exit_on_sigterm
 from pipeline.errors import UsageError
 from pipeline.io.rttm import Turn, rttm_text
-from pipeline.models.registry import linking_threshold
 from pipeline.linking.algorithm import BLOCK_SIZE, EXACT_MAX, EarlierLinkingBroken, LinkResult, link_centroids
+from pipeline.models.registry import linking_threshold
 
 DEFAULT_MIN_SPEECH_SECONDS = 2.0
 GLOBAL_ID_PREFIX = "G"
 UNLINKED_PREFIX = "unlinked"
-LINKS_FILE, GLOBAL_SPEAKERS_FILE, STATE_FILE, GLOBAL_RTTM = "speaker_links.parquet", "global_speakers.parquet", "linking.json", "global_rttm"
+LINKS_FILE, GLOBAL_SPEAKERS_FILE, STATE_FILE, GLOBAL_RTTM = (
+    "speaker_links.parquet",
+    "global_speakers.parquet",
+    "linking.json",
+    "global_rttm",
+)
 
 
 def global_id(index: int) -> str:
@@ -41,8 +46,8 @@ def global_id(index: int) -> str:
 
 
 def global_index(name: str | None) -> int | None:
-    if name and name.startswith(GLOBAL_ID_PREFIX) and name[len(GLOBAL_ID_PREFIX):].isdigit():
-        return int(name[len(GLOBAL_ID_PREFIX):])
+    if name and name.startswith(GLOBAL_ID_PREFIX) and name[len(GLOBAL_ID_PREFIX) :].isdigit():
+        return int(name[len(GLOBAL_ID_PREFIX) :])
     return None
 
 
@@ -58,14 +63,20 @@ def read_speakers(layout) -> tuple[Any, list[str], str | None]:
         with layout.fs.open(layout.part_path("speakers", token), "rb") as f:
             table = pq.read_table(f, columns=["uniq_id", "speaker", "speech_seconds", "centroid", "model"])
         models.update(table.column("model").unique().to_pylist())
-        tables.append(table.drop_columns(["model"]).append_column("part", pa.array(np.full(table.num_rows, len(tokens), np.int64))))
+        tables.append(
+            table.drop_columns(["model"]).append_column(
+                "part", pa.array(np.full(table.num_rows, len(tokens), np.int64))
+            )
+        )
         tokens.append(token)
     if not tables:
         return None, [], None
     sizes = {t.schema.field("centroid").type.list_size for t in tables}
     if len(models) > 1 or len(sizes) != 1:
-        raise UsageError(f"speakers/ holds the centroids of several models ({', '.join(sorted(models))}; sizes {sorted(sizes)}): "
-                         "their embeddings cannot be compared; link the run of one model")
+        raise UsageError(
+            f"speakers/ holds the centroids of several models ({', '.join(sorted(models))}; sizes {sorted(sizes)}): "
+            "their embeddings cannot be compared; link the run of one model"
+        )
     return pa.concat_tables(tables), tokens, models.pop() if models else None
 
 
@@ -83,7 +94,9 @@ def read_previous(layout) -> tuple[dict[tuple[str, str], str], dict]:
     if layout.fs.exists(path):
         with layout.fs.open(path, "rb") as f:
             table = pq.read_table(f, columns=["uniq_id", "speaker", "global_speaker"])
-        for uniq_id, speaker, name in zip(*(table.column(c).to_pylist() for c in ("uniq_id", "speaker", "global_speaker"))):
+        for uniq_id, speaker, name in zip(
+            *(table.column(c).to_pylist() for c in ("uniq_id", "speaker", "global_speaker"))
+        ):
             if name is not None:
                 links[(uniq_id, speaker)] = name
     state = {}
@@ -93,11 +106,15 @@ def read_previous(layout) -> tuple[dict[tuple[str, str], str], dict]:
     return links, state
 
 
-def write_global_rttms(layout_uri: str, storage_options: dict | None, token: str, mapping: dict[tuple[str, str], str],
-                       only: list[str] | None) -> int:
+def write_global_rttms(
+    layout_uri: str,
+    storage_options: dict | None,
+    token: str,
+    mapping: dict[tuple[str, str], str],
+    only: list[str] | None,
+) -> int:
     """Ray task: the global RTTMs of one committed block (`only`: just these recordings, else all its
     ok recordings), from its segments part with each speaker replaced by its global label."""
-
 
     layout = OutputLayout(layout_uri, storage_options)
     with layout.fs.open(layout.part_path("recordings", token), "rb") as f:
@@ -113,7 +130,9 @@ def write_global_rttms(layout_uri: str, storage_options: dict | None, token: str
             label = mapping.get((s["uniq_id"], s["speaker"])) or unlinked_label(s["uniq_id"], s["speaker"])
             turns[s["uniq_id"]].append(Turn(s["start"], s["end"], label))
     for uniq_id, recording_turns in turns.items():
-        layout.write_atomically(layout.path(GLOBAL_RTTM, f"{uniq_id}.rttm"), rttm_text(uniq_id, recording_turns).encode("utf-8"))
+        layout.write_atomically(
+            layout.path(GLOBAL_RTTM, f"{uniq_id}.rttm"), rttm_text(uniq_id, recording_turns).encode("utf-8")
+        )
     return len(turns)
 
 
@@ -122,21 +141,29 @@ def model_threshold(model: str) -> float:
     UsageError naming the fix when it declares none)."""
     threshold = linking_threshold(model)
     if threshold is None:
-        raise UsageError(f"model {model!r} declares no linking_threshold for its embeddings: pass --threshold, "
-                         "chosen on a dev corpus with benchmarks/speaker_linking_accuracy.py --model")
+        raise UsageError(
+            f"model {model!r} declares no linking_threshold for its embeddings: pass --threshold, "
+            "chosen on a dev corpus with benchmarks/speaker_linking_accuracy.py --model"
+        )
     return threshold
 
 
-def link_run(output: str, threshold: float | None = None, min_speech_seconds: float = DEFAULT_MIN_SPEECH_SECONDS,
-             storage_options: dict | None = None, address: str | None = None, fresh: bool = False,
-             exact_max: int = EXACT_MAX, block_size: int = BLOCK_SIZE) -> dict[str, Any]:
+def link_run(
+    output: str,
+    threshold: float | None = None,
+    min_speech_seconds: float = DEFAULT_MIN_SPEECH_SECONDS,
+    storage_options: dict | None = None,
+    address: str | None = None,
+    fresh: bool = False,
+    exact_max: int = EXACT_MAX,
+    block_size: int = BLOCK_SIZE,
+) -> dict[str, Any]:
     """Link the speakers of the run in `output` into global speakers (see the module docstring) and
     write `speaker_links.parquet`, `global_speakers.parquet`, `global_rttm/` and `linking.json`.
     A rerun keeps every global id given before (`fresh=True` forgets them and links from scratch),
     links the speakers added since (a `--resume` that grew the run) and rewrites only the global
     RTTMs that changed. Holds the output's lease, so it never runs beside a corpus run on it.
     `threshold=None` takes the threshold the model that wrote `speakers/` declares (`linking_threshold`)."""
-
 
     started = time.perf_counter()
     if threshold is not None and not (math.isfinite(threshold) and -1.0 <= threshold <= 1.0):
@@ -152,8 +179,10 @@ def link_run(output: str, threshold: float | None = None, min_speech_seconds: fl
         layout.remove_temporaries()
         table, tokens, model = read_speakers(layout)
         if table is None or table.num_rows == 0:
-            raise UsageError(f"{output}/speakers/ is empty: the run's model gives no speaker embeddings "
-                             "(InternalDiarizeConfig.speaker_embeddings), so there is nothing to link")
+            raise UsageError(
+                f"{output}/speakers/ is empty: the run's model gives no speaker embeddings "
+                "(InternalDiarizeConfig.speaker_embeddings), so there is nothing to link"
+            )
         if threshold is None:
             threshold = model_threshold(model)
         previous, state = ({}, {}) if fresh else read_previous(layout)
@@ -176,8 +205,16 @@ def link_run(output: str, threshold: float | None = None, min_speech_seconds: fl
         linked = (speech >= min_speech_seconds) | (existing >= 0)
         connect_ray(address, local_options={"include_dashboard": False}, log_to_driver=False)
         try:
-            result = link_centroids(centroids, recordings, threshold, linked, existing,
-                                    exact_max=exact_max, block_size=block_size, use_ray=True)
+            result = link_centroids(
+                centroids,
+                recordings,
+                threshold,
+                linked,
+                existing,
+                exact_max=exact_max,
+                block_size=block_size,
+                use_ray=True,
+            )
         except EarlierLinkingBroken as error:
             raise UsageError(f"{output}/{LINKS_FILE}: {error}; link again from scratch with --fresh") from None
         names = [global_id(i) if i >= 0 else None for i in result.labels.tolist()]
@@ -199,15 +236,23 @@ def link_run(output: str, threshold: float | None = None, min_speech_seconds: fl
             if token not in linked_before:
                 jobs.append(remote.remote(layout.uri, storage_options, token, mapping_by_part.get(part, {}), None))
             elif changed.get(part):
-                jobs.append(remote.remote(layout.uri, storage_options, token, mapping_by_part.get(part, {}), sorted(changed[part])))
+                jobs.append(
+                    remote.remote(
+                        layout.uri, storage_options, token, mapping_by_part.get(part, {}), sorted(changed[part])
+                    )
+                )
         rttms = sum(ray.get(jobs))
 
-        links = pa.table({
-            "uniq_id": pa.array(uniq_ids, pa.string()),
-            "speaker": pa.array(speakers, pa.string()),
-            "global_speaker": pa.array(names, pa.string()),
-            "confidence": pa.array(np.where(result.labels >= 0, result.confidence, np.nan), pa.float32(), mask=result.labels < 0),
-        })
+        links = pa.table(
+            {
+                "uniq_id": pa.array(uniq_ids, pa.string()),
+                "speaker": pa.array(speakers, pa.string()),
+                "global_speaker": pa.array(names, pa.string()),
+                "confidence": pa.array(
+                    np.where(result.labels >= 0, result.confidence, np.nan), pa.float32(), mask=result.labels < 0
+                ),
+            }
+        )
         global_speakers = global_speakers_table(result, uniq_ids, speech)
         layout.write_table(layout.path(GLOBAL_SPEAKERS_FILE), global_speakers)
         layout.write_table(layout.path(LINKS_FILE), links)
@@ -221,7 +266,11 @@ def link_run(output: str, threshold: float | None = None, min_speech_seconds: fl
             "global_speakers": int(global_speakers.num_rows),
             "new_global_speakers": new_ids,
             "kept_links": int((existing >= 0).sum()),
-            "attached_to_existing": int(((existing < 0) & (result.labels >= 0) & np.isin(result.labels, list(kept_names))).sum()) if kept_names else 0,
+            "attached_to_existing": int(
+                ((existing < 0) & (result.labels >= 0) & np.isin(result.labels, list(kept_names))).sum()
+            )
+            if kept_names
+            else 0,
             "recordings": len(set(uniq_ids)),
             "global_rttms_written": int(rttms),
             "rounds": result.rounds,
@@ -250,11 +299,13 @@ def global_speakers_table(result: LinkResult, uniq_ids: list[str], speech: np.nd
     np.minimum.at(minimum, position, confidence)
     size = result.centroids.shape[1]
     flat = pa.array(result.centroids[used].reshape(-1), pa.float32())
-    return pa.table({
-        "global_speaker": pa.array([global_id(int(i)) for i in used], pa.string()),
-        "recordings": pa.array(recordings.astype(np.int64), pa.int64()),
-        "hours": pa.array(seconds / 3600.0, pa.float64()),
-        "mean_confidence": pa.array(mean_confidence, pa.float64()),
-        "min_confidence": pa.array(minimum, pa.float64()),
-        "centroid": pa.FixedSizeListArray.from_arrays(flat, size),
-    })
+    return pa.table(
+        {
+            "global_speaker": pa.array([global_id(int(i)) for i in used], pa.string()),
+            "recordings": pa.array(recordings.astype(np.int64), pa.int64()),
+            "hours": pa.array(seconds / 3600.0, pa.float64()),
+            "mean_confidence": pa.array(mean_confidence, pa.float64()),
+            "min_confidence": pa.array(minimum, pa.float64()),
+            "centroid": pa.FixedSizeListArray.from_arrays(flat, size),
+        }
+    )

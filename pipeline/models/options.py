@@ -44,8 +44,17 @@ class Limit:
         return kind + bounds + (", or null" if self.optional else "")
 
 
-def option(default: Any = MISSING, *, default_factory: Any = MISSING, low: float | None = None, high: float | None = None,
-           integer: bool = False, optional: bool = False, choices: Sequence[Any] | None = None, nested: bool = False) -> Any:
+def option(
+    default: Any = MISSING,
+    *,
+    default_factory: Any = MISSING,
+    low: float | None = None,
+    high: float | None = None,
+    integer: bool = False,
+    optional: bool = False,
+    choices: Sequence[Any] | None = None,
+    nested: bool = False,
+) -> Any:
     """A dataclass field with the values it may take: a number from `low` to `high` (a whole number
     when `integer`, None too when `optional`), one of `choices`, or (`nested`) an options object of
     its own, checked field by field and given as a mapping of them."""
@@ -94,7 +103,9 @@ def nested(current: Any, value: Any, name: str) -> Any:
     if not isinstance(value, dict):
         if is_dataclass(value) and isinstance(value, type(current)):
             return value
-        raise BadParameterError(f"{name}={value!r}: give a mapping of its fields, e.g. {name}='{{\"{fields(current)[0].name}\": ...}}'")
+        raise BadParameterError(
+            f"{name}={value!r}: give a mapping of its fields, e.g. {name}='{{\"{fields(current)[0].name}\": ...}}'"
+        )
     known = {f.name for f in fields(current)}
     unknown = sorted(set(value) - known)
     if unknown:

@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import torch
 
-from pipeline.errors import UsageError
+from pipeline.errors import BadParameterError, UsageError
 from pipeline.models.contract import ModelTraits
 
 ENTRY_POINT_GROUP = "corpus_diarization.models"
@@ -68,10 +68,13 @@ def resolve_model_factory(name: str) -> Callable:
         try:
             return plugins[name].load()
         except Exception as error:  # noqa: BLE001 - a broken plug-in is named, not a traceback
-            raise UnknownModelError(f"model plug-in {name!r} ({plugins[name].value}) cannot be loaded: {type(error).__name__}: {error}") from error
+            raise UnknownModelError(
+                f"model plug-in {name!r} ({plugins[name].value}) cannot be loaded: {type(error).__name__}: {error}"
+            ) from error
     raise UnknownModelError(
         f"unknown model {name!r}; available: {available_models()} "
-        f"(or give a factory as package.module:function, or install a plug-in of the entry-point group {ENTRY_POINT_GROUP!r})"
+        f"(or give a factory as package.module:function, "
+        f"or install a plug-in of the entry-point group {ENTRY_POINT_GROUP!r})"
     )
 
 
@@ -80,7 +83,10 @@ def _import_factory(reference: str) -> Callable:
     try:
         target: Any = importlib.import_module(module_name)
     except ImportError as error:
-        raise UnknownModelError(f"model {reference!r}: cannot import module {module_name!r} ({error}); is it installed or on PYTHONPATH on every node?") from error
+        raise UnknownModelError(
+            f"model {reference!r}: cannot import module {module_name!r} ({error}); "
+            "is it installed or on PYTHONPATH on every node?"
+        ) from error
     for part in attribute.split("."):
         if not hasattr(target, part):
             raise UnknownModelError(f"model {reference!r}: module {module_name!r} has no attribute {attribute!r}")
@@ -107,6 +113,8 @@ def check_model_arguments(name: str, kwargs: dict[str, Any]) -> None:
             check(**kwargs)
     except TypeError as error:
         raise UsageError(f"model {name!r} does not take these options {sorted(kwargs)}: {error}") from error
+    except BadParameterError as error:
+        raise BadParameterError(f"model {name!r}: {error}") from error
 
 
 def linking_threshold(name: str) -> float | None:

@@ -17,19 +17,31 @@ import ray
 from pipeline.io.rttm import Turn
 from pipeline.scoring.metrics import ScoringItem, corpus_totals, load_reference, score_corpus
 
-EVAL_SCHEMA = pa.schema([
-    ("uniq_id", pa.string()),
-    ("der", pa.float64()), ("missed_speech", pa.float64()), ("false_alarm", pa.float64()), ("confusion", pa.float64()),
-    ("missed_speech_sec", pa.float64()), ("false_alarm_sec", pa.float64()), ("confusion_sec", pa.float64()),
-    ("reference_speech_sec", pa.float64()), ("jer", pa.float64()),
-    ("jer_speaker_count", pa.float64()), ("jer_speaker_error", pa.float64()),
-    ("reference_speakers", pa.int64()), ("hypothesis_speakers", pa.int64()), ("speaker_count_error", pa.int64()),
-])
+EVAL_SCHEMA = pa.schema(
+    [
+        ("uniq_id", pa.string()),
+        ("der", pa.float64()),
+        ("missed_speech", pa.float64()),
+        ("false_alarm", pa.float64()),
+        ("confusion", pa.float64()),
+        ("missed_speech_sec", pa.float64()),
+        ("false_alarm_sec", pa.float64()),
+        ("confusion_sec", pa.float64()),
+        ("reference_speech_sec", pa.float64()),
+        ("jer", pa.float64()),
+        ("jer_speaker_count", pa.float64()),
+        ("jer_speaker_error", pa.float64()),
+        ("reference_speakers", pa.int64()),
+        ("hypothesis_speakers", pa.int64()),
+        ("speaker_count_error", pa.int64()),
+    ]
+)
 
 
 @ray.remote(num_cpus=1)
-def _score_chunk(rows: list, hypotheses: dict[str, list[Turn]], collar: float, skip_overlap: bool,
-                 storage_options: dict | None) -> list[dict]:
+def _score_chunk(
+    rows: list, hypotheses: dict[str, list[Turn]], collar: float, skip_overlap: bool, storage_options: dict | None
+) -> list[dict]:
     items = []
     for row in rows:
         reference, uem = load_reference(row, storage_options)
@@ -67,7 +79,9 @@ def evaluate_run(
     connect_ray(address, local_options={"include_dashboard": False}, log_to_driver=False)
     chunks = [rows[i : i + chunk_size] for i in range(0, len(rows), chunk_size)]
     futures = [
-        _score_chunk.remote(chunk, {r.uniq_id: hypotheses.get(r.uniq_id, []) for r in chunk}, collar, skip_overlap, storage_options)
+        _score_chunk.remote(
+            chunk, {r.uniq_id: hypotheses.get(r.uniq_id, []) for r in chunk}, collar, skip_overlap, storage_options
+        )
         for chunk in chunks
     ]
     per_recording = [score for chunk in ray.get(futures) for score in chunk]
@@ -97,18 +111,24 @@ def scored_rows(layout, manifests: Iterable[str] | None, storage_options: dict |
 
 # ------------------------------------------------------------------ --global: the linked speakers
 
-GLOBAL_EVAL_SCHEMA = pa.schema([
-    ("uniq_id", pa.string()),
-    ("der", pa.float64()), ("confusion_sec", pa.float64()),
-    ("global_der", pa.float64()), ("global_missed_speech_sec", pa.float64()), ("global_false_alarm_sec", pa.float64()),
-    ("global_confusion_sec", pa.float64()), ("reference_speech_sec", pa.float64()),
-])
+GLOBAL_EVAL_SCHEMA = pa.schema(
+    [
+        ("uniq_id", pa.string()),
+        ("der", pa.float64()),
+        ("confusion_sec", pa.float64()),
+        ("global_der", pa.float64()),
+        ("global_missed_speech_sec", pa.float64()),
+        ("global_false_alarm_sec", pa.float64()),
+        ("global_confusion_sec", pa.float64()),
+        ("reference_speech_sec", pa.float64()),
+    ]
+)
 
 
 def _global_item(layout, row, storage_options: dict | None):
     """The recording's reference and its global RTTM as a `ScoringItem` (None when it has no global RTTM)."""
-    from pipeline.linking.run import GLOBAL_RTTM
     from pipeline.io.rttm import parse_rttm, rttm_field
+    from pipeline.linking.run import GLOBAL_RTTM
 
     path = layout.path(GLOBAL_RTTM, f"{row.uniq_id}.rttm")
     if not layout.fs.exists(path):
@@ -120,7 +140,9 @@ def _global_item(layout, row, storage_options: dict | None):
 
 
 @ray.remote(num_cpus=1)
-def _global_first_pass(rows: list, output: str, collar: float, skip_overlap: bool, storage_options: dict | None) -> list[dict]:
+def _global_first_pass(
+    rows: list, output: str, collar: float, skip_overlap: bool, storage_options: dict | None
+) -> list[dict]:
     """Per recording: its DER with its own mapping, and its co-occurrence triples."""
     from pipeline.corpus.outputs import OutputLayout
     from pipeline.scoring.metrics import global_cooccurrence, score_recording
@@ -133,19 +155,29 @@ def _global_first_pass(rows: list, output: str, collar: float, skip_overlap: boo
             results.append({"uniq_id": row.uniq_id, "missing": True})
             continue
         score = score_recording(item.reference, item.hypothesis, item.uem, collar, skip_overlap, uri=row.uniq_id)
-        results.append({"uniq_id": row.uniq_id, "missing": False, "score": score,
-                        "cooccurrence": global_cooccurrence(item, collar, skip_overlap)})
+        results.append(
+            {
+                "uniq_id": row.uniq_id,
+                "missing": False,
+                "score": score,
+                "cooccurrence": global_cooccurrence(item, collar, skip_overlap),
+            }
+        )
     return results
 
 
 @ray.remote(num_cpus=1)
-def _global_second_pass(rows: list, output: str, mapping: dict, collar: float, skip_overlap: bool, storage_options: dict | None) -> list[dict]:
+def _global_second_pass(
+    rows: list, output: str, mapping: dict, collar: float, skip_overlap: bool, storage_options: dict | None
+) -> list[dict]:
     """Per recording: its errors under the corpus-wide mapping."""
     from pipeline.corpus.outputs import OutputLayout
     from pipeline.scoring.metrics import mapped_components
 
     layout = OutputLayout(output, storage_options)
-    return [mapped_components(_global_item(layout, row, storage_options), mapping, collar, skip_overlap) for row in rows]
+    return [
+        mapped_components(_global_item(layout, row, storage_options), mapping, collar, skip_overlap) for row in rows
+    ]
 
 
 def evaluate_global_run(
@@ -174,36 +206,64 @@ def evaluate_global_run(
     collar = check_collar(collar)
     layout = OutputLayout(output, storage_options)
     if not layout.fs.exists(layout.path(STATE_FILE)):
-        raise UsageError(f"{output} has no linked speakers (no {STATE_FILE}): run `python -m pipeline link-speakers --output {output}` first")
+        raise UsageError(
+            f"{output} has no linked speakers (no {STATE_FILE}): "
+            f"run `python -m pipeline link-speakers --output {output}` first"
+        )
     manifests, rows = scored_rows(layout, manifests, storage_options)
     connect_ray(address, local_options={"include_dashboard": False}, log_to_driver=False)
     chunks = [rows[i : i + chunk_size] for i in range(0, len(rows), chunk_size)]
-    first = [r for chunk in ray.get([_global_first_pass.remote(c, layout.uri, collar, skip_overlap, storage_options) for c in chunks]) for r in chunk]
+    first = [
+        r
+        for chunk in ray.get(
+            [_global_first_pass.remote(c, layout.uri, collar, skip_overlap, storage_options) for c in chunks]
+        )
+        for r in chunk
+    ]
     missing = [r["uniq_id"] for r in first if r["missing"]]
     if missing:
-        raise UsageError(f"{len(missing)} recordings have no global RTTM (e.g. {missing[0]}): the run grew since it was linked; "
-                         f"run `python -m pipeline link-speakers --output {output}` again")
+        raise UsageError(
+            f"{len(missing)} recordings have no global RTTM (e.g. {missing[0]}): the run grew since it was linked; "
+            f"run `python -m pipeline link-speakers --output {output}` again"
+        )
     mapping = global_mapping(t for r in first for t in r["cooccurrence"])
     second_futures = []
     for index, chunk in enumerate(chunks):
         labels = {h for r in first[index * chunk_size : (index + 1) * chunk_size] for h, _, _ in r["cooccurrence"]}
-        second_futures.append(_global_second_pass.remote(chunk, layout.uri, {h: mapping[h] for h in labels if h in mapping},
-                                                         collar, skip_overlap, storage_options))
+        second_futures.append(
+            _global_second_pass.remote(
+                chunk,
+                layout.uri,
+                {h: mapping[h] for h in labels if h in mapping},
+                collar,
+                skip_overlap,
+                storage_options,
+            )
+        )
     second = [r for chunk in ray.get(second_futures) for r in chunk]
 
     per_recording = []
     for one, two in zip(first, second):
         reference = two["reference_speech_sec"]
         errors = two["missed_speech_sec"] + two["false_alarm_sec"] + two["confusion_sec"]
-        per_recording.append({
-            "uniq_id": one["uniq_id"], "der": one["score"]["der"], "confusion_sec": one["score"]["confusion_sec"],
-            "global_der": errors / reference if reference else (1.0 if errors else 0.0),
-            "global_missed_speech_sec": two["missed_speech_sec"], "global_false_alarm_sec": two["false_alarm_sec"],
-            "global_confusion_sec": two["confusion_sec"], "reference_speech_sec": reference,
-        })
+        per_recording.append(
+            {
+                "uniq_id": one["uniq_id"],
+                "der": one["score"]["der"],
+                "confusion_sec": one["score"]["confusion_sec"],
+                "global_der": errors / reference if reference else (1.0 if errors else 0.0),
+                "global_missed_speech_sec": two["missed_speech_sec"],
+                "global_false_alarm_sec": two["false_alarm_sec"],
+                "global_confusion_sec": two["confusion_sec"],
+                "reference_speech_sec": reference,
+            }
+        )
     local = corpus_totals([r["score"] for r in first])
     reference = sum(r["reference_speech_sec"] for r in per_recording)
-    seconds = {name: sum(r[f"global_{name}_sec"] for r in per_recording) for name in ("missed_speech", "false_alarm", "confusion")}
+    seconds = {
+        name: sum(r[f"global_{name}_sec"] for r in per_recording)
+        for name in ("missed_speech", "false_alarm", "confusion")
+    }
     items = []
     for r in first:
         overlaps: dict[str, dict[str, float]] = {}
@@ -219,7 +279,9 @@ def evaluate_global_run(
         **{f"global_{name}_sec": value for name, value in seconds.items()},
         "reference_speech_sec": reference,
         **link_purity_coverage(items),
-        "collar": collar, "skip_overlap": skip_overlap, "manifests": manifests,
+        "collar": collar,
+        "skip_overlap": skip_overlap,
+        "manifests": manifests,
     }
     overall["der_increase"] = overall["global_der"] - overall["per_recording_der"]
     table = pa.Table.from_pylist(per_recording, schema=GLOBAL_EVAL_SCHEMA)
@@ -231,16 +293,19 @@ def evaluate_global_run(
 
 
 def format_global(overall: dict) -> str:
-    return "\n".join([
-        f"recordings scored: {overall['recordings']}",
-        f"per-recording DER: {overall['per_recording_der']:7.2%}  (each recording its own speaker mapping)",
-        f"global DER:        {overall['global_der']:7.2%}  (one mapping for the corpus: miss {overall['global_missed_speech']:.2%}, "
-        f"FA {overall['global_false_alarm']:.2%}, confusion {overall['global_confusion']:.2%}; "
-        f"{overall['der_increase'] * 100:+.2f} points)",
-        f"links: purity {overall['link_purity']:.3f}, coverage {overall['link_coverage']:.3f} (by seconds; "
-        f"by item {overall['link_purity_items']:.3f} / {overall['link_coverage_items']:.3f}); "
-        f"{overall['global_speakers']} global speakers for {overall['reference_speakers']} reference speakers",
-    ])
+    return "\n".join(
+        [
+            f"recordings scored: {overall['recordings']}",
+            f"per-recording DER: {overall['per_recording_der']:7.2%}  (each recording its own speaker mapping)",
+            f"global DER:        {overall['global_der']:7.2%}  "
+            f"(one mapping for the corpus: miss {overall['global_missed_speech']:.2%}, "
+            f"FA {overall['global_false_alarm']:.2%}, confusion {overall['global_confusion']:.2%}; "
+            f"{overall['der_increase'] * 100:+.2f} points)",
+            f"links: purity {overall['link_purity']:.3f}, coverage {overall['link_coverage']:.3f} (by seconds; "
+            f"by item {overall['link_purity_items']:.3f} / {overall['link_coverage_items']:.3f}); "
+            f"{overall['global_speakers']} global speakers for {overall['reference_speakers']} reference speakers",
+        ]
+    )
 
 
 def format_table(per_recording: list[dict], overall: dict) -> str:

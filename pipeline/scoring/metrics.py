@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Iterable, NamedTuple, Sequence
 
 import numpy as np
-
 from pyannote.core import Annotation, Segment, Timeline
 from pyannote.metrics.diarization import JER_SPEAKER_COUNT, JER_SPEAKER_ERROR, DiarizationErrorRate, JaccardErrorRate
 from pyannote.metrics.identification import IER_CONFUSION, IER_FALSE_ALARM, IER_MISS, IER_TOTAL, IdentificationErrorRate
@@ -139,6 +138,7 @@ def corpus_totals(per_recording: Sequence[dict]) -> dict:
     """Corpus figures from per-recording rows, as one pyannote accumulator would give them: DER is
     total error seconds over total reference seconds (not a mean of ratios), JER is the mean over
     every reference speaker of every recording. Rows scored apart (in Ray tasks) sum the same way."""
+
     def total(key: str) -> float:
         return float(sum(row[key] for row in per_recording))
 
@@ -162,9 +162,9 @@ def load_reference(row: "ManifestRow", storage_options: dict | None = None):
     """A manifest row's reference turns and UEM regions (None when it names no UEM). Entries are
     looked up under the row's id, then the audio's base name (a disambiguated `<base>-<hash>` id
     still finds `<base>`), then, when the file describes a single recording, under whatever id it uses."""
-    from pipeline.io.storage import options_for
     from pipeline.io.manifest import base_uniq_id
     from pipeline.io.rttm import read_rttm, read_uem
+    from pipeline.io.storage import options_for
 
     def of_recording(by_file_id: dict):
         for name in (row.uniq_id, base_uniq_id(row.audio_filepath)):
@@ -173,7 +173,11 @@ def load_reference(row: "ManifestRow", storage_options: dict | None = None):
         return next(iter(by_file_id.values())) if len(by_file_id) == 1 else None
 
     reference = of_recording(read_rttm(row.rttm_filepath, **options_for(row.rttm_filepath, storage_options))) or []
-    uem = of_recording(read_uem(row.uem_filepath, **options_for(row.uem_filepath, storage_options))) if row.uem_filepath else None
+    uem = (
+        of_recording(read_uem(row.uem_filepath, **options_for(row.uem_filepath, storage_options)))
+        if row.uem_filepath
+        else None
+    )
     return reference, uem
 
 
@@ -217,7 +221,9 @@ def _uemified(item: ScoringItem, collar: float, skip_overlap: bool) -> tuple[Ann
     return metric.uemify(reference, hypothesis, uem=uem, collar=2 * collar, skip_overlap=skip_overlap, returns_uem=True)
 
 
-def global_cooccurrence(item: ScoringItem, collar: float = 0.25, skip_overlap: bool = False) -> list[tuple[str, str, float]]:
+def global_cooccurrence(
+    item: ScoringItem, collar: float = 0.25, skip_overlap: bool = False
+) -> list[tuple[str, str, float]]:
     """`(hypothesis speaker, reference speaker, seconds)` for every pair that speaks together in the
     scored region of one recording (what pyannote's Hungarian mapper sums over)."""
     reference, hypothesis, _ = _uemified(item, collar, skip_overlap)
@@ -268,7 +274,9 @@ def global_mapping(triples: Iterable[tuple[str, str, float]]) -> dict[str, str]:
     return mapping
 
 
-def mapped_components(item: ScoringItem, mapping: dict[str, str], collar: float = 0.25, skip_overlap: bool = False) -> dict:
+def mapped_components(
+    item: ScoringItem, mapping: dict[str, str], collar: float = 0.25, skip_overlap: bool = False
+) -> dict:
     """One recording's errors with the hypothesis speakers renamed by a fixed (corpus-wide) mapping:
     identification error rate components (pyannote's IER: no mapping of its own), in seconds."""
     renamed = [Turn(t.start, t.end, mapping.get(t.speaker, UNMAPPED + t.speaker)) for t in item.hypothesis]
@@ -277,8 +285,13 @@ def mapped_components(item: ScoringItem, mapping: dict[str, str], collar: float 
     uem = to_timeline(item.uem, item.uri) if item.uem is not None else extent_uem(reference, hypothesis)
     metric = IdentificationErrorRate(collar=2 * collar, skip_overlap=skip_overlap)
     components = metric(reference, hypothesis, uem=uem, detailed=True)
-    return {"uri": item.uri, "missed_speech_sec": components[IER_MISS], "false_alarm_sec": components[IER_FALSE_ALARM],
-            "confusion_sec": components[IER_CONFUSION], "reference_speech_sec": components[IER_TOTAL]}
+    return {
+        "uri": item.uri,
+        "missed_speech_sec": components[IER_MISS],
+        "false_alarm_sec": components[IER_FALSE_ALARM],
+        "confusion_sec": components[IER_CONFUSION],
+        "reference_speech_sec": components[IER_TOTAL],
+    }
 
 
 def link_purity_coverage(items: Iterable[tuple[str, str, dict[str, float]]]) -> dict:
@@ -313,8 +326,10 @@ def link_purity_coverage(items: Iterable[tuple[str, str, dict[str, float]]]) -> 
     purity, coverage = purity_and_coverage(weight)
     item_purity, item_coverage = purity_and_coverage({key: float(value) for key, value in count.items()})
     return {
-        "link_purity": purity, "link_coverage": coverage,
-        "link_purity_items": item_purity, "link_coverage_items": item_coverage,
+        "link_purity": purity,
+        "link_coverage": coverage,
+        "link_purity_items": item_purity,
+        "link_coverage_items": item_coverage,
         "linked_items": sum(count.values()),
         "global_speakers": len({cluster for cluster, _ in weight}),
         "reference_speakers": len({label for _, label in weight}),

@@ -18,7 +18,6 @@ from sklearn.cluster import AgglomerativeClustering, KMeans
 
 from pipeline.models.options import option
 
-
 _DENSE_BELOW = 64  # graphs up to this size are solved densely
 
 
@@ -28,11 +27,17 @@ class ClusteringConfig:
     max_rp_threshold: float = option(0.25, low=0.0, high=1.0)  # largest pruning value tried, as a fraction of N
     sparse_search_volume: int = option(30, low=1, integer=True)  # how many pruning values are tried (NeMo's default)
     min_windows_for_estimate: int = option(4, low=1, integer=True)
-    min_windows_for_spectral: int = option(120, low=0, integer=True)  # with a known count, fewer windows are clustered by AHC
-    max_direct_windows: int = option(3000, low=2, integer=True)  # above this, long-form clustering (bounded memory and time)
+    min_windows_for_spectral: int = option(
+        120, low=0, integer=True
+    )  # with a known count, fewer windows are clustered by AHC
+    max_direct_windows: int = option(
+        3000, low=2, integer=True
+    )  # above this, long-form clustering (bounded memory and time)
     max_search_windows: int = option(600, low=2, integer=True)  # the pruning search runs on at most this many windows
     long_form_chunk: int = option(1000, low=2, integer=True)  # windows per chunk in long-form clustering
-    centroids_per_chunk: int = option(32, low=1, integer=True)  # (64 over-split a 1 h meeting: 6 speakers for 4; 32 found 4)
+    centroids_per_chunk: int = option(
+        32, low=1, integer=True
+    )  # (64 over-split a 1 h meeting: 6 speakers for 4; 32 found 4)
     seed: int = option(0, low=0, integer=True)
 
 
@@ -110,7 +115,11 @@ def spectral_cluster(
         # clusters splits that speaker (AMI excerpts: 50 % DER); average-linkage AHC keeps small
         # speakers as their own clusters (35 %). Estimated counts keep NME-SC.
         k = min(num_speakers, n)
-        return AgglomerativeClustering(n_clusters=k, metric="cosine", linkage="average").fit_predict(embeddings).astype(np.int64)
+        return (
+            AgglomerativeClustering(n_clusters=k, metric="cosine", linkage="average")
+            .fit_predict(embeddings)
+            .astype(np.int64)
+        )
 
     max_k = min(num_speakers or config.max_num_speakers, n - 1)
     # The pruning search solves one eigenproblem per candidate p; above `max_search_windows` it runs

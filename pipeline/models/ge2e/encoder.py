@@ -26,8 +26,16 @@ class MelFrontend(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate=SAMPLE_RATE, n_fft=400, win_length=400, hop_length=HOP_SAMPLES, n_mels=40,
-            power=2.0, center=True, pad_mode="constant", norm="slaney", mel_scale="slaney",
+            sample_rate=SAMPLE_RATE,
+            n_fft=400,
+            win_length=400,
+            hop_length=HOP_SAMPLES,
+            n_mels=40,
+            power=2.0,
+            center=True,
+            pad_mode="constant",
+            norm="slaney",
+            mel_scale="slaney",
         )
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:

@@ -23,14 +23,27 @@ from torch import nn
 
 from pipeline.api import SpkDiarizationMixin
 from pipeline.config import DiarizeConfig, PostProcessingParams, speaker_count_bounds
-from pipeline.postprocessing import first_appearance_order, regions_to_turns, speaker_names, speaker_regions, turns_to_segments
-from pipeline.speakers import speaker_centroids
 from pipeline.models.contract import ForwardItem, RecordingBatch, RecordingResult
+from pipeline.models.ge2e.clustering import ClusteringConfig, spectral_cluster
+from pipeline.models.ge2e.encoder import (
+    HOP_SAMPLES,
+    WINDOW_FRAMES,
+    MelFrontend,
+    SpeakerEncoder,
+    frame_power,
+    volume_gain,
+)
+from pipeline.models.ge2e.vad import FRAME_SAMPLES, FRAME_SECONDS, SileroVAD, centred_stretch
 from pipeline.models.options import configured, option
 from pipeline.models.registry import register_model
-from pipeline.models.ge2e.clustering import ClusteringConfig, spectral_cluster
-from pipeline.models.ge2e.encoder import HOP_SAMPLES, WINDOW_FRAMES, MelFrontend, SpeakerEncoder, frame_power, volume_gain
-from pipeline.models.ge2e.vad import FRAME_SAMPLES, FRAME_SECONDS, SileroVAD, centred_stretch
+from pipeline.postprocessing import (
+    first_appearance_order,
+    regions_to_turns,
+    speaker_names,
+    speaker_regions,
+    turns_to_segments,
+)
+from pipeline.speakers import speaker_centroids
 
 # GE2E windows are 160 mel frames (1.6 s) = 50 VAD frames of 32 ms.
 WINDOW_VAD_FRAMES = WINDOW_FRAMES * HOP_SAMPLES // FRAME_SAMPLES
@@ -38,9 +51,15 @@ WINDOW_VAD_FRAMES = WINDOW_FRAMES * HOP_SAMPLES // FRAME_SAMPLES
 
 @dataclass
 class GE2EConfig:
-    hop_vad_frames: int = option(12, low=1, integer=True)  # window hop: 0.384 s (short recordings need enough windows to cluster)
-    speech_threshold: float = option(0.2, low=0.0, high=1.0)  # a frame counts as speech when selecting windows (low: far-field audio)
-    min_window_speech: float = option(0.3, low=0.0, high=1.0)  # fraction of a window that must be speech for it to be embedded
+    hop_vad_frames: int = option(
+        12, low=1, integer=True
+    )  # window hop: 0.384 s (short recordings need enough windows to cluster)
+    speech_threshold: float = option(
+        0.2, low=0.0, high=1.0
+    )  # a frame counts as speech when selecting windows (low: far-field audio)
+    min_window_speech: float = option(
+        0.3, low=0.0, high=1.0
+    )  # fraction of a window that must be speech for it to be embedded
     overlap_sharpness: float = option(1.0, low=0.0)  # exponent on a speaker's share of a frame; large = no overlap
     encoder_chunk: int = option(512, low=1, integer=True)  # windows per encoder call
     embedding_chunk_seconds: float = option(300.0, low=1.0)  # audio whose mel features are held at once
@@ -118,12 +137,21 @@ class GE2EDiarizer(nn.Module, SpkDiarizationMixin):
         # (a 10-hour file then kept 2 GB more).
         power = audio.new_zeros(audio.shape[0], -(-total // FRAME_SAMPLES))
         for first in range(0, power.shape[1], step):
-            stretch = centred_stretch(audio, first * FRAME_SAMPLES, min((first + step) * FRAME_SAMPLES, total), lengths, dc)
+            stretch = centred_stretch(
+                audio, first * FRAME_SAMPLES, min((first + step) * FRAME_SAMPLES, total), lengths, dc
+            )
             power[:, first : first + step] = frame_power(stretch, FRAME_SAMPLES)
         return power
 
-    def _embed_windows(self, audio: torch.Tensor, lengths: torch.Tensor, dc: torch.Tensor, gain: torch.Tensor,
-                       starts: torch.Tensor, recordings: torch.Tensor) -> torch.Tensor:
+    def _embed_windows(
+        self,
+        audio: torch.Tensor,
+        lengths: torch.Tensor,
+        dc: torch.Tensor,
+        gain: torch.Tensor,
+        starts: torch.Tensor,
+        recordings: torch.Tensor,
+    ) -> torch.Tensor:
         """GE2E embeddings of the given windows of the DC-free recordings. Mel features are computed
         one stretch of `embedding_chunk_seconds` at a time, so memory stays bounded for recordings
         of any length."""
@@ -153,7 +181,9 @@ class GE2EDiarizer(nn.Module, SpkDiarizationMixin):
         starts = torch.arange(0, speech.shape[1], hop, device=speech.device)
         ends = torch.minimum(starts[None] + WINDOW_VAD_FRAMES, frame_counts[:, None])
         speech_frames = cumulative.gather(1, ends) - cumulative[:, starts]
-        keep = (speech_frames >= self.config.min_window_speech * WINDOW_VAD_FRAMES) & (starts[None] < frame_counts[:, None])
+        keep = (speech_frames >= self.config.min_window_speech * WINDOW_VAD_FRAMES) & (
+            starts[None] < frame_counts[:, None]
+        )
         recordings, index = keep.nonzero(as_tuple=True)
         return starts[index], recordings
 
@@ -161,7 +191,9 @@ class GE2EDiarizer(nn.Module, SpkDiarizationMixin):
 
     default_postprocessing = PostProcessingParams()  # NeMo's
 
-    def _diarize_results(self, outputs: List[GE2EForward], uniq_ids: List[str], diarcfg: DiarizeConfig) -> List[RecordingResult]:
+    def _diarize_results(
+        self, outputs: List[GE2EForward], uniq_ids: List[str], diarcfg: DiarizeConfig
+    ) -> List[RecordingResult]:
         params = diarcfg.postprocessing_params or self.default_postprocessing
         results = []
         for output in outputs:
@@ -171,12 +203,14 @@ class GE2EDiarizer(nn.Module, SpkDiarizationMixin):
             labels = self.cluster_labels(output, clustering)
             probabilities = self.speaker_probabilities(output, clustering, labels)
             regions = speaker_regions(probabilities, self.frame_seconds, params)
-            results.append(RecordingResult(
-                segments=turns_to_segments(regions_to_turns(regions, output.offset)),
-                activity=torch.from_numpy(probabilities[:, first_appearance_order(regions)])[None],
-                # cluster k is column k: its windows' centroid, under its turns' name
-                speaker_embeddings=speaker_centroids(output.embeddings, labels, speaker_names(regions)),
-            ))
+            results.append(
+                RecordingResult(
+                    segments=turns_to_segments(regions_to_turns(regions, output.offset)),
+                    activity=torch.from_numpy(probabilities[:, first_appearance_order(regions)])[None],
+                    # cluster k is column k: its windows' centroid, under its turns' name
+                    speaker_embeddings=speaker_centroids(output.embeddings, labels, speaker_names(regions)),
+                )
+            )
         return results
 
     def cluster_labels(self, output: GE2EForward, clustering: ClusteringConfig) -> np.ndarray:
@@ -186,7 +220,9 @@ class GE2EDiarizer(nn.Module, SpkDiarizationMixin):
             return np.zeros(0, dtype=np.int64)
         return spectral_cluster(embeddings, output.num_speakers or None, clustering)
 
-    def speaker_probabilities(self, output: GE2EForward, clustering: ClusteringConfig, labels: np.ndarray | None = None) -> np.ndarray:
+    def speaker_probabilities(
+        self, output: GE2EForward, clustering: ClusteringConfig, labels: np.ndarray | None = None
+    ) -> np.ndarray:
         """(frames, speakers) probabilities of one recording from its forward outputs (column k:
         cluster label k of `labels`, computed when not given)."""
         speech = np.asarray(output.speech_probs, dtype=np.float32)
@@ -206,4 +242,4 @@ class GE2EDiarizer(nn.Module, SpkDiarizationMixin):
             _, (nearest,) = distance_transform_edt(total == 0, return_indices=True)
             support = support[nearest]
         share = support / support.max(1, keepdims=True).clip(1e-8)
-        return (speech[:, None] * share ** self.config.overlap_sharpness).astype(np.float32)
+        return (speech[:, None] * share**self.config.overlap_sharpness).astype(np.float32)

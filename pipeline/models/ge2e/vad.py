@@ -55,8 +55,13 @@ class SileroVAD(nn.Module):
             magnitude = F.relu(conv(magnitude))
         return magnitude.squeeze(-1)
 
-    def forward(self, audio: torch.Tensor, chunk_frames: int = 8192, lengths: torch.Tensor | None = None,
-                dc: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        audio: torch.Tensor,
+        chunk_frames: int = 8192,
+        lengths: torch.Tensor | None = None,
+        dc: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """(B, T) 16 kHz audio -> (B, ceil(T / 512)) speech probabilities, one per 32 ms frame; with
         `lengths` (B,) and `dc` (B,), of each recording less its DC offset, zero past its length.
 
@@ -76,8 +81,9 @@ class SileroVAD(nn.Module):
         return probabilities
 
 
-def centred_stretch(audio: torch.Tensor, begin: int, end: int, lengths: torch.Tensor | None = None,
-                    dc: torch.Tensor | None = None) -> torch.Tensor:
+def centred_stretch(
+    audio: torch.Tensor, begin: int, end: int, lengths: torch.Tensor | None = None, dc: torch.Tensor | None = None
+) -> torch.Tensor:
     """(B, end - begin) samples `begin`..`end` of each recording of `audio` (B, T), less its `dc`
     (B,), zero outside [0, its length) (`lengths`, else T): a copy of that stretch only, so that a
     10-hour recording (2.3 GB) is never copied whole."""

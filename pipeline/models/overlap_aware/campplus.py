@@ -59,6 +59,7 @@ WEIGHTS = ("models", "speech_campplus_sv_zh_en_16k-common_advanced", "campplus_c
 # Front-end
 # ----------------------------------------------------------------------------------------------
 
+
 def num_frames(num_samples: torch.Tensor) -> torch.Tensor:
     """Kaldi's snip_edges frame count: frames that lie wholly inside the signal (0 if too short).
 
@@ -70,8 +71,9 @@ def num_frames(num_samples: torch.Tensor) -> torch.Tensor:
 
 def _mel_matrix(device: torch.device) -> torch.Tensor:
     """(257, 80) Kaldi mel filterbank (20 Hz .. Nyquist), zero row for the Nyquist bin as Kaldi."""
-    banks, _ = torchaudio.compliance.kaldi.get_mel_banks(FEAT_DIM, N_FFT, float(SAMPLE_RATE), 20.0, 0.0,
-                                                           100.0, -500.0, 1.0)
+    banks, _ = torchaudio.compliance.kaldi.get_mel_banks(
+        FEAT_DIM, N_FFT, float(SAMPLE_RATE), 20.0, 0.0, 100.0, -500.0, 1.0
+    )
     return F.pad(banks, (0, 1)).T.contiguous().to(device=device, dtype=torch.float32)
 
 
@@ -120,6 +122,7 @@ def normalize_features(features: torch.Tensor, lengths: torch.Tensor) -> torch.T
 # Network (length-aware CAM++)
 # ----------------------------------------------------------------------------------------------
 
+
 def _time_mask(lengths: torch.Tensor, steps: int, dtype: torch.dtype) -> torch.Tensor:
     """(B, steps) 1 on valid time steps, 0 on padding."""
     lengths = lengths.to(torch.long)
@@ -145,8 +148,8 @@ class BasicResBlock(nn.Module):
         self.shortcut = nn.Sequential()
         if stride != 1 or in_planes != planes:
             self.shortcut = nn.Sequential(
-                nn.Conv2d(in_planes, planes, kernel_size=1, stride=(stride, 1), bias=False),
-                nn.BatchNorm2d(planes))
+                nn.Conv2d(in_planes, planes, kernel_size=1, stride=(stride, 1), bias=False), nn.BatchNorm2d(planes)
+            )
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """x (B, C, F, T) zero on padded T; mask (B, 1, 1, T). Returns zero on padded T."""
@@ -179,12 +182,14 @@ class FCM(nn.Module):
 
 
 class TDNNLayer(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-                 dilation: int = 1) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, dilation: int = 1
+    ) -> None:
         super().__init__()
         padding = (kernel_size - 1) // 2 * dilation
-        self.linear = nn.Conv1d(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
-                                dilation=dilation, bias=False)
+        self.linear = nn.Conv1d(
+            in_channels, out_channels, kernel_size, stride=stride, padding=padding, dilation=dilation, bias=False
+        )
         self.nonlinear = _bn_relu(out_channels)
 
     def out_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
@@ -202,12 +207,14 @@ class CAMLayer(nn.Module):
 
     seg_len = 100
 
-    def __init__(self, bn_channels: int, out_channels: int, kernel_size: int, dilation: int,
-                 reduction: int = 2) -> None:
+    def __init__(
+        self, bn_channels: int, out_channels: int, kernel_size: int, dilation: int, reduction: int = 2
+    ) -> None:
         super().__init__()
         padding = (kernel_size - 1) // 2 * dilation
-        self.linear_local = nn.Conv1d(bn_channels, out_channels, kernel_size, padding=padding,
-                                      dilation=dilation, bias=False)
+        self.linear_local = nn.Conv1d(
+            bn_channels, out_channels, kernel_size, padding=padding, dilation=dilation, bias=False
+        )
         self.linear1 = nn.Conv1d(bn_channels, bn_channels // reduction, 1)
         self.relu = nn.ReLU()
         self.linear2 = nn.Conv1d(bn_channels // reduction, out_channels, 1)
@@ -233,8 +240,9 @@ class CAMLayer(nn.Module):
 
 
 class CAMDenseTDNNLayer(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, bn_channels: int, kernel_size: int,
-                 dilation: int = 1) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, bn_channels: int, kernel_size: int, dilation: int = 1
+    ) -> None:
         super().__init__()
         self.nonlinear1 = _bn_relu(in_channels)
         self.linear1 = nn.Conv1d(in_channels, bn_channels, 1, bias=False)
@@ -246,12 +254,21 @@ class CAMDenseTDNNLayer(nn.Module):
 
 
 class CAMDenseTDNNBlock(nn.ModuleList):
-    def __init__(self, num_layers: int, in_channels: int, out_channels: int, bn_channels: int,
-                 kernel_size: int, dilation: int = 1) -> None:
+    def __init__(
+        self,
+        num_layers: int,
+        in_channels: int,
+        out_channels: int,
+        bn_channels: int,
+        kernel_size: int,
+        dilation: int = 1,
+    ) -> None:
         super().__init__()
         for i in range(num_layers):
-            self.add_module(f"tdnnd{i + 1}", CAMDenseTDNNLayer(in_channels + i * out_channels, out_channels,
-                                                               bn_channels, kernel_size, dilation))
+            self.add_module(
+                f"tdnnd{i + 1}",
+                CAMDenseTDNNLayer(in_channels + i * out_channels, out_channels, bn_channels, kernel_size, dilation),
+            )
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
         for layer in self:
@@ -327,16 +344,25 @@ class CAMPPlus(nn.Module):
     Inference only (eval-mode BatchNorm; the reference's training-time checkpointing is dropped).
     Input: mean-normalised log-mel fbank, see the module docstring."""
 
-    def __init__(self, feat_dim: int = FEAT_DIM, embedding_size: int = EMBEDDING_SIZE, growth_rate: int = 32,
-                 bn_size: int = 4, init_channels: int = 128, final_relu: bool = True) -> None:
+    def __init__(
+        self,
+        feat_dim: int = FEAT_DIM,
+        embedding_size: int = EMBEDDING_SIZE,
+        growth_rate: int = 32,
+        bn_size: int = 4,
+        init_channels: int = 128,
+        final_relu: bool = True,
+    ) -> None:
         super().__init__()
         self.head = FCM(feat_dim=feat_dim)
         channels = self.head.out_channels
         self.xvector = nn.Sequential(OrderedDict([("tdnn", TDNNLayer(channels, init_channels, 5, stride=2))]))
         channels = init_channels
         for i, (num_layers, kernel_size, dilation) in enumerate([(12, 3, 1), (24, 3, 2), (16, 3, 2)]):
-            self.xvector.add_module(f"block{i + 1}", CAMDenseTDNNBlock(
-                num_layers, channels, growth_rate, bn_size * growth_rate, kernel_size, dilation))
+            self.xvector.add_module(
+                f"block{i + 1}",
+                CAMDenseTDNNBlock(num_layers, channels, growth_rate, bn_size * growth_rate, kernel_size, dilation),
+            )
             channels += num_layers * growth_rate
             self.xvector.add_module(f"transit{i + 1}", TransitLayer(channels, channels // 2))
             channels //= 2
@@ -357,8 +383,9 @@ class CAMPPlus(nn.Module):
         (default: all T) -> (B, 192) embeddings, each what the unpadded item alone would give."""
         return self.from_statistics(self.statistics(features, lengths))
 
-    def statistics(self, features: torch.Tensor, lengths: torch.Tensor | None = None,
-                   splits: torch.Tensor | None = None) -> FrameStatistics:
+    def statistics(
+        self, features: torch.Tensor, lengths: torch.Tensor | None = None, splits: torch.Tensor | None = None
+    ) -> FrameStatistics:
         """The pooled statistics of each item's frame-level features (what `forward` embeds). With
         `splits` (B,) input steps: those of the frames before each item's split and of the frames
         from it on, apart ((B, 2, C) means and squares, (B, 2) counts; merged, they are the
@@ -384,7 +411,9 @@ class CAMPPlus(nn.Module):
         before = (torch.arange(x.shape[-1], device=x.device)[None] < boundary[:, None])[:, None].float() * mask
         halves = [xv.stats.statistics(x, m, m.sum(-1, keepdim=True).clamp_min(1)) for m in (before, mask - before)]
         counts = torch.stack([before.sum((1, 2)), (mask - before).sum((1, 2))], 1)
-        return FrameStatistics(torch.stack([h.mean for h in halves], 1), torch.stack([h.centred_squares for h in halves], 1), counts)
+        return FrameStatistics(
+            torch.stack([h.mean for h in halves], 1), torch.stack([h.centred_squares for h in halves], 1), counts
+        )
 
     def from_statistics(self, stats: FrameStatistics) -> torch.Tensor:
         """(N, 192) embeddings of pooled statistics (of one sequence each, or merged)."""
@@ -400,12 +429,19 @@ def embed(model: CAMPPlus, features: torch.Tensor, lengths: torch.Tensor, batch_
     to the model's device and dtype chunk by chunk. The default suits a GPU; on CPU larger batches
     bring no speed-up per embedding (the dense blocks are memory-bound), so any size will do there."""
     stats = embed_statistics(model, features, lengths, batch_size)
-    return model.from_statistics(_to(stats, next(model.parameters()).device)).to(device=features.device, dtype=torch.float32)
+    return model.from_statistics(_to(stats, next(model.parameters()).device)).to(
+        device=features.device, dtype=torch.float32
+    )
 
 
 @torch.inference_mode()
-def embed_statistics(model: CAMPPlus, features: torch.Tensor, lengths: torch.Tensor, batch_size: int = 64,
-                     splits: torch.Tensor | None = None) -> FrameStatistics:
+def embed_statistics(
+    model: CAMPPlus,
+    features: torch.Tensor,
+    lengths: torch.Tensor,
+    batch_size: int = 64,
+    splits: torch.Tensor | None = None,
+) -> FrameStatistics:
     """`embed`'s batching, stopped at the pooled statistics (on the features' device, float32), so
     that the statistics of several sequences can be merged (`merge_statistics`) before embedding;
     with `splits`, those of each sequence's two sides apart (`CAMPPlus.statistics`)."""
@@ -417,7 +453,7 @@ def embed_statistics(model: CAMPPlus, features: torch.Tensor, lengths: torch.Ten
     stats = FrameStatistics(mean, torch.zeros_like(mean), torch.ones(len(lengths), *sides, device=features.device))
     order = torch.argsort(lengths, descending=True, stable=True)
     for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
+        idx = order[start : start + batch_size]
         chunk_lengths = lengths[idx]
         longest = max(int(chunk_lengths.max()), 1)
         chunk = features[idx.to(features.device), :longest].to(device=param.device, dtype=param.dtype)

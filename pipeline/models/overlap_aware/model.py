@@ -22,7 +22,8 @@ one under `split_speaker_seconds` whose centroid is close to another's), assign
 every local speaker of every part of a piece to a cluster (no two local speakers of one part
 together), from the part's embedding blended with its piece's; where a local speaker changes
 cluster from one part to the next, the half part on either side may follow the other cluster
-(`refine_boundaries`); then rebuild the timeline: per frame, the speaker count is the rounded mean number of active local
+(`refine_boundaries`); then rebuild the timeline: per frame, the speaker count is the rounded
+mean number of active local
 speakers over the chunks that cover it, and the `count` clusters with the most activity there are
 the speakers. Turns come from NeMo's post-processing parameters; each speaker's centroid is the
 mean of its trusted piece embeddings.
@@ -45,13 +46,32 @@ from pipeline.io.audio import SAMPLE_RATE
 from pipeline.models.contract import ForwardItem, RecordingBatch, RecordingResult
 from pipeline.models.memory import release_freed_memory
 from pipeline.models.options import configured
-from pipeline.models.overlap_aware.campplus import EMBEDDING_SIZE, CAMPPlus, FrameStatistics, embed_statistics, fbank, merge_statistics, normalize_features
+from pipeline.models.overlap_aware.campplus import (
+    EMBEDDING_SIZE,
+    CAMPPlus,
+    FrameStatistics,
+    embed_statistics,
+    fbank,
+    merge_statistics,
+    normalize_features,
+)
 from pipeline.models.overlap_aware.clustering import assign_local_speakers, cluster_centroids
 from pipeline.models.overlap_aware.clustering import normalize as normalize_rows
 from pipeline.models.overlap_aware.config import DEVICE_BATCHES, OverlapAwareConfig, network_dtypes
-from pipeline.models.overlap_aware.segmentation import CHUNK_SECONDS, MAX_SPEAKERS_PER_CHUNK, SegmentationModel, powerset_to_multilabel
+from pipeline.models.overlap_aware.segmentation import (
+    CHUNK_SECONDS,
+    MAX_SPEAKERS_PER_CHUNK,
+    SegmentationModel,
+    powerset_to_multilabel,
+)
 from pipeline.models.registry import register_model
-from pipeline.postprocessing import first_appearance_order, regions_to_turns, speaker_names, speaker_regions, turns_to_segments
+from pipeline.postprocessing import (
+    first_appearance_order,
+    regions_to_turns,
+    speaker_names,
+    speaker_regions,
+    turns_to_segments,
+)
 from pipeline.speakers import speaker_centroids
 
 FBANK_HOP_SECONDS = 0.010
@@ -77,7 +97,10 @@ def inherit_from_nearest_piece(assignment: np.ndarray) -> np.ndarray:
     across the chunk, mostly). (chunks, pieces, local) in and out, -1 = none."""
     filled = assignment.copy()
     for distance in range(1, assignment.shape[1]):
-        for target, source in ((slice(distance, None), slice(None, -distance)), (slice(None, -distance), slice(distance, None))):
+        for target, source in (
+            (slice(distance, None), slice(None, -distance)),
+            (slice(None, -distance), slice(distance, None)),
+        ):
             view = filled[:, target]
             take = (view < 0) & (assignment[:, source] >= 0)
             view[take] = assignment[:, source][take]
@@ -146,20 +169,30 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
         self.chunk_frames = self.segmentation.num_frames(self.chunk_samples)
         self.frame_seconds = float(self.segmentation.frame_step)
         # Segmentation frame under each fbank frame's centre (nearest), to pick a speaker's fbank frames.
-        fbank_frames = 1 + (self.chunk_samples - int(FBANK_WINDOW_SECONDS * SAMPLE_RATE)) // int(FBANK_HOP_SECONDS * SAMPLE_RATE)
+        fbank_frames = 1 + (self.chunk_samples - int(FBANK_WINDOW_SECONDS * SAMPLE_RATE)) // int(
+            FBANK_HOP_SECONDS * SAMPLE_RATE
+        )
         centres = np.arange(fbank_frames) * FBANK_HOP_SECONDS + FBANK_WINDOW_SECONDS / 2
-        nearest = np.rint((centres - self.segmentation.frame_start - self.segmentation.frame_duration / 2) / self.frame_seconds)
+        nearest = np.rint(
+            (centres - self.segmentation.frame_start - self.segmentation.frame_duration / 2) / self.frame_seconds
+        )
         # Time pieces of a chunk: each local speaker is embedded once per piece, so that a local
         # speaker the segmentation gave two voices (it happens when turns abut) can be split.
         self.pieces = max(1, int(round(CHUNK_SECONDS / self.config.piece_seconds)))
         self.parts = self.pieces * max(1, int(self.config.assignment_pieces))  # parts per chunk
         piece_of_frame = np.minimum(np.arange(self.chunk_frames) * self.pieces // self.chunk_frames, self.pieces - 1)
         part_of_frame = np.minimum(np.arange(self.chunk_frames) * self.parts // self.chunk_frames, self.parts - 1)
-        half_of_frame = np.minimum(np.arange(self.chunk_frames) * 2 * self.parts // self.chunk_frames, 2 * self.parts - 1)
+        half_of_frame = np.minimum(
+            np.arange(self.chunk_frames) * 2 * self.parts // self.chunk_frames, 2 * self.parts - 1
+        )
         self.register_buffer("frame_half", torch.from_numpy(half_of_frame.astype(np.int64)), persistent=False)
         self.register_buffer("frame_piece", torch.from_numpy(piece_of_frame.astype(np.int64)), persistent=False)
         self.register_buffer("frame_part", torch.from_numpy(part_of_frame.astype(np.int64)), persistent=False)
-        self.register_buffer("fbank_to_frame", torch.from_numpy(nearest.clip(0, self.chunk_frames - 1).astype(np.int64)), persistent=False)
+        self.register_buffer(
+            "fbank_to_frame",
+            torch.from_numpy(nearest.clip(0, self.chunk_frames - 1).astype(np.int64)),
+            persistent=False,
+        )
         self.eval()
 
     @staticmethod
@@ -170,7 +203,10 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
         if "postprocessing" in options and not isinstance(options["postprocessing"], PostProcessingParams):
             given = options["postprocessing"]  # NeMo's names, numbers as text too
             if not isinstance(given, dict):
-                raise BadParameterError(f"postprocessing={given!r}: give a mapping of NeMo's parameters, e.g. postprocessing='{{\"onset\": 0.6}}'")
+                raise BadParameterError(
+                    f"postprocessing={given!r}: give a mapping of NeMo's parameters, "
+                    "e.g. postprocessing='{\"onset\": 0.6}'"
+                )
             options["postprocessing"] = PostProcessingParams.from_dict({**asdict(config.postprocessing), **given})
         config = configured(config, **options)
         config.postprocessing.checked()
@@ -235,13 +271,21 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
         segmentation = np.zeros((total, self.chunk_frames, local), np.uint8)
         embeddings = np.full((total, self.pieces, local, size), np.nan, np.float32)
         part_embeddings = np.full((total, self.parts, local, size), np.nan, np.float32)
-        half_embeddings = np.full((total, 2 * self.parts, local, size), np.nan, np.float16) if self.config.refine_boundaries else None
+        half_embeddings = (
+            np.full((total, 2 * self.parts, local, size), np.nan, np.float16) if self.config.refine_boundaries else None
+        )
         for first in range(0, total, chunk_batch):
             group = slice(first, first + chunk_batch)
-            chunks = self._cut_chunks(audio, torch.as_tensor(recording[group]), torch.as_tensor(offsets[group]),
-                                      torch.as_tensor(lengths, device=audio.device))
+            chunks = self._cut_chunks(
+                audio,
+                torch.as_tensor(recording[group]),
+                torch.as_tensor(offsets[group]),
+                torch.as_tensor(lengths, device=audio.device),
+            )
             activity = self._segment(chunks)
-            pieces, parts, halves = self._embed_local_speakers(chunks, activity, torch.as_tensor(owned[group], device=chunks.device))
+            pieces, parts, halves = self._embed_local_speakers(
+                chunks, activity, torch.as_tensor(owned[group], device=chunks.device)
+            )
             embeddings[group] = pieces.float().cpu().numpy()
             part_embeddings[group] = parts.float().cpu().numpy()
             if halves is not None:
@@ -256,15 +300,17 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
                 num_speakers=int(batch.num_speakers[b]),
                 num_samples=int(lengths[b]),
                 chunk_starts=starts[b] / SAMPLE_RATE,
-                segmentation=segmentation[bounds[b]:bounds[b + 1]],
-                embeddings=embeddings[bounds[b]:bounds[b + 1]],
-                part_embeddings=part_embeddings[bounds[b]:bounds[b + 1]],
-                half_embeddings=None if half_embeddings is None else half_embeddings[bounds[b]:bounds[b + 1]],
+                segmentation=segmentation[bounds[b] : bounds[b + 1]],
+                embeddings=embeddings[bounds[b] : bounds[b + 1]],
+                part_embeddings=part_embeddings[bounds[b] : bounds[b + 1]],
+                half_embeddings=None if half_embeddings is None else half_embeddings[bounds[b] : bounds[b + 1]],
             )
             for b in range(len(lengths))
         ]
 
-    def _cut_chunks(self, audio: torch.Tensor, recording: torch.Tensor, offsets: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def _cut_chunks(
+        self, audio: torch.Tensor, recording: torch.Tensor, offsets: torch.Tensor, lengths: torch.Tensor
+    ) -> torch.Tensor:
         """(G, chunk_samples) copies of the chunks, zero past each recording's end (never a write
         into `audio`)."""
         device = audio.device
@@ -278,7 +324,9 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
         log_probs = self.segmentation(chunks.to(next(self.segmentation.parameters()).dtype))
         return powerset_to_multilabel(log_probs) > 0.5
 
-    def _embed_local_speakers(self, chunks: torch.Tensor, activity: torch.Tensor, owned: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _embed_local_speakers(
+        self, chunks: torch.Tensor, activity: torch.Tensor, owned: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """CAM++ embeddings of each local speaker in each time piece of its chunk that the chunk
         owns (`owned`, (G, pieces)): (G, pieces, L, D) and, per part of a piece, (G, parts, L, D);
         NaN where not embedded. A unit's fbank frames (where it speaks alone in the piece, or
@@ -296,7 +344,9 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
         solo = units & (activity.sum(-1, keepdim=True) == 1)[:, None]
         use_solo = solo.sum(2) * self.frame_seconds >= self.config.min_clean_seconds  # (G, P, 3)
         masks = torch.where(use_solo[:, :, None, :], solo, units)
-        embedded = (units.sum(2) * self.frame_seconds >= self.config.min_embedding_seconds) & owned[:, :, None]  # (G, P, 3)
+        embedded = (units.sum(2) * self.frame_seconds >= self.config.min_embedding_seconds) & owned[
+            :, :, None
+        ]  # (G, P, 3)
         in_part = self.frame_part[None, :, None] == torch.arange(parts, device=device)[:, None, None]  # (Q, F, 1)
         part_masks = masks.repeat_interleave(per_piece, dim=1) & in_part[None]  # (G, Q, F, 3)
         part_masks = part_masks[:, :, self.fbank_to_frame, :]  # (G, Q, T, 3) on fbank frames
@@ -306,7 +356,11 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
         size = self.embedding_size
         result = torch.full((groups, pieces, local, size), float("nan"), device=chunks.device)
         part_result = torch.full((groups, parts, local, size), float("nan"), device=chunks.device)
-        half_result = torch.full((groups, 2 * parts, local, size), float("nan"), device=chunks.device) if self.config.refine_boundaries else None
+        half_result = (
+            torch.full((groups, 2 * parts, local, size), float("nan"), device=chunks.device)
+            if self.config.refine_boundaries
+            else None
+        )
         index = pooled.nonzero(as_tuple=False)  # (U, 3): chunk, part, local speaker
         if len(index) == 0:
             return result, part_result, half_result
@@ -316,16 +370,22 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
             first_half = part_masks[index[:, 0], index[:, 1], :, index[:, 2]] & (fbank_half[None] == 2 * index[:, 1:2])
             halves = self._statistics(features, part_masks, index, first_half.sum(1))
             flat = FrameStatistics(*(t.flatten(0, 1) for t in halves))
-            stats = merge_statistics(flat, torch.arange(len(index), device=index.device).repeat_interleave(2), len(index))
+            stats = merge_statistics(
+                flat, torch.arange(len(index), device=index.device).repeat_interleave(2), len(index)
+            )
             stride = self.embedding.xvector.tdnn.linear.stride[0]
             spoken = flat.count * stride >= MIN_POOLED_FRAMES
             half_index = index.repeat_interleave(2, 0)
             half_index[:, 1] = 2 * half_index[:, 1] + torch.arange(2, device=index.device).repeat(len(index))
-            half_result[half_index[spoken, 0], half_index[spoken, 1], half_index[spoken, 2]] = self._embedding_of(FrameStatistics(*(t[spoken] for t in flat)))
+            half_result[half_index[spoken, 0], half_index[spoken, 1], half_index[spoken, 2]] = self._embedding_of(
+                FrameStatistics(*(t[spoken] for t in flat))
+            )
         else:
             stats = self._statistics(features, part_masks, index)
         own = assigned[index[:, 0], index[:, 1], index[:, 2]]
-        part_result[index[own, 0], index[own, 1], index[own, 2]] = self._embedding_of(FrameStatistics(*(t[own] for t in stats)))
+        part_result[index[own, 0], index[own, 1], index[own, 2]] = self._embedding_of(
+            FrameStatistics(*(t[own] for t in stats))
+        )
         # a piece's embedding: its parts' statistics merged (one CAM++ pass for both scales)
         piece_id = (index[:, 0] * pieces + index[:, 1] // per_piece) * local + index[:, 2]
         piece_ids, group = torch.unique(piece_id, return_inverse=True)
@@ -333,13 +393,17 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
         result[g, rest // local, rest % local] = self._embedding_of(merge_statistics(stats, group, len(piece_ids)))
         return result, part_result, half_result
 
-    def _statistics(self, features: torch.Tensor, masks: torch.Tensor, index: torch.Tensor, splits: torch.Tensor | None = None) -> FrameStatistics:
+    def _statistics(
+        self, features: torch.Tensor, masks: torch.Tensor, index: torch.Tensor, splits: torch.Tensor | None = None
+    ) -> FrameStatistics:
         """CAM++'s pooled statistics of the units `index` (U, 3) (chunk, piece or part, local
         speaker) of `masks` (G, pieces or parts, T, 3) over the fbank `features` (G, T, 80); with
         `splits` (U,), those of each unit's first `splits` frames and of the rest apart."""
         unit_masks = masks[index[:, 0], index[:, 1], :, index[:, 2]]  # (U, T)
         lengths = unit_masks.sum(1).clamp(max=int(self.config.max_embedding_seconds / FBANK_HOP_SECONDS))
-        order = torch.argsort((~unit_masks).to(torch.int8), dim=1, stable=True)[:, : int(lengths.max())]  # its frames first
+        order = torch.argsort((~unit_masks).to(torch.int8), dim=1, stable=True)[
+            :, : int(lengths.max())
+        ]  # its frames first
         packed = features[index[:, 0, None], order]  # (U, L, 80), without a (U, T, 80) copy of every unit's chunk
         _, embedding_batch = self.batch_sizes(features.device)
         if splits is not None:
@@ -352,23 +416,31 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
 
     # ------------------------------------------------------------ post-processing (CPU)
 
-    def _diarize_results(self, outputs: List[OverlapAwareForward], uniq_ids: List[str], diarcfg: DiarizeConfig) -> List[RecordingResult]:
+    def _diarize_results(
+        self, outputs: List[OverlapAwareForward], uniq_ids: List[str], diarcfg: DiarizeConfig
+    ) -> List[RecordingResult]:
         params = diarcfg.postprocessing_params or self.default_postprocessing
         shift = self.segmentation.frame_start + (self.segmentation.frame_duration - self.frame_seconds) / 2
         results = []
         for output in outputs:
-            activity, embeddings, labels = self.speaker_activity(output, speaker_count_bounds(diarcfg, output.num_speakers))
+            activity, embeddings, labels = self.speaker_activity(
+                output, speaker_count_bounds(diarcfg, output.num_speakers)
+            )
             # frame k's region starts at k * step; its receptive field is centred `shift` later
             end = output.num_samples / SAMPLE_RATE
             regions = [(r + shift).clip(0.0, end) for r in speaker_regions(activity, self.frame_seconds, params)]
-            results.append(RecordingResult(
-                segments=turns_to_segments(regions_to_turns(regions, output.offset)),
-                activity=torch.from_numpy(activity[:, first_appearance_order(regions)])[None],
-                speaker_embeddings=speaker_centroids(embeddings, labels, speaker_names(regions)),
-            ))
+            results.append(
+                RecordingResult(
+                    segments=turns_to_segments(regions_to_turns(regions, output.offset)),
+                    activity=torch.from_numpy(activity[:, first_appearance_order(regions)])[None],
+                    speaker_embeddings=speaker_centroids(embeddings, labels, speaker_names(regions)),
+                )
+            )
         return results
 
-    def speaker_activity(self, output: OverlapAwareForward, bounds: tuple[int | None, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def speaker_activity(
+        self, output: OverlapAwareForward, bounds: tuple[int | None, int, int]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(frames, speakers) activity of one recording in [0, 1], above 0.5 where the speaker-count
         selection keeps the speaker (the value grows with the share of covering chunks that hear
         it); with the embeddings the clustering was trained on and their cluster (= column) labels."""
@@ -392,7 +464,11 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
 
         def without(centroids: np.ndarray, dropped: np.ndarray):  # the others take the dropped clusters' local speakers
             kept = np.delete(centroids, dropped, axis=0)
-            return kept, np.argmax(normalize_rows(embeddings[trusted]) @ kept.T, axis=1), self._activity(output, segmentation, kept, num_frames)
+            return (
+                kept,
+                np.argmax(normalize_rows(embeddings[trusted]) @ kept.T, axis=1),
+                self._activity(output, segmentation, kept, num_frames),
+            )
 
         # An estimated speaker with under `min_speaker_seconds` of speech is a stray embedding more
         # often than a person: its local speakers go to the other clusters. One with a few seconds
@@ -421,28 +497,40 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
         weight = self.config.assignment_weight
         missing = np.isnan(parts).any(-1)
         piece_of_part = np.repeat(pieces, parts.shape[1] // max(pieces.shape[1], 1), axis=1)
-        blend = weight * normalize_rows(np.nan_to_num(parts)) + (1 - weight) * normalize_rows(np.nan_to_num(piece_of_part))
+        blend = weight * normalize_rows(np.nan_to_num(parts)) + (1 - weight) * normalize_rows(
+            np.nan_to_num(piece_of_part)
+        )
         blend[missing] = np.nan
         part_of_frame = self.frame_part.cpu().numpy()
-        speaks = np.stack([(segmentation[:, part_of_frame == q] > 0).any(1) for q in range(parts.shape[1])], axis=1)  # (C, Q, 3)
+        speaks = np.stack(
+            [(segmentation[:, part_of_frame == q] > 0).any(1) for q in range(parts.shape[1])], axis=1
+        )  # (C, Q, 3)
         nearest = inherit_from_nearest_piece(np.where(missing, -1, np.arange(parts.shape[1])[None, :, None]))
         chunk, part, speaker = np.nonzero(missing & speaks & (nearest >= 0))
         blend[chunk, part, speaker] = blend[chunk, nearest[chunk, part, speaker], speaker]
         return blend
 
-    def _activity(self, output: OverlapAwareForward, segmentation: np.ndarray, centroids: np.ndarray, num_frames: int) -> np.ndarray:
+    def _activity(
+        self, output: OverlapAwareForward, segmentation: np.ndarray, centroids: np.ndarray, num_frames: int
+    ) -> np.ndarray:
         """(frames, clusters) activity from the chunks' local speakers assigned to `centroids`."""
         chunks, frames, local = segmentation.shape
         # (chunk, part) by (chunk, part): its local speakers to distinct clusters
         embeddings = self.assignment_embeddings(output, segmentation)
         parts = embeddings.shape[1]
-        assignment = assign_local_speakers(embeddings.reshape(chunks * parts, local, -1), centroids).reshape(chunks, parts, local)
+        assignment = assign_local_speakers(embeddings.reshape(chunks * parts, local, -1), centroids).reshape(
+            chunks, parts, local
+        )
         assignment = inherit_from_nearest_piece(assignment)
         if self.config.refine_boundaries and output.half_embeddings is not None:
-            halves = refine_boundaries(assignment, np.asarray(output.half_embeddings, np.float32), centroids, self.config.boundary_margin)
+            halves = refine_boundaries(
+                assignment, np.asarray(output.half_embeddings, np.float32), centroids, self.config.boundary_margin
+            )
             assignment = halves[:, self.frame_half.cpu().numpy(), :]
         else:
-            assignment = assignment[:, self.frame_part.cpu().numpy(), :]  # (C, F, 3): each frame's cluster per local speaker
+            assignment = assignment[
+                :, self.frame_part.cpu().numpy(), :
+            ]  # (C, F, 3): each frame's cluster per local speaker
         first = np.rint(np.asarray(output.chunk_starts) / self.frame_seconds).astype(np.int64)
         # frames another chunk owns stay unassigned there: that chunk decides them
         owned = self.owned_frames(first, frames)
@@ -458,8 +546,14 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
         width = max(num_clusters, 1)
         chunk, frame, speaker = np.nonzero((assignment >= 0) & (segmentation > 0))
         cells = index.reshape(chunks, frames)[chunk, frame] * width + assignment[chunk, frame, speaker]
-        score = np.bincount(cells, minlength=timeline * width).reshape(timeline, width)[:num_frames, :num_clusters].astype(np.float32)
-        score /= np.bincount(index, weights=owned.ravel(), minlength=timeline)[:num_frames].clip(1)[:, None]  # share of the deciding chunks
+        score = (
+            np.bincount(cells, minlength=timeline * width)
+            .reshape(timeline, width)[:num_frames, :num_clusters]
+            .astype(np.float32)
+        )
+        score /= np.bincount(index, weights=owned.ravel(), minlength=timeline)[:num_frames].clip(1)[
+            :, None
+        ]  # share of the deciding chunks
         rank = np.argsort(np.argsort(-score, axis=1, kind="stable"), axis=1, kind="stable")
         selected = (rank < np.minimum(count, num_clusters)[:, None]) & (score > 0)
         return np.where(selected, 0.5 + 0.5 * score + 1e-3, 0.0).clip(0, 1).astype(np.float32)

@@ -104,8 +104,14 @@ class SincFilterbank(nn.Module):
     gives an even ("cos", the SincNet paper's) and an odd ("sin", asteroid's extension) filter, and
     the filterbank is all the cos filters followed by all the sin filters (not interleaved)."""
 
-    def __init__(self, n_filters: int = 80, kernel_size: int = 251, sample_rate: int = SAMPLE_RATE,
-                 min_low_hz: float = 50, min_band_hz: float = 50) -> None:
+    def __init__(
+        self,
+        n_filters: int = 80,
+        kernel_size: int = 251,
+        sample_rate: int = SAMPLE_RATE,
+        min_low_hz: float = 50,
+        min_band_hz: float = 50,
+    ) -> None:
         super().__init__()
         if kernel_size % 2 == 0 or n_filters % 2:
             raise ValueError("SincFilterbank needs an odd kernel_size and an even n_filters")
@@ -119,7 +125,9 @@ class SincFilterbank(nn.Module):
         self.low_hz_ = nn.Parameter(hz[:-1].view(-1, 1).clone())
         self.band_hz_ = nn.Parameter(torch.diff(hz).view(-1, 1))
         # Left half of a Hamming window and of the time axis (in radians per Hz), as asteroid builds them.
-        window = 0.54 - 0.46 * torch.cos(2 * math.pi * torch.arange(kernel_size, dtype=torch.float64) / (kernel_size - 1))
+        window = 0.54 - 0.46 * torch.cos(
+            2 * math.pi * torch.arange(kernel_size, dtype=torch.float64) / (kernel_size - 1)
+        )
         self.register_buffer("window_", window[:half].float())
         self.register_buffer("n_", 2 * math.pi * (torch.arange(-half, 0.0).view(1, -1) / sample_rate))
 
@@ -128,7 +136,9 @@ class SincFilterbank(nn.Module):
         cut-offs of thousands of Hz rounded to 8-11 mantissa bits move by 4-32 Hz, and the filters'
         phases (hundreds of radians) are beyond what half-precision sin/cos can resolve. (The
         filterbank convolution itself stays in float32 too, see `SincNet.forward`.)"""
-        originals = {name: t.detach() for name, t in [*self._parameters.items(), *self._buffers.items()] if t is not None}
+        originals = {
+            name: t.detach() for name, t in [*self._parameters.items(), *self._buffers.items()] if t is not None
+        }
         super()._apply(fn, recurse)
         for name, original in originals.items():
             applied = getattr(self, name)
@@ -175,7 +185,9 @@ class SincConv(nn.Module):
 
     def filters(self, dtype: torch.dtype) -> torch.Tensor:
         """The filterbank in `dtype`, from the cache where that is safe."""
-        needs_grad = torch.is_grad_enabled() and (self.filterbank.low_hz_.requires_grad or self.filterbank.band_hz_.requires_grad)
+        needs_grad = torch.is_grad_enabled() and (
+            self.filterbank.low_hz_.requires_grad or self.filterbank.band_hz_.requires_grad
+        )
         key = None if self.training or needs_grad else self._key(dtype)
         if key is None:  # training, or gradients wanted, or no safe cache key: build afresh
             self._cache = None
@@ -246,8 +258,9 @@ class SegmentationModel(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.sincnet = SincNet(SINC_STRIDE)
-        self.lstm = nn.LSTM(60, LSTM_HIDDEN, num_layers=LSTM_LAYERS, bidirectional=True,
-                            batch_first=True, dropout=LSTM_DROPOUT)
+        self.lstm = nn.LSTM(
+            60, LSTM_HIDDEN, num_layers=LSTM_LAYERS, bidirectional=True, batch_first=True, dropout=LSTM_DROPOUT
+        )
         sizes = [2 * LSTM_HIDDEN] + [LINEAR_HIDDEN] * LINEAR_LAYERS
         self.linear = nn.ModuleList(nn.Linear(i, o) for i, o in pairwise(sizes))
         self.classifier = nn.Linear(sizes[-1], NUM_POWERSET_CLASSES)
@@ -300,7 +313,9 @@ class SegmentationModel(nn.Module):
         if waveforms.dim() == 2:
             waveforms = waveforms.unsqueeze(1)
         if waveforms.dim() != 3 or waveforms.shape[1] != 1:
-            raise ValueError(f"expected (B, num_samples) or (B, 1, num_samples) mono audio, got {tuple(waveforms.shape)}")
+            raise ValueError(
+                f"expected (B, num_samples) or (B, 1, num_samples) mono audio, got {tuple(waveforms.shape)}"
+            )
         dtype = self.classifier.weight.dtype
         x = self.sincnet(waveforms, dtype)  # (B, 60, frames)
         x, _ = self.lstm(x.transpose(1, 2))
