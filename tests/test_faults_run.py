@@ -155,7 +155,7 @@ def test_a_stopped_cli_leaves_no_ray_process_and_no_lease(tmp_path, signum):
     try:
         deadline = time.monotonic() + 240
         while not any("DiarizeForward" in " ".join(p.cmdline()) for p in ray_descendants(cli.pid)):
-            assert cli.poll() is None, "the run ended before its model actor started"
+            assert cli.poll() is None, f"the run ended before its model actor started: {cli.stderr.read()[-2000:]}"
             assert time.monotonic() < deadline, "no model actor started in time"
             time.sleep(0.5)
         time.sleep(2)
