@@ -66,7 +66,8 @@ def compare(before: str, after: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # benchmarks/ beside an old package
+    # benchmarks/ importable when this file runs by path; appended, so PYTHONPATH's package comes first
+    sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.segments_snapshot", description=__doc__.split("\n\n")[0]
     )

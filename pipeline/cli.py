@@ -132,7 +132,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     add_storage_arguments(evaluate)
     evaluate.set_defaults(handler=run_evaluate)
 
-    from pipeline.linking.run import DEFAULT_MIN_SPEECH_SECONDS
+    from pipeline.linking import DEFAULT_MIN_SPEECH_SECONDS
 
     link = commands.add_parser(
         "link-speakers",

@@ -27,10 +27,10 @@ from pipeline.corpus.outputs import OutputLayout
 from pipeline.corpus.ray_session import connect_ray, exit_on_sigterm
 from pipeline.errors import UsageError
 from pipeline.io.rttm import Turn, rttm_text
+from pipeline.linking import DEFAULT_MIN_SPEECH_SECONDS
 from pipeline.linking.algorithm import BLOCK_SIZE, EXACT_MAX, EarlierLinkingBroken, LinkResult, link_centroids
 from pipeline.models.registry import linking_threshold
 
-DEFAULT_MIN_SPEECH_SECONDS = 2.0
 GLOBAL_ID_PREFIX = "G"
 UNLINKED_PREFIX = "unlinked"
 LINKS_FILE, GLOBAL_SPEAKERS_FILE, STATE_FILE, GLOBAL_RTTM = (
