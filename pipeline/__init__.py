@@ -6,6 +6,7 @@ __all__ = [
     "DiarizeConfig",
     "InternalDiarizeConfig",
     "PostProcessingParams",
+    "RunOptions",
     "SpkDiarizationMixin",
     "available_models",
     "load_model",
@@ -30,6 +31,7 @@ _HOMES = {
     "load_model": ".models",
     "register_model": ".models",
     "run_corpus": ".corpus.plan",
+    "RunOptions": ".corpus.options",
     "to_annotation": ".export.formats",
 }
 
