@@ -259,6 +259,22 @@ def assign_bucket(table: pa.Table) -> pa.Table:
     return pa.Table.from_pylist(todo, schema=INPUT_SCHEMA)
 
 
+# Ray 2.60's default shuffle starts aggregator actors: seconds per run before the first row moves,
+# which a small corpus (and every resume) paid. Up to this many partitions, the pull-based sort
+# shuffle of plain tasks does the same work in a fraction of a second; past it (over a million
+# rows in the id pass), the default's actors scale better than partitions x blocks objects.
+TASK_SHUFFLE_MAX_PARTITIONS = 64
+
+
+def with_shuffle_for(dataset, partitions: int):
+    """`dataset` set to shuffle (groupby, sort) as suits `partitions` output partitions."""
+    if partitions <= TASK_SHUFFLE_MAX_PARTITIONS:
+        from ray.data.context import ShuffleStrategy
+
+        dataset.context.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
+    return dataset
+
+
 def assign_ids(inputs, rows: int, recorded=None):
     """The input rows still to do, with unique ids (`pipeline.io.ids`): one Ray groupby over buckets of
     candidate ids, the rows of `recorded` (a previous run's `recordings`, on --resume) joined in."""
@@ -266,7 +282,9 @@ def assign_ids(inputs, rows: int, recorded=None):
     rows_in = inputs
     if recorded is not None:
         rows_in = inputs.union(recorded.map_batches(recorded_items, batch_format="pyarrow"))
-    bucketed = rows_in.map_batches(with_bucket, fn_kwargs={"buckets": buckets}, batch_format="pyarrow")
+    bucketed = with_shuffle_for(
+        rows_in.map_batches(with_bucket, fn_kwargs={"buckets": buckets}, batch_format="pyarrow"), buckets
+    )
     # One shuffle partition per bucket: Ray's default (200) costs seconds of tasks on a small corpus.
     return bucketed.groupby("bucket", num_partitions=buckets).map_groups(assign_bucket, batch_format="pyarrow")
 
