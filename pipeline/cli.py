@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import importlib
 import os
 import re
@@ -32,10 +33,26 @@ EVALUATE_PRESET = "fair"  # what `diarize --evaluate` scores with
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, but a bad option is one line naming `--help` (exit 2), like every other mistake."""
+    """argparse, but a bad option is one line naming `--help` (exit 2), like every other mistake; an
+    unknown option names the nearest one and the subcommand's `--help`."""
 
     def error(self, message: str):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+    def parse_args(self, args=None, namespace=None):
+        parsed, unknown = self.parse_known_args(args, namespace)
+        if unknown:
+            subcommands = self._subparsers._group_actions[0].choices if self._subparsers else {}  # noqa: SLF001
+            where = subcommands.get(getattr(parsed, "command", None), self)
+            flags = [flag for action in where._actions for flag in action.option_strings]  # noqa: SLF001
+            hints = [
+                close[0]
+                for given in (word.split("=")[0] for word in unknown if word.startswith("-"))
+                if (close := difflib.get_close_matches(given, flags, n=1, cutoff=0.6))
+            ]
+            hint = f"; did you mean {', '.join(hints)}?" if hints else ""
+            where.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
+        return parsed
 
 
 def package_version() -> str:
@@ -199,10 +216,13 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
 
 
 def run_diarize(args: argparse.Namespace) -> int:
+    from pipeline.corpus.preflight import check_run
+
+    run = RunOptions.from_args(args)
+    check_run(run)  # a mistake is told before torch and Ray load (run_corpus checks again)
     from pipeline.corpus import run_corpus
     from pipeline.corpus.outputs import OutputLayout
 
-    run = RunOptions.from_args(args)
     summary = run_corpus(run)
     if run.dry_run:
         print_dry_run(summary)

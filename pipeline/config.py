@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import fsspec
-import torch
 import yaml
 
 from pipeline.errors import BadParameterError
+
+if TYPE_CHECKING:  # torch loads with the models, not with a config (the CLI's checks come first)
+    import torch
 
 
 @dataclass

@@ -10,11 +10,12 @@ model without embeddings gives none, and a corpus run then writes an empty `spea
 from __future__ import annotations
 
 import pickle
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
-from pipeline.models.contract import Centroids
+if TYPE_CHECKING:  # a type only: the output tables read centroids without torch
+    from pipeline.models.contract import Centroids
 
 
 def speaker_centroids(

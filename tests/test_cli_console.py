@@ -48,6 +48,15 @@ def test_bad_option_is_one_line(tmp_path):
     )
 
 
+def test_a_misspelt_option_names_the_nearest_one_and_the_subcommands_help(tmp_path):
+    assert_one_error_line(
+        run_cli("diarize", "--manifest", "m.jsonl", "--output", str(tmp_path), "--batchsize", "8"),
+        "unrecognized arguments: --batchsize 8",
+        "did you mean --batch-size?",
+        "python -m pipeline diarize --help",
+    )
+
+
 def test_missing_manifest_is_one_line(tmp_path):
     assert_one_error_line(
         run_cli("diarize", "--manifest", str(tmp_path / "nope.jsonl"), "--output", str(tmp_path / "run")), "nope.jsonl"

@@ -26,10 +26,12 @@ def manifest(tmp_path):
 
 
 def cli(*arguments: str) -> subprocess.CompletedProcess:
-    """Runs the CLI with a Ray temp folder of its own, and checks that no Ray was started in it."""
+    """Runs the CLI with a Ray temp folder of its own, and checks that no Ray was started in it, and
+    that the mistake was told before torch or Ray were even imported (Python's import log, taken
+    out of the stderr returned)."""
     with tempfile.TemporaryDirectory(prefix="rp", dir="/tmp") as ray_temp:
         env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-        env["RAY_TMPDIR"] = ray_temp
+        env.update(RAY_TMPDIR=ray_temp, PYTHONPROFILEIMPORTTIME="1")
         run = subprocess.run(
             [sys.executable, "-m", "pipeline", *arguments],
             cwd=REPO,
@@ -39,6 +41,9 @@ def cli(*arguments: str) -> subprocess.CompletedProcess:
             timeout=300,
         )
         assert os.listdir(ray_temp) == [], "refused before Ray started"
+    imported = {line.split("|")[-1].strip() for line in run.stderr.splitlines() if line.startswith("import time:")}
+    assert not imported & {"torch", "ray"}, "refused before torch and Ray were imported"
+    run.stderr = "".join(line for line in run.stderr.splitlines(True) if not line.startswith("import time:"))
     return run
 
 

@@ -20,10 +20,9 @@ import pyarrow as pa
 from ray.data.datasource import FileBasedDatasource
 
 from pipeline.io.ids import assign_group_ids, recording_hash, row_keys, sha1_hex
-from pipeline.io.manifest import ManifestError, ManifestRow, parse_line
-from pipeline.io.storage import filesystem, is_local
+from pipeline.io.manifest import ManifestError, ManifestRow, expand_manifests, parse_line
+from pipeline.io.storage import filesystem
 
-_GLOB_CHARACTERS = "*?["
 ROWS_PER_READ_BLOCK = 4096
 READ_CHUNK_BYTES = 1 << 20
 
@@ -162,28 +161,6 @@ class ManifestLines(FileBasedDatasource):
                 items = []
         if items:
             yield pa.Table.from_pylist(items, schema=INPUT_SCHEMA)
-
-
-def expand_manifests(uris: Iterable[str], options: dict | None = None) -> list[str]:
-    """Manifest URIs with globs expanded (sorted), local paths made absolute; a pattern that matches
-    nothing, or a manifest that does not exist, is a FileNotFoundError naming it."""
-    import os
-
-    expanded: list[str] = []
-    for uri in uris:
-        fs, pattern = filesystem(uri, options)
-        if not any(c in uri for c in _GLOB_CHARACTERS):
-            if not fs.exists(pattern):
-                raise FileNotFoundError(f"manifest not found: {uri}")
-            expanded.append(os.path.abspath(uri) if "://" not in uri else uri)
-            continue
-        matches = sorted(fs.glob(pattern))
-        if not matches:
-            raise FileNotFoundError(f"no manifest matches {uri}")
-        expanded.extend(
-            match if is_local(uri) and "://" not in uri else fs.unstrip_protocol(match) for match in matches
-        )
-    return expanded
 
 
 def read_inputs(manifests: Iterable[str], options: dict | None = None, expanded: bool = False):

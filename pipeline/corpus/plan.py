@@ -30,10 +30,10 @@ import pyarrow.compute as pc
 import ray
 from ray.data.expressions import col
 
-from pipeline.config import DiarizeConfig, load_postprocessing_from_yaml
+from pipeline.config import DiarizeConfig
 from pipeline.corpus import preflight
 from pipeline.corpus.finalize import json_text, run_summary, write_output_manifest
-from pipeline.corpus.inputs import assign_ids, expand_manifests, read_inputs
+from pipeline.corpus.inputs import assign_ids, read_inputs
 from pipeline.corpus.lease import OutputInUse, OutputLease
 from pipeline.corpus.options import RunOptions
 from pipeline.corpus.outputs import OutputLayout, OutputWriteFailed
@@ -73,17 +73,15 @@ def run_corpus(
     `pipeline.console.CONSOLE` says."""
     started = time.perf_counter()
     run = manifests if isinstance(manifests, RunOptions) else RunOptions(manifests=manifests, output=output, **options)
-    min_actors, max_actors = run.check()
-    preflight.check_model(run.model, run.factory_kwargs)
-    # Globs listed and manifests found before Ray starts: a wrong path or bucket is one line, at once.
-    manifest_uris = expand_manifests(run.manifests, run.storage_options)
+    # Options, model, YAML, manifests and output checked before Ray starts: a mistake is one line, at once.
+    manifest_uris, (min_actors, max_actors), postprocessing = preflight.check_run(run)
     config = DiarizeConfig(
         batch_size=run.batch_size,
         max_num_speakers=run.max_num_speakers,
         min_num_speakers=run.min_num_speakers,
         num_speakers=run.num_speakers,
         postprocessing_yaml=run.postprocessing_yaml,
-        postprocessing_params=load_postprocessing_from_yaml(run.postprocessing_yaml),
+        postprocessing_params=postprocessing,
         verbose=False,
     )
     if run.dry_run:

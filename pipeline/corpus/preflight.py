@@ -7,12 +7,42 @@ from __future__ import annotations
 
 import math
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pipeline.errors import UsageError
 
 if TYPE_CHECKING:
+    from pipeline.config import PostProcessingParams
     from pipeline.corpus.options import ActorCount, RunOptions
+
+
+class CheckedRun(NamedTuple):
+    manifests: list[str]  # the manifest URIs, globs expanded
+    pool: tuple[int, int]  # the actor pool's (min, max) size
+    postprocessing: PostProcessingParams | None  # from --postprocessing-yaml
+
+
+def check_run(run: RunOptions) -> CheckedRun:
+    """Every check that needs neither torch nor Ray, in the order a user fixes them: the options, the
+    model and its options, the post-processing YAML, that the manifests exist, and that the output
+    holds no other run's records unless resuming (an output whose lease is held is left to the
+    lease, which names the holder). The CLI calls it before importing either: a mistake is one line
+    in under two seconds."""
+    from pipeline.config import load_postprocessing_from_yaml
+    from pipeline.io.manifest import expand_manifests
+
+    pool = run.check()
+    check_model(run.model, run.factory_kwargs)
+    postprocessing = load_postprocessing_from_yaml(run.postprocessing_yaml)
+    manifests = expand_manifests(run.manifests, run.storage_options)
+    if not run.dry_run:
+        from pipeline.corpus.lease import LEASE_NAME
+        from pipeline.corpus.outputs import OutputLayout
+
+        layout = OutputLayout(run.output, run.storage_options)
+        if not layout.fs.exists(layout.path(LEASE_NAME)):
+            layout.check_fresh(run.resume)
+    return CheckedRun(manifests, pool, postprocessing)
 
 
 def check_options(run: RunOptions) -> tuple[int, int]:
@@ -61,8 +91,8 @@ def check_collar(collar: Any) -> float:
 
 def check_model(model: str, model_kwargs: dict[str, Any]) -> None:
     """The model resolves here (registered, module:factory or plug-in) and takes these options;
-    it is not built (weights load in the actors)."""
-    from pipeline.models.registry import check_model_arguments  # torch: only once the options are good
+    it is not built (weights load in the actors; a built-in's options are checked torch-free)."""
+    from pipeline.models.registry import check_model_arguments
 
     check_model_arguments(model, model_kwargs)
 

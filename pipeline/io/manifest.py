@@ -18,6 +18,7 @@ from typing import Any, Iterable, Iterator
 import fsspec
 
 from pipeline.io.ids import assign_group_ids, candidate_id, recording_hash, row_keys
+from pipeline.io.storage import filesystem, is_local
 
 MANIFEST_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz", ".json.zst", ".jsonl.zst")
 _PATH_FIELDS = ("audio_filepath", "rttm_filepath", "uem_filepath", "ctm_filepath")
@@ -227,3 +228,26 @@ def rows_from_paths(paths: Iterable[str]) -> list[ManifestRow]:
             for path in paths
         ]
     )
+
+
+GLOB_CHARACTERS = "*?["
+
+
+def expand_manifests(uris: Iterable[str], options: dict | None = None) -> list[str]:
+    """Manifest URIs with globs expanded (sorted), local paths made absolute; a pattern that matches
+    nothing, or a manifest that does not exist, is a FileNotFoundError naming it."""
+    expanded: list[str] = []
+    for uri in uris:
+        fs, pattern = filesystem(uri, options)
+        if not any(c in uri for c in GLOB_CHARACTERS):
+            if not fs.exists(pattern):
+                raise FileNotFoundError(f"manifest not found: {uri}")
+            expanded.append(os.path.abspath(uri) if "://" not in uri else uri)
+            continue
+        matches = sorted(fs.glob(pattern))
+        if not matches:
+            raise FileNotFoundError(f"no manifest matches {uri}")
+        expanded.extend(
+            match if is_local(uri) and "://" not in uri else fs.unstrip_protocol(match) for match in matches
+        )
+    return expanded

@@ -19,14 +19,20 @@ from __future__ import annotations
 import importlib
 import inspect
 from importlib.metadata import entry_points
-from typing import Any, Callable
-
-import torch
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Callable
 
 from pipeline.errors import BadParameterError, UsageError
-from pipeline.models.contract import ModelTraits
+
+if TYPE_CHECKING:
+    import torch
 
 ENTRY_POINT_GROUP = "corpus_diarization.models"
+
+# The built-in models' packages. Each one's top level is torch-free and gives `MODEL_NAME` and
+# `check_options`, so that a wrong name or --model-arg is told before torch (or Ray) loads; its
+# `model` module registers the factory.
+BUILTIN_PACKAGES = ("pipeline.models.overlap_aware", "pipeline.models.ge2e")
 
 _REGISTRY: dict[str, Callable] = {}
 
@@ -50,17 +56,24 @@ def plugin_models() -> dict[str, Any]:
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
+def builtin_packages() -> dict[str, ModuleType]:
+    """Built-in model name -> its (torch-free) package."""
+    packages = [importlib.import_module(name) for name in BUILTIN_PACKAGES]
+    return {package.MODEL_NAME: package for package in packages}
+
+
 def available_models() -> list[str]:
-    _import_builtin_models()
-    return sorted(set(_REGISTRY) | set(plugin_models()))
+    return sorted(set(_REGISTRY) | set(builtin_packages()) | set(plugin_models()))
 
 
 def resolve_model_factory(name: str) -> Callable:
     """The callable that builds model `name`; raises `UnknownModelError` (one line) when there is none.
-    A `module:factory` imports only its module (not the built-in models and their dependencies)."""
+    Only what `name` needs is imported: its module for a `module:factory`, its own package for a
+    built-in."""
     if name not in _REGISTRY and ":" in name:
         return _import_factory(name)
-    _import_builtin_models()
+    if name not in _REGISTRY and name in (builtins := builtin_packages()):
+        importlib.import_module(builtins[name].__name__ + ".model")  # registers it
     if name in _REGISTRY:
         return _REGISTRY[name]
     plugins = plugin_models()
@@ -99,15 +112,17 @@ def _import_factory(reference: str) -> Callable:
 def check_model_arguments(name: str, kwargs: dict[str, Any]) -> None:
     """Fail before any work when the factory cannot take `kwargs` (a misspelt --model-arg), or
     when its `check_options(**kwargs)` (a factory may offer one: a check without loading weights)
-    refuses their values."""
-    factory = resolve_model_factory(name)
+    refuses their values. A built-in model's options are checked by its package, torch-free."""
+    builtin = builtin_packages().get(name) if name not in _REGISTRY else None
     try:
-        signature = inspect.signature(factory)
-    except (TypeError, ValueError):  # a builtin or C callable: nothing to check
-        signature = None
-    try:
-        if signature is not None:
-            signature.bind(**kwargs)
+        if builtin is not None:
+            builtin.check_options(**kwargs)
+            return
+        factory = resolve_model_factory(name)
+        try:
+            inspect.signature(factory).bind(**kwargs)
+        except ValueError:  # a builtin or C callable: no signature to check
+            pass
         check = getattr(factory, "check_options", None)
         if callable(check):
             check(**kwargs)
@@ -121,6 +136,8 @@ def linking_threshold(name: str) -> float | None:
     """The cosine threshold at which `link-speakers` merges speakers of model `name`, as the model
     declares it (`linking_threshold`, chosen on a dev split); None when it declares none or cannot be
     resolved here."""
+    from pipeline.models.contract import ModelTraits
+
     try:
         factory = resolve_model_factory(name)
     except UsageError:
@@ -130,6 +147,8 @@ def linking_threshold(name: str) -> float | None:
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
+    import torch
+
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(device)
@@ -141,12 +160,9 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 def load_model(name: str = "default", device: str | torch.device | None = None, **kwargs):
     """Model `name` (registered, `module:factory` or plug-in) built with `kwargs`, in eval mode, on
     `device` (CUDA when available if None). Models that are not `nn.Module`s are returned as built."""
+    import torch
+
     model = resolve_model_factory(name)(**kwargs)
     if isinstance(model, torch.nn.Module):
         model = model.to(resolve_device(device)).eval()
     return model
-
-
-def _import_builtin_models() -> None:
-    import pipeline.models.ge2e.model  # noqa: F401  (registers "ge2e")
-    import pipeline.models.overlap_aware.model  # noqa: F401  (registers "default")

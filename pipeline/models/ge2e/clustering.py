@@ -8,37 +8,15 @@ the graph Laplacian's eigengaps give a speaker count and a confidence; the p wit
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from scipy import sparse
 from scipy.linalg import eigh
 from scipy.sparse.linalg import ArpackError, eigsh
 from sklearn.cluster import AgglomerativeClustering, KMeans
 
-from pipeline.models.options import option
+from pipeline.models.ge2e.config import ClusteringConfig
 
 _DENSE_BELOW = 64  # graphs up to this size are solved densely
-
-
-@dataclass
-class ClusteringConfig:
-    max_num_speakers: int = option(8, low=1, integer=True)
-    max_rp_threshold: float = option(0.25, low=0.0, high=1.0)  # largest pruning value tried, as a fraction of N
-    sparse_search_volume: int = option(30, low=1, integer=True)  # how many pruning values are tried (NeMo's default)
-    min_windows_for_estimate: int = option(4, low=1, integer=True)
-    min_windows_for_spectral: int = option(
-        120, low=0, integer=True
-    )  # with a known count, fewer windows are clustered by AHC
-    max_direct_windows: int = option(
-        3000, low=2, integer=True
-    )  # above this, long-form clustering (bounded memory and time)
-    max_search_windows: int = option(600, low=2, integer=True)  # the pruning search runs on at most this many windows
-    long_form_chunk: int = option(1000, low=2, integer=True)  # windows per chunk in long-form clustering
-    centroids_per_chunk: int = option(
-        32, low=1, integer=True
-    )  # (64 over-split a 1 h meeting: 6 speakers for 4; 32 found 4)
-    seed: int = option(0, low=0, integer=True)
 
 
 def cosine_affinity(embeddings: np.ndarray) -> np.ndarray:

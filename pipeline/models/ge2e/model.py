@@ -24,7 +24,9 @@ from torch import nn
 from pipeline.api import SpkDiarizationMixin
 from pipeline.config import DiarizeConfig, PostProcessingParams, speaker_count_bounds
 from pipeline.models.contract import ForwardItem, RecordingBatch, RecordingResult
-from pipeline.models.ge2e.clustering import ClusteringConfig, spectral_cluster
+from pipeline.models.ge2e import MODEL_NAME
+from pipeline.models.ge2e.clustering import spectral_cluster
+from pipeline.models.ge2e.config import ClusteringConfig, GE2EConfig, check_options
 from pipeline.models.ge2e.encoder import (
     HOP_SAMPLES,
     WINDOW_FRAMES,
@@ -34,7 +36,6 @@ from pipeline.models.ge2e.encoder import (
     volume_gain,
 )
 from pipeline.models.ge2e.vad import FRAME_SAMPLES, FRAME_SECONDS, SileroVAD, centred_stretch
-from pipeline.models.options import configured, option
 from pipeline.models.registry import register_model
 from pipeline.postprocessing import (
     first_appearance_order,
@@ -50,23 +51,6 @@ WINDOW_VAD_FRAMES = WINDOW_FRAMES * HOP_SAMPLES // FRAME_SAMPLES
 
 
 @dataclass
-class GE2EConfig:
-    hop_vad_frames: int = option(
-        12, low=1, integer=True
-    )  # window hop: 0.384 s (short recordings need enough windows to cluster)
-    speech_threshold: float = option(
-        0.2, low=0.0, high=1.0
-    )  # a frame counts as speech when selecting windows (low: far-field audio)
-    min_window_speech: float = option(
-        0.3, low=0.0, high=1.0
-    )  # fraction of a window that must be speech for it to be embedded
-    overlap_sharpness: float = option(1.0, low=0.0)  # exponent on a speaker's share of a frame; large = no overlap
-    encoder_chunk: int = option(512, low=1, integer=True)  # windows per encoder call
-    embedding_chunk_seconds: float = option(300.0, low=1.0)  # audio whose mel features are held at once
-    clustering: ClusteringConfig = option(default_factory=ClusteringConfig, nested=True)
-
-
-@dataclass
 class GE2EForward(ForwardItem):
     """`_diarize_forward`'s item for one recording (N = VAD frames of 32 ms, W = embedded windows)."""
 
@@ -75,7 +59,7 @@ class GE2EForward(ForwardItem):
     window_starts: np.ndarray  # (W,) int64 first VAD frame of each window
 
 
-@register_model("ge2e")
+@register_model(MODEL_NAME)
 class GE2EDiarizer(nn.Module, SpkDiarizationMixin):
     frame_seconds = FRAME_SECONDS
     embedding_size = SpeakerEncoder.embedding_size
@@ -91,11 +75,7 @@ class GE2EDiarizer(nn.Module, SpkDiarizationMixin):
         self.encoder = SpeakerEncoder.pretrained()
         self.eval()
 
-    @staticmethod
-    def check_options(config: GE2EConfig | None = None, **options: Any) -> GE2EConfig:
-        """The config with `options` applied and checked, no weights loaded (the corpus preflight
-        calls it, so that a bad --model-arg fails before Ray starts)."""
-        return configured(config or GE2EConfig(), **options)
+    check_options = staticmethod(check_options)  # the torch-free check (`config.py`)
 
     # ------------------------------------------------------------ neural part (GPU actors)
 

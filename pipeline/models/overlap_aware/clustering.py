@@ -19,49 +19,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.optimize import linear_sum_assignment
 
-from pipeline.models.options import option
-
-
-@dataclass
-class ChunkClusteringConfig:
-    """Options of the clustering (how each default was chosen on the dev split:
-    docs/journal/2026-12-06-how-the-defaults-were-chosen.md)."""
-
-    # pyannote 3.1 uses centroid linkage; average cuts split fewer outliers off as a speaker
-    linkage_method: str = option(
-        "average", choices=("average", "centroid", "single", "complete", "weighted", "median", "ward")
-    )
-    threshold: float = option(
-        0.9, low=0.0, high=2.0
-    )  # linkage distance (Euclidean between unit vectors) where merging stops
-    min_cluster_size: int = option(12, low=1, integer=True)  # pyannote 3.1's; scaled down for short recordings
-    # Above this many embeddings the tree is built on a seeded sample of them (direct costs O(n^2):
-    # about 100 MB at 5000, a 3 h meeting), and the rest join the nearest centroid.
-    max_direct: int = option(5000, low=2, integer=True)
-    # An unknown count: "silhouette" (one speaker when the tree's last merge is close, else the
-    # best-separated cut) on at least `min_estimate_embeddings` embeddings; else, or with
-    # "threshold", the AHC cut decides.
-    count_method: str = option("silhouette", choices=("silhouette", "threshold"))
-    min_estimate_embeddings: int = option(10, low=0, integer=True)
-    one_speaker_distance: float = option(
-        0.45, low=0.0, high=2.0
-    )  # "silhouette": one speaker below this last-merge cosine distance
-    min_silhouette: float = option(
-        0.25, low=-1.0, high=1.0
-    )  # a best cut scoring lower shows no clear structure: the threshold decides
-    min_voters: int = option(
-        10, low=0, integer=True
-    )  # the `counted` embeddings decide an unknown count when there are this many
-    smallest_cluster: int = option(
-        1, low=1, integer=True
-    )  # floor of the minimum cluster size on few embeddings (pyannote: 1)
-    seed: int = option(0, low=0, integer=True)
+from pipeline.models.overlap_aware.config import ChunkClusteringConfig
 
 
 def normalize(embeddings: np.ndarray) -> np.ndarray:

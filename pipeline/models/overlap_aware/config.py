@@ -1,23 +1,62 @@
-"""Options of the overlap-aware model, each with the values it may take. How each default was chosen
-on the dev split, with the figures and the commands that reproduce them:
+"""Options of the overlap-aware model, each with the values it may take, and their check (torch-free,
+so that the corpus preflight tells a bad `--model-arg` before torch loads). How each default was
+chosen on the dev split, with the figures and the commands that reproduce them:
 docs/journal/2026-12-06-how-the-defaults-were-chosen.md."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import torch
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
 
 from pipeline.config import PostProcessingParams
 from pipeline.errors import BadParameterError
-from pipeline.models.options import option
-from pipeline.models.overlap_aware.clustering import ChunkClusteringConfig
-from pipeline.models.overlap_aware.segmentation import CHUNK_SECONDS
+from pipeline.models.options import configured, option
+
+if TYPE_CHECKING:
+    import torch
+
+CHUNK_SECONDS = 10.0  # what segmentation-3.0 hears at once (`segmentation.SegmentationModel`)
 
 # (chunks per segmentation call, sequences per CAM++ call) by device type. On an H200 large calls
 # ran 4x faster; on a CPU they only cost memory (the sinc front-end and BiLSTM hold ~35 MB a chunk).
 DEVICE_BATCHES = {"cpu": (16, 64), "cuda": (1024, 2048)}
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+PRECISIONS = ("bfloat16", "float16", "float32")  # torch dtype names
+
+
+@dataclass
+class ChunkClusteringConfig:
+    """Options of the clustering (how each default was chosen on the dev split:
+    docs/journal/2026-12-06-how-the-defaults-were-chosen.md)."""
+
+    # pyannote 3.1 uses centroid linkage; average cuts split fewer outliers off as a speaker
+    linkage_method: str = option(
+        "average", choices=("average", "centroid", "single", "complete", "weighted", "median", "ward")
+    )
+    threshold: float = option(
+        0.9, low=0.0, high=2.0
+    )  # linkage distance (Euclidean between unit vectors) where merging stops
+    min_cluster_size: int = option(12, low=1, integer=True)  # pyannote 3.1's; scaled down for short recordings
+    # Above this many embeddings the tree is built on a seeded sample of them (direct costs O(n^2):
+    # about 100 MB at 5000, a 3 h meeting), and the rest join the nearest centroid.
+    max_direct: int = option(5000, low=2, integer=True)
+    # An unknown count: "silhouette" (one speaker when the tree's last merge is close, else the
+    # best-separated cut) on at least `min_estimate_embeddings` embeddings; else, or with
+    # "threshold", the AHC cut decides.
+    count_method: str = option("silhouette", choices=("silhouette", "threshold"))
+    min_estimate_embeddings: int = option(10, low=0, integer=True)
+    one_speaker_distance: float = option(
+        0.45, low=0.0, high=2.0
+    )  # "silhouette": one speaker below this last-merge cosine distance
+    min_silhouette: float = option(
+        0.25, low=-1.0, high=1.0
+    )  # a best cut scoring lower shows no clear structure: the threshold decides
+    min_voters: int = option(
+        10, low=0, integer=True
+    )  # the `counted` embeddings decide an unknown count when there are this many
+    smallest_cluster: int = option(
+        1, low=1, integer=True
+    )  # floor of the minimum cluster size on few embeddings (pyannote: 1)
+    seed: int = option(0, low=0, integer=True)
 
 
 @dataclass
@@ -71,14 +110,40 @@ class OverlapAwareConfig:
     )
 
 
-def network_dtypes(precision: str) -> tuple[torch.dtype, torch.dtype]:
-    """(segmentation's, CAM++'s) dtype from `precision`: one name for both, or two, comma-separated."""
+def precision_names(precision: str) -> tuple[str, str]:
+    """(segmentation's, CAM++'s) dtype name from `precision`: one name for both, or two, comma-separated."""
     names = [name.strip() for name in str(precision).split(",")]
     if len(names) == 1:
         names *= 2
-    if len(names) != 2 or any(name not in DTYPES for name in names):
+    if len(names) != 2 or any(name not in PRECISIONS for name in names):
         raise BadParameterError(
-            f"precision={precision!r}: use one of {sorted(DTYPES)}, or two of them as "
+            f"precision={precision!r}: use one of {list(PRECISIONS)}, or two of them as "
             "'segmentation,embedding' (e.g. precision=float32,bfloat16)"
         )
-    return DTYPES[names[0]], DTYPES[names[1]]
+    return names[0], names[1]
+
+
+def network_dtypes(precision: str) -> tuple[torch.dtype, torch.dtype]:
+    """(segmentation's, CAM++'s) torch dtype from `precision` (`precision_names`)."""
+    import torch
+
+    segmentation, embedding = precision_names(precision)
+    return getattr(torch, segmentation), getattr(torch, embedding)
+
+
+def check_options(config: OverlapAwareConfig | None = None, **options: Any) -> OverlapAwareConfig:
+    """The config with `options` applied, their values checked, no weights loaded (the model's
+    constructor and the corpus preflight call it)."""
+    config = config or OverlapAwareConfig()
+    if "postprocessing" in options and not isinstance(options["postprocessing"], PostProcessingParams):
+        given = options["postprocessing"]  # NeMo's names, numbers as text too
+        if not isinstance(given, dict):
+            raise BadParameterError(
+                f"postprocessing={given!r}: give a mapping of NeMo's parameters, "
+                "e.g. postprocessing='{\"onset\": 0.6}'"
+            )
+        options["postprocessing"] = PostProcessingParams.from_dict({**asdict(config.postprocessing), **given})
+    config = configured(config, **options)
+    config.postprocessing.checked()
+    precision_names(config.precision)
+    return config

@@ -32,7 +32,7 @@ mean of its trusted piece embeddings.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, List, Optional
 
 import numpy as np
@@ -41,11 +41,10 @@ from torch import nn
 
 from pipeline.api import SpkDiarizationMixin
 from pipeline.config import DiarizeConfig, PostProcessingParams, speaker_count_bounds
-from pipeline.errors import BadParameterError
 from pipeline.io.audio import SAMPLE_RATE
 from pipeline.models.contract import ForwardItem, RecordingBatch, RecordingResult
 from pipeline.models.memory import release_freed_memory
-from pipeline.models.options import configured
+from pipeline.models.overlap_aware import MODEL_NAME
 from pipeline.models.overlap_aware.campplus import (
     EMBEDDING_SIZE,
     CAMPPlus,
@@ -57,9 +56,14 @@ from pipeline.models.overlap_aware.campplus import (
 )
 from pipeline.models.overlap_aware.clustering import assign_local_speakers, cluster_centroids
 from pipeline.models.overlap_aware.clustering import normalize as normalize_rows
-from pipeline.models.overlap_aware.config import DEVICE_BATCHES, OverlapAwareConfig, network_dtypes
-from pipeline.models.overlap_aware.segmentation import (
+from pipeline.models.overlap_aware.config import (
     CHUNK_SECONDS,
+    DEVICE_BATCHES,
+    OverlapAwareConfig,
+    check_options,
+    network_dtypes,
+)
+from pipeline.models.overlap_aware.segmentation import (
     MAX_SPEAKERS_PER_CHUNK,
     SegmentationModel,
     powerset_to_multilabel,
@@ -149,7 +153,7 @@ def chunk_ends(starts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return first, last
 
 
-@register_model("default")
+@register_model(MODEL_NAME)
 class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
     embedding_size = EMBEDDING_SIZE
     # Chosen on the dev split's recurring-speaker corpora (docs/RESULTS.md, linking): CAM++ centroids.
@@ -195,23 +199,7 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
         )
         self.eval()
 
-    @staticmethod
-    def check_options(config: OverlapAwareConfig | None = None, **options: Any) -> OverlapAwareConfig:
-        """The config with `options` applied, their values checked, no weights loaded (the corpus
-        preflight calls it, so that a bad --model-arg fails before Ray starts)."""
-        config = config or OverlapAwareConfig()
-        if "postprocessing" in options and not isinstance(options["postprocessing"], PostProcessingParams):
-            given = options["postprocessing"]  # NeMo's names, numbers as text too
-            if not isinstance(given, dict):
-                raise BadParameterError(
-                    f"postprocessing={given!r}: give a mapping of NeMo's parameters, "
-                    "e.g. postprocessing='{\"onset\": 0.6}'"
-                )
-            options["postprocessing"] = PostProcessingParams.from_dict({**asdict(config.postprocessing), **given})
-        config = configured(config, **options)
-        config.postprocessing.checked()
-        network_dtypes(config.precision)
-        return config
+    check_options = staticmethod(check_options)  # the torch-free check (`config.py`)
 
     def batch_sizes(self, device: torch.device) -> tuple[int, int]:
         """(chunks per segmentation call, sequences per CAM++ call) on `device`: the config's, else the device's."""

@@ -21,10 +21,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from pipeline.models.overlap_aware.config import CHUNK_SECONDS
 from pipeline.models.weights import package_file
 
 SAMPLE_RATE = 16_000
-CHUNK_SECONDS = 10.0
 MAX_SPEAKERS_PER_CHUNK = 3
 MAX_SPEAKERS_PER_FRAME = 2
 
