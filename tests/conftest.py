@@ -106,22 +106,22 @@ def segments_by_recording(segments_table) -> dict[str, list[str]]:
     return by_id
 
 
-_IN_PROCESS: dict[tuple[str, ...], dict[str, list[str]]] = {}
+_IN_PROCESS: dict[tuple[str, tuple[str, ...]], dict[str, list[str]]] = {}
 
 
-def in_process_segments(*names: str) -> dict[str, list[str]]:
-    """What `load_model("default").diarize(manifest)` gives for these AMI files, per uniq_id
+def in_process_segments(*names: str, model: str = "default") -> dict[str, list[str]]:
+    """What `load_model(model).diarize(manifest)` gives for these AMI files, per uniq_id
     (computed once per session; the reference every Ray run is checked against)."""
-    if names not in _IN_PROCESS:
+    if (model, names) not in _IN_PROCESS:
         import tempfile
 
         from pipeline import load_model
 
         with tempfile.TemporaryDirectory() as folder:
             manifest = write_jsonl(Path(folder) / "manifest.jsonl", [with_absolute_paths(r) for r in ami_rows(*names)])
-            segments = load_model("default", device="cpu").diarize(str(manifest), num_workers=0)
-        _IN_PROCESS[names] = {name: list(s) for name, s in zip(names, segments) if s}
-    return _IN_PROCESS[names]
+            segments = load_model(model, device="cpu").diarize(str(manifest), num_workers=0)
+        _IN_PROCESS[model, names] = {name: list(s) for name, s in zip(names, segments) if s}
+    return _IN_PROCESS[model, names]
 
 
 _TERMINAL = None

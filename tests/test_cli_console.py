@@ -12,7 +12,7 @@ import sys
 import time
 
 import pytest
-from conftest import REPO, ami_rows, with_absolute_paths, write_jsonl
+from conftest import FAST_MODEL, REPO, ami_rows, with_absolute_paths, write_jsonl
 
 
 def cli_env(**extra: str) -> dict:
@@ -152,6 +152,8 @@ def test_ctrl_c_prints_the_resume_command_and_a_resumed_run_has_a_quiet_stderr(t
         "1",
         "--progress-interval",
         "1",
+        "--model",
+        FAST_MODEL,  # the console is the pipeline's, whatever the model
     ]
     process = subprocess.Popen(
         [sys.executable, "-m", "pipeline", *args],

@@ -11,7 +11,7 @@ import time
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import REPO, copied_ami_corpus, in_process_segments, segments_by_recording
+from conftest import FAST_MODEL, REPO, copied_ami_corpus, in_process_segments, segments_by_recording
 
 from pipeline.io.rttm import parse_segment, rttm_text
 
@@ -35,6 +35,8 @@ def start_cli_run(manifest, output) -> subprocess.Popen:
         str(output),
         "--batch-size",
         "1",
+        "--model",
+        FAST_MODEL,  # resuming is the pipeline's, whatever the model
     ]
     return subprocess.Popen(
         command, cwd=REPO, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -64,11 +66,12 @@ def test_killed_run_resumes_to_one_row_per_input_and_identical_rttms(local_ray, 
 
     from pipeline.cli import main
 
-    assert main(["diarize", "--manifest", str(manifest), "--output", str(output), "--batch-size", "1", "--resume"]) == 0
+    resume = ["diarize", "--manifest", str(manifest), "--output", str(output), "--batch-size", "1", "--resume"]
+    assert main([*resume, "--model", FAST_MODEL]) == 0
     recordings = pq.read_table(output / "recordings").to_pylist()
     assert sorted(r["uniq_id"] for r in recordings) == sorted(NAMES)
     assert all(r["status"] == "ok" for r in recordings)
-    expected = in_process_segments(*NAMES)
+    expected = in_process_segments(*NAMES, model=FAST_MODEL)
     assert segments_by_recording(pq.read_table(output / "segments")) == expected
     for name in NAMES:
         written = (output / "rttm" / f"{name}.rttm").read_text(encoding="utf-8")
