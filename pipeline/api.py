@@ -8,12 +8,13 @@ tasks), so a model that works with `diarize()` runs at corpus scale with no extr
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import tempfile
 from abc import ABC, abstractmethod
 from collections import OrderedDict
-from typing import Any, Iterator, List, Optional, Sequence, Union
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 import soundfile as sf
@@ -21,11 +22,25 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from pipeline.config import DiarizeConfig, InternalDiarizeConfig, load_postprocessing_from_yaml
+from pipeline.config import (
+    DiarizeConfig,
+    InternalDiarizeConfig,
+    load_postprocessing_from_yaml,
+    with_nemo_speaker_counts,
+)
 from pipeline.io.audio import SAMPLE_RATE
 from pipeline.io.dataset import DiarizationDataset
 from pipeline.io.manifest import MANIFEST_SUFFIXES, ManifestRow, read_manifest, rows_from_paths, write_manifest
-from pipeline.models.contract import RecordingBatch, RecordingResult, move_to_device, nemo_output, results_from_nemo
+from pipeline.io.rttm import parse_segment
+from pipeline.models.contract import (
+    ModelTraits,
+    RecordingBatch,
+    RecordingResult,
+    move_to_device,
+    nemo_output,
+    results_from_nemo,
+)
+from pipeline.postprocessing import exclusive_turns, turns_to_segments
 
 logger = logging.getLogger("pipeline")
 
@@ -80,11 +95,18 @@ class SpkDiarizationMixin(ABC):
         verbose: bool = False,
         override_config: Optional[DiarizeConfig] = None,
         return_embeddings: bool = False,
+        exclusive: bool = False,
+        hook: Optional[Callable[..., Any]] = None,
         **config_kwargs,
     ) -> DiarizeOutput:
         """Speaker turns per input file: a list of `"begin end speaker_k"` strings per file, or with
         `include_tensor_outputs=True` a tuple `(segments, per_frame_speaker_probabilities)`; with
-        `return_embeddings=True` one more element, per file `{"speaker_k": (centroid, count)}`."""
+        `return_embeddings=True` one more element, per file `{"speaker_k": (centroid, count)}`.
+        `exclusive=True`: one speaker at a time, the same speech covered (for word-level alignment).
+        `config_kwargs` are `DiarizeConfig` fields (`num_speakers`, `min_num_speakers`,
+        `max_num_speakers`, or pyannote's `min_speakers` / `max_speakers`). `hook`, as pyannote's, is
+        called after each batch as `hook("diarize", None, total=files, completed=files_done)`."""
+        config_kwargs = with_nemo_speaker_counts(config_kwargs)
         if override_config is None:
             config = DiarizeConfig(
                 batch_size=batch_size,
@@ -92,6 +114,7 @@ class SpkDiarizationMixin(ABC):
                 verbose=verbose,
                 include_tensor_outputs=include_tensor_outputs,
                 return_embeddings=return_embeddings,
+                exclusive=exclusive,
                 postprocessing_yaml=postprocessing_yaml,
                 postprocessing_params=load_postprocessing_from_yaml(postprocessing_yaml),
                 **config_kwargs,
@@ -103,7 +126,11 @@ class SpkDiarizationMixin(ABC):
                 config.postprocessing_params = load_postprocessing_from_yaml(config.postprocessing_yaml)
 
         results: Any = None
+        done = 0
         for outputs in self.diarize_generator(audio, override_config=config):
+            done += len(outputs[0] if isinstance(outputs, tuple) else outputs)
+            if hook is not None:
+                hook("diarize", None, total=len(self._diarize_audio_rttm_map) or None, completed=done)
             if isinstance(outputs, tuple):
                 if results is None:
                     results = tuple([] for _ in outputs)
@@ -141,7 +168,13 @@ class SpkDiarizationMixin(ABC):
                         uniq_ids = ordered_ids[start : start + config.batch_size]
                     start += len(uniq_ids)
                     outputs = self._diarize_forward(batch)
-                    yield nemo_output(self._diarize_results(outputs, uniq_ids, config), config)
+                    results = self._diarize_results(outputs, uniq_ids, config)
+                    if config.exclusive:
+                        rows = [self._diarize_audio_rttm_map.get(uniq_id) for uniq_id in uniq_ids]
+                        offsets = [float(row.offset or 0.0) if row is not None else 0.0 for row in rows]
+                        frame_seconds = ModelTraits.of(self).frame_seconds
+                        results = [exclusive_result(r, offset, frame_seconds) for r, offset in zip(results, offsets)]
+                    yield nemo_output(results, config)
                     del batch, outputs
         finally:
             self._diarize_on_end(config)
@@ -186,6 +219,7 @@ class SpkDiarizationMixin(ABC):
                 "manifest), `np.ndarray` and `torch.Tensor` (16 kHz mono), or a DataLoader are supported."
             )
         rows = list(self._diarize_audio_rttm_map.values())
+        check_audio_exists(rows)
         ds_config = self._diarize_input_manifest_processing(rows, diarcfg._internal.temp_dir, diarcfg)
         return self._setup_diarize_dataloader(ds_config)
 
@@ -267,6 +301,28 @@ class SpkDiarizationMixin(ABC):
             sf.write(path, samples, SAMPLE_RATE, subtype="FLOAT")
             paths.append(path)
         return paths
+
+
+def exclusive_result(result: RecordingResult, offset: float, frame_seconds: Optional[float]) -> RecordingResult:
+    """`result` with one speaker at a time (`pipeline.postprocessing.exclusive_turns`); `offset`: where
+    the recording's slice starts on its file's timeline (its activity frames start there)."""
+    activity = result.activity[0].float().cpu().numpy() if result.activity is not None else None
+    turns = exclusive_turns([parse_segment(s) for s in result.segments], activity, frame_seconds, offset)
+    return dataclasses.replace(result, segments=turns_to_segments(turns))
+
+
+def check_audio_exists(rows: Sequence[ManifestRow]) -> None:
+    """A missing file is one error naming it, here, rather than a DataLoader worker's traceback."""
+    from pipeline.io.storage import filesystem
+
+    missing = []
+    for row in rows:
+        fs, path = filesystem(row.audio_filepath)
+        if not fs.exists(path):
+            missing.append(row.audio_filepath)
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise FileNotFoundError(f"audio file not found: {missing[0]}{more}")
 
 
 def batch_ids(batch: Any) -> Optional[List[str]]:

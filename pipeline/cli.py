@@ -27,8 +27,13 @@ from typing import Sequence
 from pipeline.corpus.options import RunOptions
 from pipeline.errors import PipelineError, causes
 from pipeline.io.storage import add_storage_arguments, storage_options_from_args
+from pipeline.signals import Terminated, interrupt_on_sigterm
 
 PROG = "python -m pipeline"
+DESCRIPTION = (
+    "Who spoke when, for every recording of a speech corpus: diarize manifests on Ray, score, link "
+    "speakers across recordings, export and report."
+)
 EVALUATE_PRESET = "fair"  # what `diarize --evaluate` scores with
 
 
@@ -96,7 +101,7 @@ def common_options() -> argparse.ArgumentParser:
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
-    parser = Parser(prog=prog, description=__doc__.splitlines()[0])
+    parser = Parser(prog=prog, description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"corpus-diarization {package_version()}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     common = common_options()
@@ -186,10 +191,26 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     )
     export.add_argument("--output", required=True, metavar="URI", help="the run's output folder")
     export.add_argument(
-        "--format", required=True, choices=sorted(FORMATS), help="one file per recording in this format"
+        "--format",
+        required=True,
+        metavar="FORMAT[,FORMAT...]|all",
+        help=f"one file per recording in each format ({', '.join(FORMATS)}; nemo-manifest: one training "
+        "manifest of single-speaker segments), or all",
     )
     export.add_argument(
         "--dest", default=None, metavar="URI", help="folder for the files (default: OUTPUT/export/FORMAT)"
+    )
+    export.add_argument(
+        "--global", dest="global_ids", action="store_true", help="speakers by their global ids (after link-speakers)"
+    )
+    export.add_argument(
+        "--min-segment-seconds", type=float, default=1.0, help="nemo-manifest: shortest segment (default: %(default)s)"
+    )
+    export.add_argument(
+        "--max-segment-seconds",
+        type=float,
+        default=20.0,
+        help="nemo-manifest: longer single-speaker stretches are cut into equal pieces (default: %(default)s)",
     )
     add_storage_arguments(export)
     export.set_defaults(handler=run_export)
@@ -374,10 +395,20 @@ def print_summary(summary: dict, layout) -> None:
 def run_export(args: argparse.Namespace) -> int:
     from pipeline.export.formats import export_run
 
-    written = export_run(args.output, args.format, args.dest, storage_options_from_args(args))
-    print(
-        f"{len(written)} {args.format} files in {os.path.dirname(written[0]) if written else args.dest or args.output}"
+    written = export_run(
+        args.output,
+        args.format,
+        args.dest,
+        storage_options_from_args(args),
+        global_ids=args.global_ids,
+        min_segment_seconds=args.min_segment_seconds,
+        max_segment_seconds=args.max_segment_seconds,
     )
+    folders: dict[str, int] = {}
+    for uri in written:
+        folders[os.path.dirname(uri)] = folders.get(os.path.dirname(uri), 0) + 1
+    for folder, count in folders.items():
+        print(f"{count} files in {folder}")
     return 0
 
 
@@ -510,6 +541,7 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG, command: str | Non
         )
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     continue_with = resume_command(PROG if command else prog, shown)
+    interrupt_on_sigterm()  # SIGTERM ends a run as Ctrl-C does
 
     try:
         with contextlib.nullcontext() if args.verbose else capture_stderr(log_file) as console:
@@ -519,10 +551,10 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG, command: str | Non
                 code = args.handler(args)
                 sys.stdout.flush()
                 return code
-            except KeyboardInterrupt:
+            except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (`Terminated`)
                 print("\ninterrupted: committed recordings are kept; continue with:", file=CONSOLE.out)
                 print(f"  {continue_with}", file=CONSOLE.out, flush=True)
-                return 130
+                return 143 if isinstance(stop, Terminated) else 130
             except Exception as error:  # noqa: BLE001 - sorted into user mistakes (one line) and bugs (traceback)
                 known = user_error(error)
                 if known is None or args.debug:

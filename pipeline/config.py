@@ -4,6 +4,7 @@ post-processing parameters that NeMo reads from a YAML file with a top-level `pa
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -65,12 +66,32 @@ class PostProcessingParams:
         return self
 
 
+def postprocessing_presets() -> dict[str, str]:
+    """The presets shipped with the package (`pipeline/conf/NAME.yaml`), by name -> path."""
+    from importlib.resources import files
+
+    folder = files("pipeline") / "conf"
+    return {entry.name.removesuffix(".yaml"): str(entry) for entry in folder.iterdir() if entry.name.endswith(".yaml")}
+
+
+def postprocessing_yaml_path(name_or_path: str) -> str:
+    """A preset's name (`"nemo"`, `"far_field"`) as its packaged file, from any working folder; a
+    path or URI as given."""
+    return postprocessing_presets().get(name_or_path, name_or_path)
+
+
 def load_postprocessing_from_yaml(path: Optional[str]) -> Optional[PostProcessingParams]:
-    """NeMo's post-processing YAML: `parameters: {onset: .., offset: .., ...}`. None gives None: the
-    model's own defaults (`default_postprocessing`), which are the best general setting; NeMo's
-    defaults are the preset `pipeline/conf/nemo.yaml`."""
+    """NeMo's post-processing YAML: `parameters: {onset: .., offset: .., ...}`, from a path or URI, or a
+    preset by name (`postprocessing_presets`: `"nemo"` is NeMo's defaults). None gives None: the
+    model's own defaults (`default_postprocessing`), which are the best general setting."""
     if path is None:
         return None
+    path = postprocessing_yaml_path(path)
+    presets = postprocessing_presets()
+    if "/" not in path and "://" not in path and not path.endswith((".yaml", ".yml")) and not os.path.exists(path):
+        raise BadParameterError(
+            f"no post-processing preset {path!r}: the presets are {sorted(presets)}, or give a YAML path"
+        )
     with fsspec.open(path, "r", encoding="utf-8") as f:
         document = yaml.safe_load(f) or {}
     if not isinstance(document, dict) or not isinstance(document.get("parameters", {}), dict):
@@ -99,7 +120,8 @@ class DiarizeConfig:
     This project's additions: for clustering models, `max_num_speakers` / `min_num_speakers` bound
     the estimated speaker count when a manifest row gives no `num_speakers`, and `num_speakers` fixes
     the count of every file (over the manifest's); `return_embeddings` adds each file's speaker
-    centroids to what `diarize()` returns."""
+    centroids to what `diarize()` returns; `exclusive` gives one speaker at a time (pyannote's
+    exclusive diarization: overlapped speech goes to the most active speaker)."""
 
     session_len_sec: float = -1
     batch_size: int = 1
@@ -108,11 +130,28 @@ class DiarizeConfig:
     verbose: bool = True
     include_tensor_outputs: bool = False
     return_embeddings: bool = False
+    exclusive: bool = False
     postprocessing_params: Optional[PostProcessingParams] = None
     max_num_speakers: int = 8
     min_num_speakers: int = 1
     num_speakers: Optional[int] = None
     _internal: Optional[InternalDiarizeConfig] = field(default=None, repr=False)
+
+
+# pyannote's names for NeMo's speaker-count fields: both spellings are taken by `diarize()`,
+# `run_corpus` and the CLI (`--min-speakers` / `--min-num-speakers`, ...).
+SPEAKER_COUNT_ALIASES = {"min_speakers": "min_num_speakers", "max_speakers": "max_num_speakers"}
+
+
+def with_nemo_speaker_counts(options: dict[str, Any]) -> dict[str, Any]:
+    """`options` with pyannote's speaker-count names renamed to NeMo's; both spellings of one is an error."""
+    renamed = dict(options)
+    for alias, name in SPEAKER_COUNT_ALIASES.items():
+        if alias in renamed:
+            if name in renamed:
+                raise BadParameterError(f"give {alias} or {name}, not both (they are one option)")
+            renamed[name] = renamed.pop(alias)
+    return renamed
 
 
 def speaker_count_bounds(diarcfg: DiarizeConfig, manifest_count: Optional[int]) -> tuple[Optional[int], int, int]:

@@ -36,6 +36,19 @@ class ConsoleSettings:
 CONSOLE = ConsoleSettings()
 
 
+def quiet_ray_console() -> None:
+    """Ray's driver-side log lines (INFO and WARNING: token authentication, disabled progress bars,
+    free CPUs) off the console, errors still shown: a notebook cell or a terminal shows the run's
+    progress, not Ray's. Called before `ray.init` (it logs while it starts); Ray's session folder
+    keeps Ray's own logs. Under the CLI, stderr is its log file already (`capture_stderr`): kept whole."""
+    if CONSOLE.verbose or CONSOLE.log_file:
+        return
+    for name in ("ray", "ray.data"):
+        for handler in logging.getLogger(name).handlers:
+            if not isinstance(handler, logging.FileHandler):
+                handler.setLevel(logging.ERROR)
+
+
 def quiet_ray() -> None:
     """Ray Data's block-counting progress bars and INFO logs off the console (its own log file in
     Ray's session folder keeps them); our progress counts recordings instead."""
@@ -47,9 +60,7 @@ def quiet_ray() -> None:
     context.enable_progress_bars = False
     context.enable_operator_progress_bars = False
     context.print_on_execution_start = False
-    for handler in logging.getLogger("ray.data").handlers:
-        if not isinstance(handler, logging.FileHandler):
-            handler.setLevel(logging.WARNING)
+    quiet_ray_console()
 
 
 def ray_init_options() -> dict:

@@ -81,3 +81,39 @@ def regions_to_turns(regions: list[np.ndarray], offset: float = 0.0) -> list[Tur
 
 def turns_to_segments(turns: list[Turn]) -> list[str]:
     return [format_segment(t.start, t.end, int(t.speaker.rsplit("_", 1)[1])) for t in turns]
+
+
+def exclusive_turns(
+    turns: list[Turn], activity: np.ndarray | None = None, frame_seconds: float | None = None, offset: float = 0.0
+) -> list[Turn]:
+    """One speaker at a time (pyannote's exclusive diarization, for aligning words to speakers),
+    covering exactly the speech of `turns`. Where turns overlap, each activity frame goes to the
+    speaker among them with the highest activity (`activity`: (frames, speakers), column k is
+    `speaker_k`, frame i starting at `offset + i * frame_seconds`); without activity, the speaker who
+    was speaking first keeps the floor."""
+    points = sorted({t.start for t in turns} | {t.end for t in turns})
+    pieces: list[Turn] = []
+    for start, end in zip(points, points[1:]):
+        speaking = sorted((t for t in turns if t.start < end and t.end > start), key=lambda t: (t.start, t.speaker))
+        if not speaking:
+            continue
+        if len(speaking) == 1 or activity is None or not frame_seconds:
+            pieces.append(Turn(start, end, speaking[0].speaker))
+            continue
+        names = sorted({t.speaker for t in speaking})
+        columns = [int(name.rsplit("_", 1)[1]) for name in names]
+        first = int((start - offset) // frame_seconds)
+        last = int(np.ceil((end - offset) / frame_seconds))
+        frames = np.clip(np.arange(first, max(last, first + 1)), 0, len(activity) - 1)
+        winners = np.asarray(activity)[frames][:, columns].argmax(axis=1)
+        bounds = np.clip(offset + np.arange(first, first + len(frames) + 1) * frame_seconds, start, end)
+        for k, winner in enumerate(winners):
+            if bounds[k + 1] > bounds[k]:
+                pieces.append(Turn(float(bounds[k]), float(bounds[k + 1]), names[winner]))
+    merged: list[Turn] = []
+    for piece in pieces:
+        if merged and merged[-1].speaker == piece.speaker and abs(merged[-1].end - piece.start) < 1e-9:
+            merged[-1] = Turn(merged[-1].start, piece.end, piece.speaker)
+        else:
+            merged.append(piece)
+    return merged

@@ -204,3 +204,61 @@ def test_legacy_interface_returns_one_list_per_file(trn03_segments):
 
 def test_dataloader_workers(model, trn03_segments):
     assert model.diarize([TRN03], num_workers=1) == [trn03_segments]
+
+
+def test_a_missing_audio_file_is_one_error_naming_it(model, tmp_path):
+    missing = str(tmp_path / "missing.wav")
+    with pytest.raises(FileNotFoundError) as raised:
+        model.diarize([TRN03, missing], num_workers=1)
+    assert str(raised.value) == f"audio file not found: {missing}"
+
+
+def test_post_processing_presets_are_named_from_any_folder(model, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert load_postprocessing_from_yaml("nemo") == PostProcessingParams()  # NeMo's defaults
+    assert load_postprocessing_from_yaml("far_field") == load_postprocessing_from_yaml(str(FAR_FIELD_YAML))
+    assert model.diarize(TRN03, postprocessing_yaml="far_field")[0]
+    with pytest.raises(
+        ValueError, match="no post-processing preset 'nemoo': the presets are \\['far_field', 'nemo'\\]"
+    ):
+        load_postprocessing_from_yaml("nemoo")
+
+
+def test_pyannote_speaker_count_names_and_a_progress_hook(model):
+    calls = []
+    (segments,) = model.diarize(
+        TRN03, min_speakers=2, max_speakers=2, hook=lambda step, artefact, **progress: calls.append((step, progress))
+    )
+    assert len({segment.split()[2] for segment in segments}) == 2
+    assert calls == [("diarize", {"total": 1, "completed": 1})]
+    with pytest.raises(ValueError, match="give min_speakers or min_num_speakers, not both"):
+        model.diarize(TRN03, min_speakers=2, min_num_speakers=2)
+
+
+def test_exclusive_turns_give_overlaps_to_the_most_active_speaker():
+    from pipeline.io.rttm import Turn
+    from pipeline.postprocessing import exclusive_turns
+
+    turns = [Turn(0.0, 10.0, "speaker_0"), Turn(5.0, 15.0, "speaker_1"), Turn(20.0, 21.0, "speaker_0")]
+    activity = np.zeros((25, 2))
+    activity[5:8] = [0.9, 0.6]  # speaker_0 louder until 8 s, then speaker_1
+    activity[8:10] = [0.6, 0.9]
+    expected = [Turn(0.0, 8.0, "speaker_0"), Turn(8.0, 15.0, "speaker_1"), Turn(20.0, 21.0, "speaker_0")]
+    assert exclusive_turns(turns, activity, frame_seconds=1.0) == expected
+    # without activity the speaker who had the floor keeps it
+    assert exclusive_turns(turns)[:2] == [Turn(0.0, 10.0, "speaker_0"), Turn(10.0, 15.0, "speaker_1")]
+
+
+def test_exclusive_diarization_has_one_speaker_at_a_time_over_the_same_speech(model):
+    from pipeline.export.formats import to_annotation
+
+    (regular,) = model.diarize(TRN03)
+    (exclusive,) = model.diarize(TRN03, exclusive=True)
+    turns = sorted((parse_segment(s) for s in exclusive), key=lambda t: t.start)
+    assert all(a.end <= b.start + 1e-6 for a, b in zip(turns, turns[1:])), "never two speakers at once"
+    speech = [(s.start, s.end) for s in to_annotation(regular).get_timeline().support()]
+    covered = [(s.start, s.end) for s in to_annotation(exclusive).get_timeline().support()]
+    assert len(speech) == len(covered) and all(
+        abs(a - c) <= 0.002 and abs(b - d) <= 0.002 for (a, b), (c, d) in zip(speech, covered)
+    )
+    assert {t.speaker for t in turns} <= {parse_segment(s).speaker for s in regular}

@@ -7,7 +7,15 @@ import shutil
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import AMI, ami_rows, in_process_segments, segments_by_recording, write_jsonl
+from conftest import (
+    AMI,
+    FAST_MODEL,
+    ami_rows,
+    in_process_segments,
+    segments_by_recording,
+    with_absolute_paths,
+    write_jsonl,
+)
 
 NAMES = ("trñ00", "trn02", "trn03")
 
@@ -122,3 +130,21 @@ def test_cli_evaluates_and_prints_segments(finished_run, capsys):
     first = in_process_segments(*NAMES)["trñ00"][0].split()
     assert f"{float(first[0]):9.3f} {float(first[1]):9.3f}  {first[2]}" in printed
     assert "3 input rows: 3 ok, 0 errors" in printed
+
+
+def test_an_exclusive_run_has_one_speaker_at_a_time_over_the_in_process_speech(local_ray, tmp_path):
+    import pipeline
+    from pipeline.export.formats import to_annotation
+
+    manifest = write_jsonl(tmp_path / "m.jsonl", [with_absolute_paths(r) for r in ami_rows("trn03")])
+    pipeline.run_corpus([str(manifest)], str(tmp_path / "run"), model=FAST_MODEL, exclusive=True)
+    exclusive = segments_by_recording(pq.read_table(tmp_path / "run" / "segments"))["trn03"]
+    turns = sorted((s.split() for s in exclusive), key=lambda t: float(t[0]))
+    assert all(float(a[1]) <= float(b[0]) + 1e-6 for a, b in zip(turns, turns[1:])), "never two speakers at once"
+    regular = in_process_segments("trn03", model=FAST_MODEL)["trn03"]
+    speech = [(s.start, s.end) for s in to_annotation(regular).get_timeline().support()]
+    covered = [(s.start, s.end) for s in to_annotation(exclusive).get_timeline().support()]
+    assert len(speech) == len(covered) and all(
+        abs(a - c) <= 0.002 and abs(b - d) <= 0.002 for (a, b), (c, d) in zip(speech, covered)
+    )
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["config"]["exclusive"] is True

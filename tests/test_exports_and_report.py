@@ -86,11 +86,22 @@ def read_back(fmt: str, path: str) -> list[tuple[float, float, str]]:
     ]
 
 
-@pytest.mark.parametrize("fmt", ["json", "csv", "eaf", "textgrid", "audacity", "vtt", "srt"])
-def test_every_export_format_reads_back_with_its_library(labelled_run, fmt, tmp_path):
+@pytest.fixture(scope="module")
+def every_export(labelled_run, tmp_path_factory):
+    """`export --format all` of the labelled run: {format: files}."""
     from pipeline.export.formats import export_run
 
-    written = export_run(labelled_run, fmt, str(tmp_path / fmt))
+    dest = tmp_path_factory.mktemp("exports")
+    written = export_run(labelled_run, "all", str(dest))
+    return {
+        fmt: sorted(path for path in written if Path(path).parent.name == fmt)
+        for fmt in {Path(p).parent.name for p in written}
+    }
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv", "eaf", "textgrid", "audacity", "vtt", "srt"])
+def test_every_export_format_reads_back_with_its_library(labelled_run, every_export, fmt):
+    written = every_export[fmt]
     expected = committed_turns(labelled_run)
     assert len(written) == 2 and set(expected) == {"trñ00", "trn03"}
     for path in written:
@@ -100,6 +111,55 @@ def test_every_export_format_reads_back_with_its_library(labelled_run, fmt, tmp_
         assert len(got) == len(want) > 0
         for (s1, e1, k1), (s2, e2, k2) in zip(got, want):
             assert k1 == k2 and abs(s1 - s2) <= 0.001 and abs(e1 - e2) <= 0.001
+        if fmt in ("srt", "vtt", "csv", "audacity"):
+            assert Path(path).read_bytes().endswith(b"\n"), "a text file ends with its line end"
+
+
+def test_the_training_manifest_has_single_speaker_segments_within_bounds(labelled_run, every_export):
+    """nemo-manifest: every line is one speaker alone (no other speaker's turn overlaps it), between
+    1 and 20 s, on the audio file's timeline; read back with the project's NeMo manifest reader."""
+    from pipeline.io.manifest import read_manifest
+
+    (path,) = every_export["nemo-manifest"]
+    lines = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines()]
+    rows = read_manifest(path)
+    assert len(rows) == len(lines) >= 4
+    turns = committed_turns(labelled_run)
+    for line in lines:
+        start, end, speaker = line["offset"], line["offset"] + line["duration"], line["speaker"]
+        assert 1.0 - 1e-3 <= line["duration"] <= 20.0 + 1e-3 and line["label"] == speaker
+        own = turns[line["uniq_id"]]
+        assert any(s <= start + 1e-3 and end - 1e-3 <= e for s, e, k in own if k == speaker)
+        assert not any(s < end - 1e-3 and e > start + 1e-3 for s, e, k in own if k != speaker), "no overlap"
+
+
+def test_export_names_global_speakers_and_refuses_an_output_a_run_holds(labelled_run, tmp_path):
+    from pipeline.corpus.lease import OutputInUse, OutputLease
+    from pipeline.errors import UsageError
+    from pipeline.export.formats import export_run
+    from pipeline.linking.run import link_run
+
+    run = str(shutil.copytree(labelled_run, tmp_path / "run"))  # linked here, not in the shared run
+    with pytest.raises(UsageError, match="has no global speaker ids; run `python -m pipeline link-speakers"):
+        export_run(run, "csv", str(tmp_path / "none"), global_ids=True)
+    link_run(run)
+    links = pq_rows(Path(run) / "speaker_links.parquet")
+    written = export_run(run, "csv,json", str(tmp_path / "global"), global_ids=True)
+    assert sorted({Path(p).parent.name for p in written}) == ["csv", "json"] and len(written) == 4
+    for path in (p for p in written if p.endswith(".json")):
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+        named = {row["global_speaker"] for row in links if row["uniq_id"] == document["uniq_id"]}
+        assert set(document["speakers"]) <= named | {s for s in document["speakers"] if s.startswith("unlinked/")}
+        assert document["speakers"] and all(s.startswith(("G", "unlinked/")) for s in document["speakers"])
+    with OutputLease(run).acquire(resume=True):
+        with pytest.raises(OutputInUse, match="is in use by another run .*; export once it has ended"):
+            export_run(run, "csv", str(tmp_path / "busy"))
+
+
+def pq_rows(path: Path) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path).to_pylist()
 
 
 def test_to_annotation_gives_the_run_as_a_pyannote_annotation(labelled_run):
@@ -172,6 +232,8 @@ def test_report_opens_in_headless_chromium(labelled_run, tmp_path):
         and "trñ00" in text
         and "http" not in text.replace("http://www.w3.org/2000/svg", "")
     )
+    assert "<th>missed speech</th><th>false alarm</th><th>confusion</th>" in text  # the DER, broken down
+    assert text.count('<p class="speech">speech per speaker: speaker_') == 2
     png = Path(os.environ.get("REPORT_SCREENSHOT_PNG", tmp_path / "report.png"))
     screenshot(page, png, tmp_path)
     pixels = matplotlib.image.imread(png)[..., :3]

@@ -162,12 +162,15 @@ def test_a_stopped_cli_leaves_no_ray_process_and_no_lease(tmp_path, signum):
         ray_processes = ray_descendants(cli.pid)
         assert any("DashboardAgent" in " ".join(p.cmdline()) for p in ray_processes)
         os.kill(cli.pid, signum)  # the CLI only, as `kill PID` does
-        cli.wait(timeout=120)
+        _, stderr = cli.communicate(timeout=120)
         deadline = time.monotonic() + 30
         while still_running(ray_processes) and time.monotonic() < deadline:
             time.sleep(0.5)
         assert still_running(ray_processes) == [], "Ray processes outlived the CLI"
-        assert cli.returncode != 0
+        assert cli.returncode == 128 + signum, stderr[-2000:]  # 143 for SIGTERM (ray job stop), 130 for Ctrl-C
+        lines = stderr.strip().splitlines()
+        assert lines[-2].startswith("interrupted: committed recordings are kept"), stderr[-2000:]
+        assert lines[-1].strip().startswith("python -m pipeline diarize") and lines[-1].endswith("--resume")
         assert not (output / LEASE_NAME).exists(), "the lease is released on the way out"
     finally:
         if cli.poll() is None:

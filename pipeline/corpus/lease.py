@@ -151,6 +151,17 @@ class OutputLease:
         last = (holder or {}).get("heartbeat") or modified
         return last is not None and time.time() - float(last) > self.stale_after_seconds
 
+    def refuse_if_held(self, reader: str) -> None:
+        """`OutputInUse` when a live run holds the lease: a reader (`export`) would read half a run."""
+        found = self.store.read()
+        if found is None:
+            return
+        data, _, modified = found
+        holder = decode(data)
+        if not self.holder_is_gone(holder, modified):
+            in_use = self.refusal(holder, modified, resume=False).split(";")[0]
+            raise OutputInUse(f"{in_use}; {reader} once it has ended (or use a finished output)")
+
     def refusal(self, holder: dict | None, modified: float | None, resume: bool) -> str:
         holder = holder or {}
         last = holder.get("heartbeat") or modified

@@ -97,7 +97,11 @@ class RunOptions:
         None, "--num-speakers", type=int, help="every file's speaker count (over the rows' num_speakers)"
     )
     min_num_speakers: int = run_option(
-        1, "--min-speakers", type=int, help="lower bound of the estimated count (default: %(default)s)"
+        1,
+        "--min-speakers",
+        "--min-num-speakers",
+        type=int,
+        help="lower bound of the estimated count (default: %(default)s)",
     )
     max_num_speakers: int = run_option(
         8,
@@ -107,7 +111,15 @@ class RunOptions:
         help="upper bound of the estimated count when a row gives no num_speakers (default: %(default)s)",
     )
     postprocessing_yaml: str | None = run_option(
-        None, "--postprocessing-yaml", help="NeMo post-processing YAML (parameters: onset, offset, ...)"
+        None,
+        "--postprocessing-yaml",
+        help="NeMo post-processing YAML (parameters: onset, offset, ...), or a preset: nemo, far_field",
+    )
+    exclusive: bool = run_option(
+        False,
+        "--exclusive",
+        action="store_true",
+        help="one speaker at a time: overlapped speech goes to the most active speaker (for aligning ASR words)",
     )
     address: str | None = run_option(
         None, "--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)"

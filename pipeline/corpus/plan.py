@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 import ray
 from ray.data.expressions import col
 
-from pipeline.config import DiarizeConfig
+from pipeline.config import DiarizeConfig, with_nemo_speaker_counts
 from pipeline.corpus import preflight
 from pipeline.corpus.finalize import json_text, run_summary, write_output_manifest
 from pipeline.corpus.inputs import assign_ids, read_inputs
@@ -38,11 +38,12 @@ from pipeline.corpus.lease import OutputInUse, OutputLease
 from pipeline.corpus.options import RunOptions
 from pipeline.corpus.outputs import OutputLayout, OutputWriteFailed
 from pipeline.corpus.progress import CommitProgress
-from pipeline.corpus.ray_session import connect_ray, exit_on_sigterm
+from pipeline.corpus.ray_session import connect_ray
 from pipeline.corpus.sinks import CorpusSink
 from pipeline.corpus.stages import ModelKeepsFailing
 from pipeline.corpus.status import ERROR, OK
 from pipeline.errors import causes
+from pipeline.signals import exit_on_sigterm
 
 TARGET_BLOCK_AUDIO_SECONDS = 600.0  # about one commit per 10 minutes of audio, per block in flight
 MAX_BATCHES_PER_BLOCK = 32
@@ -60,7 +61,7 @@ def run_corpus(
     `model_kwargs` and, when given, `checkpoint=` (a path or URI) in every worker; `num_actors` is a
     pool size or `(min, max)` / `"min,max"` for an autoscaling pool; `num_speakers` fixes every
     file's speaker count (over the manifests'), otherwise the estimate stays within
-    `min_num_speakers`..`max_num_speakers`.
+    `min_num_speakers`..`max_num_speakers` (pyannote's `min_speakers` / `max_speakers` are taken too).
 
     Before any work (`preflight.py`): the options, the model, a lease on `output` (one run per
     output; `resume` takes over the lease of a run that is gone) and the resources the actors ask
@@ -72,7 +73,9 @@ def run_corpus(
     with a larger or no limit resumes it). Progress (recordings, hours, errors, ETA) is shown as
     `pipeline.console.CONSOLE` says."""
     started = time.perf_counter()
-    run = manifests if isinstance(manifests, RunOptions) else RunOptions(manifests=manifests, output=output, **options)
+    if not isinstance(manifests, RunOptions):
+        manifests = RunOptions(manifests=manifests, output=output, **with_nemo_speaker_counts(options))
+    run = manifests
     # Options, model, YAML, manifests and output checked before Ray starts: a mistake is one line, at once.
     manifest_uris, (min_actors, max_actors), postprocessing = preflight.check_run(run)
     config = DiarizeConfig(
@@ -80,6 +83,7 @@ def run_corpus(
         max_num_speakers=run.max_num_speakers,
         min_num_speakers=run.min_num_speakers,
         num_speakers=run.num_speakers,
+        exclusive=run.exclusive,
         postprocessing_yaml=run.postprocessing_yaml,
         postprocessing_params=postprocessing,
         verbose=False,

@@ -27,34 +27,26 @@ def connect_ray(address: str | None, local_options: dict | None = None, **init_o
     """Join `address` or `RAY_ADDRESS` when given, else start a Ray local to this process (with
     `local_options` too, such as `include_dashboard`, which joining a cluster does not take); the
     dashboard address is shown once."""
-    from pipeline.console import announce_dashboard, quiet_ray, ray_init_options
+    from pipeline.console import announce_dashboard, quiet_ray, quiet_ray_console, ray_init_options
 
     global _STARTED_HERE
     if not ray.is_initialized():
         target = ray_address(address)
+        on_main_thread = threading.current_thread() is threading.main_thread()
+        own_handler = signal.getsignal(signal.SIGTERM) if on_main_thread else None
+        quiet_ray_console()
         context = ray.init(
             address=target,
             **{**ray_init_options(), **init_options},
             **((local_options or {}) if target == "local" else {}),
         )
+        if own_handler not in (None, signal.SIG_DFL, signal.SIG_IGN):
+            signal.signal(signal.SIGTERM, own_handler)  # ray.init replaced it with sys.exit(15)
         if target == "local" and not _STARTED_HERE:
             _STARTED_HERE = True
             atexit.register(stop_local_ray)  # runs before Ray's own handler (LIFO), while the tree is known
         announce_dashboard(getattr(context, "dashboard_url", None))
     quiet_ray()  # Ray's own logs stay out of the console (`pipeline.console`)
-
-
-def exit_on_sigterm() -> None:
-    """SIGTERM ends the process through `SystemExit` (as Ctrl-C does through `KeyboardInterrupt`),
-    so `finally` blocks (the output lease) and exit handlers (`stop_local_ray`) run. `ray.init`
-    installs the same handler in a driver; this covers the time before it. Kept when the program
-    has its own handler; only the main thread can install one."""
-    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, _exit_on_signal)
-
-
-def _exit_on_signal(signum, frame) -> None:
-    raise SystemExit(128 + signum)
 
 
 def stop_local_ray() -> None:

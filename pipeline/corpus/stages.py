@@ -20,12 +20,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from pipeline.api import exclusive_result
 from pipeline.config import DiarizeConfig
 from pipeline.corpus.status import DEFERRED, ERROR, OK
 from pipeline.errors import RunFailed, UsageError
 from pipeline.io.audio import SAMPLE_RATE, decode_audio
 from pipeline.io.storage import options_for
-from pipeline.models.contract import Recording, RecordingBatch
+from pipeline.models.contract import ModelTraits, Recording, RecordingBatch
 from pipeline.models.registry import load_model
 from pipeline.speakers import pack_centroids
 
@@ -260,6 +261,8 @@ def postprocess_batch(
         try:
             output = pickle.loads(batch["model_output"][i])
             (result,) = model._diarize_results([output], [batch["uniq_id"][i]], config)
+            if config.exclusive:
+                result = exclusive_result(result, float(output.offset), ModelTraits.of(model).frame_seconds)
             segments[i] = "\n".join(result.segments)
             named = {segment.split()[2] for segment in result.segments}
             recording_centroids = {name: value for name, value in result.speaker_embeddings.items() if name in named}

@@ -6,7 +6,12 @@
     textgrid  Praat: one interval tier per speaker (praatio)
     audacity  Audacity label track: start<TAB>end<TAB>speaker
     vtt, srt  subtitles with the speaker as the cue text (webvtt-py)
+    nemo-manifest  one NeMo manifest for the whole run, a line per single-speaker segment (overlap
+              left out, `--min-segment-seconds` .. `--max-segment-seconds`): the training manifest
+              of an ASR / TTS / speaker-recognition corpus
 
+`export_run(output, "csv,json")` writes several at once (`"all"`: every format); `global_ids=True`
+names speakers by the ids `link-speakers` gave (the same voice, one name across recordings).
 `to_annotation(segments)` turns segments (a DataFrame or table of the `segments` table, dicts, `Turn`s
 or NeMo's `"begin end speaker"` strings) into a pyannote.core `Annotation`."""
 
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import tempfile
 from typing import Any, Callable, Iterable
@@ -29,7 +35,8 @@ EXTENSIONS = {
     "vtt": "vtt",
     "srt": "srt",
 }
-FORMATS = tuple(EXTENSIONS)
+NEMO_MANIFEST = "nemo-manifest"
+FORMATS = (*EXTENSIONS, NEMO_MANIFEST)
 
 
 def as_turns(segments: Any) -> list[Turn]:
@@ -150,6 +157,56 @@ def write_vtt(recording: dict, turns: list[Turn], path: str) -> None:
 
 def write_srt(recording: dict, turns: list[Turn], path: str) -> None:
     _captions(turns).save_as_srt(path)
+    with open(path, "rb+") as f:  # webvtt-py leaves the last cue without its line end
+        f.seek(0, os.SEEK_END)
+        if f.tell() and (f.seek(-1, os.SEEK_END), f.read(1))[1] != b"\n":
+            f.write(b"\n")
+
+
+def single_speaker_spans(turns: list[Turn]) -> list[Turn]:
+    """The stretches where exactly one speaker talks (overlapped speech left out), each as long as
+    it runs."""
+    points = sorted({t.start for t in turns} | {t.end for t in turns})
+    spans: list[Turn] = []
+    for start, end in zip(points, points[1:]):
+        speaking = {t.speaker for t in turns if t.start < end and t.end > start}
+        if len(speaking) != 1:
+            continue
+        (speaker,) = speaking
+        if spans and spans[-1].speaker == speaker and abs(spans[-1].end - start) < 1e-9:
+            spans[-1] = Turn(spans[-1].start, end, speaker)
+        else:
+            spans.append(Turn(start, end, speaker))
+    return spans
+
+
+def training_segments(turns: list[Turn], min_seconds: float, max_seconds: float) -> list[Turn]:
+    """Single-speaker spans of at least `min_seconds`, those over `max_seconds` cut into equal pieces."""
+    pieces = []
+    for span in single_speaker_spans(turns):
+        if span.duration < min_seconds:
+            continue
+        count = max(1, math.ceil(span.duration / max_seconds - 1e-9))
+        step = span.duration / count
+        pieces.extend(Turn(span.start + k * step, span.start + (k + 1) * step, span.speaker) for k in range(count))
+    return pieces
+
+
+def nemo_manifest_lines(recording: dict, turns: list[Turn], min_seconds: float, max_seconds: float) -> str:
+    """A NeMo manifest line per training segment: `audio_filepath, offset, duration` on the audio
+    file, the speaker as `speaker` and NeMo speaker recognition's `label`."""
+    lines = []
+    for piece in training_segments(turns, min_seconds, max_seconds):
+        record = {
+            "audio_filepath": recording["audio_filepath"],
+            "offset": round(piece.start, 3),
+            "duration": round(piece.duration, 3),
+            "speaker": piece.speaker,
+            "label": piece.speaker,
+            "uniq_id": recording["uniq_id"],
+        }
+        lines.append(json.dumps(record, ensure_ascii=False) + "\n")
+    return "".join(lines)
 
 
 WRITERS: dict[str, Callable[[dict, list[Turn], str], None]] = {
@@ -163,36 +220,98 @@ WRITERS: dict[str, Callable[[dict, list[Turn], str], None]] = {
 }
 
 
-def export_run(output: str, format: str, dest: str | None = None, storage_options: dict | None = None) -> list[str]:
-    """Writes one `format` file per ok recording of the run in `output` to `dest` (default
-    `output/export/<format>`, any fsspec URI); returns the files' URIs."""
+def export_formats(formats: str | Iterable[str]) -> list[str]:
+    """`"csv,json"`, `"all"` or a list of names -> the formats, checked."""
+    names = [f.strip() for f in (formats.split(",") if isinstance(formats, str) else formats) if f.strip()]
+    if names == ["all"]:
+        return list(FORMATS)
+    unknown = [name for name in names if name not in FORMATS]
+    if unknown or not names:
+        from pipeline.errors import UsageError
+
+        raise UsageError(
+            f"unknown export format {', '.join(unknown) or '(none)'}; choose from {', '.join(FORMATS)} or all"
+        )
+    return names
+
+
+def speaker_names(layout, global_ids: bool) -> Callable[[str, str], str]:
+    """(uniq_id, speaker) -> the name exports use: the run's own, or with `global_ids` the global id
+    `link-speakers` gave (speakers it did not link: `unlinked/<uniq_id>/<speaker>`, as in `global_rttm/`)."""
+    if not global_ids:
+        return lambda uniq_id, speaker: speaker
+    from pipeline.errors import UsageError
+    from pipeline.linking.run import LINKS_FILE, read_previous, unlinked_label
+
+    if not layout.fs.exists(layout.path(LINKS_FILE)):
+        raise UsageError(
+            f"{layout.uri} has no global speaker ids; "
+            f"run `python -m pipeline link-speakers --output {layout.uri}` first"
+        )
+    links, _ = read_previous(layout)
+    return lambda uniq_id, speaker: links.get((uniq_id, speaker)) or unlinked_label(uniq_id, speaker)
+
+
+def export_run(
+    output: str,
+    format: str | Iterable[str],
+    dest: str | None = None,
+    storage_options: dict | None = None,
+    global_ids: bool = False,
+    min_segment_seconds: float = 1.0,
+    max_segment_seconds: float = 20.0,
+) -> list[str]:
+    """Writes one file per ok recording of the run in `output` for each of `format` (a name,
+    `"csv,json"`, `"all"`, or a list), to `dest/<format>` (default `output/export/<format>`, any
+    fsspec URI); `nemo-manifest` is one `manifest.jsonl` for the run. Refuses an output a run is
+    still writing. Returns the files' URIs."""
+    from pipeline.corpus.lease import OutputLease
     from pipeline.corpus.outputs import OutputLayout
     from pipeline.errors import UsageError
     from pipeline.io.storage import filesystem, join
 
-    if format not in WRITERS:
-        raise UsageError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
+    formats = export_formats(format)
+    if not 0 < min_segment_seconds <= max_segment_seconds:
+        raise UsageError(
+            f"--min-segment-seconds ({min_segment_seconds:g}) must be > 0 and at most --max-segment-seconds "
+            f"({max_segment_seconds:g})"
+        )
     layout = OutputLayout(output, storage_options)
     if not layout.part_tokens("recordings"):
         raise UsageError(
             f"{output} holds no run (no recordings/ table); run `python -m pipeline diarize --output {output}` first"
         )
-    dest = dest or join(output, "export", format)
-    fs, root = filesystem(dest, storage_options)
-    fs.makedirs(root, exist_ok=True)
-    recordings = [r for r in layout.read_table("recordings").to_pylist() if r["status"] == "ok"]
+    OutputLease(output, storage_options).refuse_if_held("export")
+    name_of = speaker_names(layout, global_ids)
+    recordings = sorted(
+        (r for r in layout.read_table("recordings").to_pylist() if r["status"] == "ok"), key=lambda r: r["uniq_id"]
+    )
     turns_of: dict[str, list[Turn]] = {}
     for row in layout.read_table("segments", ["uniq_id", "start", "end", "speaker"]).to_pylist():
-        turns_of.setdefault(row["uniq_id"], []).append(Turn(row["start"], row["end"], row["speaker"]))
+        turns_of.setdefault(row["uniq_id"], []).append(
+            Turn(row["start"], row["end"], name_of(row["uniq_id"], row["speaker"]))
+        )
+    for turns in turns_of.values():
+        turns.sort(key=lambda t: (t.start, t.end))
     written = []
-    with tempfile.TemporaryDirectory() as scratch:  # the libraries write to paths; fsspec then puts the bytes anywhere
-        for recording in sorted(recordings, key=lambda r: r["uniq_id"]):
-            name = f"{recording['uniq_id']}.{EXTENSIONS[format]}"
-            local = os.path.join(scratch, name)
-            WRITERS[format](
-                recording, sorted(turns_of.get(recording["uniq_id"], []), key=lambda t: (t.start, t.end)), local
+    for name in formats:
+        folder = join(dest, name) if dest and len(formats) > 1 else dest or join(output, "export", name)
+        fs, root = filesystem(folder, storage_options)
+        fs.makedirs(root, exist_ok=True)
+        if name == NEMO_MANIFEST:
+            text = "".join(
+                nemo_manifest_lines(r, turns_of.get(r["uniq_id"], []), min_segment_seconds, max_segment_seconds)
+                for r in recordings
             )
-            with open(local, "rb") as f:
-                fs.pipe_file(f"{root.rstrip('/')}/{name}", f.read())
-            written.append(join(dest, name))
+            fs.pipe_file(f"{root.rstrip('/')}/manifest.jsonl", text.encode("utf-8"))
+            written.append(join(folder, "manifest.jsonl"))
+            continue
+        with tempfile.TemporaryDirectory() as scratch:  # the libraries write to paths; fsspec puts the bytes anywhere
+            for recording in recordings:
+                file_name = f"{recording['uniq_id']}.{EXTENSIONS[name]}"
+                local = os.path.join(scratch, file_name)
+                WRITERS[name](recording, turns_of.get(recording["uniq_id"], []), local)
+                with open(local, "rb") as f:
+                    fs.pipe_file(f"{root.rstrip('/')}/{file_name}", f.read())
+                written.append(join(folder, file_name))
     return written

@@ -64,15 +64,15 @@ def timeline_svg(duration: float, lanes: list[tuple[str, list[Turn], dict[str, s
         for lane, turns, colours in lanes
         for speaker in sorted({t.speaker for t in turns})
     ]
-    label_width, row_height, axis = 170, 16, 18
+    label_width, row_height, axis, right = 170, 16, 18, 24  # `right`: room for the last tick's label
     height = len(rows) * row_height + axis + 4
-    scale = (width - label_width - 10) / max(duration, 1e-6)
+    scale = (width - label_width - right) / max(duration, 1e-6)
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">']
     for index, (lane, speaker, turns, colour) in enumerate(rows):
         y = index * row_height
         parts.append(f'<text x="0" y="{y + 12}" class="lane">{html.escape(lane)} {html.escape(speaker)}</text>')
         parts.append(
-            f'<rect x="{label_width}" y="{y + 2}" width="{width - label_width - 10}" '
+            f'<rect x="{label_width}" y="{y + 2}" width="{width - label_width - right}" '
             f'height="{row_height - 4}" fill="#f3f3f3"/>'
         )
         for t in turns:
@@ -89,7 +89,7 @@ def timeline_svg(duration: float, lanes: list[tuple[str, list[Turn], dict[str, s
         x = label_width + tick * scale
         parts.append(
             f'<line x1="{x:.1f}" y1="{y}" x2="{x:.1f}" y2="{y + 4}" stroke="#555"/>'
-            f'<text x="{x:.1f}" y="{y + 15}" class="tick">{tick:g}s</text>'
+            f'<text x="{x:.1f}" y="{y + 15}" class="tick" text-anchor="middle">{tick:g}s</text>'
         )
         tick += step
     parts.append("</svg>")
@@ -101,6 +101,13 @@ def nice_step(duration: float) -> float:
         if duration / step <= 10:
             return float(step)
     return 7200.0
+
+
+def speech_per_speaker(turns: list[Turn]) -> dict[str, float]:
+    """Seconds each speaker speaks (their turns' union: overlapping turns of one speaker count once)."""
+    from pipeline.export.formats import merged_by_speaker
+
+    return {speaker: sum(end - start for start, end in spans) for speaker, spans in merged_by_speaker(turns).items()}
 
 
 def table(headers: list[str] | None, rows: list[list[Any]]) -> str:
@@ -155,9 +162,15 @@ def write_report(
         summary = json.load(f)
     dest = dest or join(output, "report.html")
     recordings = layout.read_table("recordings").to_pylist()
+    from pipeline.export.formats import speaker_names
+    from pipeline.linking.run import LINKS_FILE
+
+    linked = layout.fs.exists(layout.path(LINKS_FILE))
+    name_of = speaker_names(layout, global_ids=linked)  # after link-speakers: "speaker_0 = G0003"
     turns_of: dict[str, list[Turn]] = {}
     for row in layout.read_table("segments", ["uniq_id", "start", "end", "speaker"]).to_pylist():
-        turns_of.setdefault(row["uniq_id"], []).append(Turn(row["start"], row["end"], row["speaker"]))
+        name = row["speaker"] + (f" = {name_of(row['uniq_id'], row['speaker'])}" if linked else "")
+        turns_of.setdefault(row["uniq_id"], []).append(Turn(row["start"], row["end"], name))
     rows = [manifest_row(r) for r in recordings if r["status"] == "ok"]  # the input rows, as the run recorded them
     row_of = {row.uniq_id: row for row in rows}
     scores = read_scores(layout, output, storage_options, score, rows)
@@ -217,10 +230,23 @@ def write_report(
             )
         )
 
+    def share(uid: str, key: str) -> str:  # a DER component as a share of the reference speech
+        found = scores.get(uid)
+        return percent(found[key] / found["reference_speech_sec"]) if found and found["reference_speech_sec"] else ""
+
     sections.append("<h2>Speakers per recording</h2>")
     sections.append(
         table(
-            ["recording", "duration", "speakers found", "reference speakers", "DER"],
+            [
+                "recording",
+                "duration",
+                "speakers found",
+                "reference speakers",
+                "DER",
+                "missed speech",
+                "false alarm",
+                "confusion",
+            ],
             [
                 [
                     r["uniq_id"],
@@ -228,6 +254,9 @@ def write_report(
                     r["num_speakers"],
                     scores.get(r["uniq_id"], {}).get("reference_speakers", ""),
                     percent(scores[r["uniq_id"]]["der"]) if r["uniq_id"] in scores else "",
+                    share(r["uniq_id"], "missed_speech_sec"),
+                    share(r["uniq_id"], "false_alarm_sec"),
+                    share(r["uniq_id"], "confusion_sec"),
                 ]
                 for r in sorted(ok, key=lambda r: r["uniq_id"])
             ],
@@ -248,6 +277,12 @@ def write_report(
         title = f"{uid}" + (f" DER {percent(scores[uid]['der'])}" if uid in scores else "")
         sections.append(f'<section class="recording"><h3>{html.escape(title)}</h3>')
         sections.append(timeline_svg(duration + (row.offset if row else 0.0), lanes))
+        spoken = sorted(speech_per_speaker(hypothesis).items(), key=lambda item: -item[1])
+        sections.append(
+            '<p class="speech">speech per speaker: '
+            + ", ".join(f"{html.escape(speaker)} {seconds:.1f} s" for speaker, seconds in spoken)
+            + "</p>"
+        )
         audio = r["audio_filepath"] or ""
         if report_folder is not None and audio and is_local(audio):
             source = os.path.relpath(audio.removeprefix("file://"), report_folder)

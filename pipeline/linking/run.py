@@ -24,12 +24,13 @@ import ray
 
 from pipeline.corpus.lease import OutputLease
 from pipeline.corpus.outputs import OutputLayout
-from pipeline.corpus.ray_session import connect_ray, exit_on_sigterm
+from pipeline.corpus.ray_session import connect_ray
 from pipeline.errors import UsageError
 from pipeline.io.rttm import Turn, rttm_text
 from pipeline.linking import DEFAULT_MIN_SPEECH_SECONDS
 from pipeline.linking.algorithm import BLOCK_SIZE, EXACT_MAX, EarlierLinkingBroken, LinkResult, link_centroids
 from pipeline.models.registry import linking_threshold
+from pipeline.signals import exit_on_sigterm
 
 GLOBAL_ID_PREFIX = "G"
 UNLINKED_PREFIX = "unlinked"
