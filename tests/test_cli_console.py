@@ -134,7 +134,7 @@ def test_version_and_job_programs_name_themselves():
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_ctrl_c_prints_the_resume_command_and_a_resumed_run_has_a_quiet_stderr(tmp_path):
+def test_ctrl_c_prints_the_resume_command_and_a_resumed_run_has_a_quiet_stderr(tmp_path, session_ray_address):
     """Interrupt once the run shows progress, run the printed command: it finishes the corpus, and
     its stderr is the dashboard line plus plain progress lines, nothing from Ray. (Interrupting at
     the first progress line, not the first commit: a small corpus may commit all its rows within
@@ -154,6 +154,8 @@ def test_ctrl_c_prints_the_resume_command_and_a_resumed_run_has_a_quiet_stderr(t
         "1",
         "--model",
         FAST_MODEL,  # the console is the pipeline's, whatever the model
+        "--address",
+        session_ray_address,  # a CLI stopped with its own Ray: test_faults_run
     ]
     process = subprocess.Popen(
         [sys.executable, "-m", "pipeline", *args],
