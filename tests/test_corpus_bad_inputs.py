@@ -8,7 +8,7 @@ import shutil
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import AMI
+from conftest import AMI, FAST_MODEL
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def bad_corpus(local_ray, tmp_path_factory):
     manifest = corpus / "manifest.jsonl"
     manifest.write_text("\n".join(lines) + "\n", encoding="utf-8")
     output = tmp_path_factory.mktemp("bad-output")
-    summary = pipeline.run_corpus([str(manifest)], str(output), batch_size=3)
+    summary = pipeline.run_corpus([str(manifest)], str(output), model=FAST_MODEL, batch_size=3)
     rows = {r["line_number"]: r for r in pq.read_table(output / "recordings").to_pylist()}
     return manifest, output, summary, rows
 

@@ -6,7 +6,7 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import AMI, ami_rows, in_process_segments, segments_by_recording
+from conftest import AMI, FAST_MODEL, ami_rows, in_process_segments, segments_by_recording
 
 NAMES = ("trñ00", "trn02", "trn03")
 
@@ -31,13 +31,19 @@ def test_s3_manifest_glob_to_s3_output(local_ray, s3, s3_endpoint):
     import pipeline
 
     summary = pipeline.run_corpus(
-        ["s3://corpus/ami/*.jsonl"], "s3://corpus/out", batch_size=2, storage_options={"endpoint_url": s3_endpoint}
+        ["s3://corpus/ami/*.jsonl"],
+        "s3://corpus/out",
+        model=FAST_MODEL,  # the store is under test; the default model through Ray: test_corpus_local
+        batch_size=2,
+        storage_options={"endpoint_url": s3_endpoint},
     )
     assert (summary["ok"], summary["errors"]) == (3, 0)
     assert summary["config"]["storage_options"] == {"endpoint_url": s3_endpoint}
 
     s3.invalidate_cache()
-    assert segments_by_recording(pq.read_table("corpus/out/segments", filesystem=s3)) == in_process_segments(*NAMES)
+    assert segments_by_recording(pq.read_table("corpus/out/segments", filesystem=s3)) == in_process_segments(
+        *NAMES, model=FAST_MODEL
+    )
     recordings = pq.read_table("corpus/out/recordings", filesystem=s3).to_pylist()
     assert sorted(r["audio_filepath"] for r in recordings) == sorted(f"s3://corpus/ami/{name}.wav" for name in NAMES)
     assert sorted(s3.ls("corpus/out/rttm")) == sorted(f"corpus/out/rttm/{name}.rttm" for name in NAMES)

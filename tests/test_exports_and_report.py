@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import ami_rows, with_absolute_paths, write_jsonl
+from conftest import FAST_MODEL, ami_rows, with_absolute_paths, write_jsonl
 from helpers import FAR_FIELD_YAML
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -26,7 +26,7 @@ def labelled_run(local_ray, tmp_path_factory):
     folder = tmp_path_factory.mktemp("labelled")
     manifest = write_jsonl(folder / "manifest.jsonl", [with_absolute_paths(r) for r in ami_rows("trñ00", "trn03")])
     output = str(folder / "run")
-    run_corpus([str(manifest)], output, postprocessing_yaml=str(FAR_FIELD_YAML))
+    run_corpus([str(manifest)], output, model=FAST_MODEL, postprocessing_yaml=str(FAR_FIELD_YAML))
     evaluate_run(output)
     return output
 
@@ -269,7 +269,7 @@ def test_limit_runs_the_first_rows_and_a_later_run_resumes_the_rest(local_ray, t
         {"audio_filepath": str(tmp_path / "gone2.wav")},
     ]
     manifest = str(write_jsonl(tmp_path / "manifest.jsonl", rows))
-    trial = run_corpus([manifest], str(tmp_path / "run"), limit=1)
+    trial = run_corpus([manifest], str(tmp_path / "run"), model=FAST_MODEL, limit=1)
     assert (trial["input_rows"], trial["ok"], trial["errors"]) == (1, 1, 0)
-    rest = run_corpus([manifest], str(tmp_path / "run"), resume=True)
+    rest = run_corpus([manifest], str(tmp_path / "run"), model=FAST_MODEL, resume=True)
     assert (rest["input_rows"], rest["ok"], rest["errors"], rest["skipped_by_resume"]) == (3, 1, 2, 1)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import AMI, REPO
+from conftest import AMI, FAST_MODEL, REPO
 
 SECRET = "fAk3-S3cr3t-Ky9QwZ"
 SESSION_TOKEN = "fAk3-S3ss10n-T0k3nVb"
@@ -78,7 +78,11 @@ def test_storage_option_secrets_stay_out_of_outputs_errors_logs_and_exceptions(l
 
     options = {"endpoint_url": s3_endpoint, "key": "AKIDFAKEFAULTTEST", "secret": SECRET, "token": SESSION_TOKEN}
     summary = pipeline.run_corpus(
-        "s3://secrets/in/manifest.jsonl", "s3://secrets/out-options", batch_size=2, storage_options=options
+        "s3://secrets/in/manifest.jsonl",
+        "s3://secrets/out-options",
+        model=FAST_MODEL,
+        batch_size=2,
+        storage_options=options,
     )
     assert (summary["input_rows"], summary["ok"], summary["errors"]) == (4, 2, 2)
     assert summary["config"]["storage_options"] == {"endpoint_url": s3_endpoint}
@@ -86,7 +90,7 @@ def test_storage_option_secrets_stay_out_of_outputs_errors_logs_and_exceptions(l
     failures = []
     for call in (
         lambda: pipeline.run_corpus(
-            "s3://secrets/in/manifest.jsonl", "s3://secrets/out-options", storage_options=options
+            "s3://secrets/in/manifest.jsonl", "s3://secrets/out-options", model=FAST_MODEL, storage_options=options
         ),
         lambda: pipeline.run_corpus(
             "s3://secrets/in/no-such-manifest.jsonl", "s3://secrets/out-x", storage_options=options
@@ -140,6 +144,8 @@ def test_environment_secrets_stay_out_of_cli_output_and_ray_logs(corpus, s3_endp
             s3_endpoint,
             "--batch-size",
             "2",
+            "--model",
+            FAST_MODEL,
             "--print-segments",
             "--log-file",
             os.path.join(ray_temp, "logs", "cli-run.log"),

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import AMI, ami_rows, free_port
+from conftest import AMI, FAST_MODEL, ami_rows, free_port
 
 NAMES = ("trn02", "trn03", "trn04", "trn05")
 FORBIDDEN = "forbidden"
@@ -172,6 +172,7 @@ def test_transient_errors_and_resets_are_retried_and_lose_nothing(local_ray, buc
         summary = pipeline.run_corpus(
             "s3://flaky/in/manifest.jsonl",
             "s3://flaky/out-transient",
+            model=FAST_MODEL,
             batch_size=2,
             storage_options={"endpoint_url": proxy.url},
         )
@@ -195,6 +196,7 @@ def test_permanent_403_is_one_error_row_with_a_readable_reason(local_ray, bucket
     summary = pipeline.run_corpus(
         "s3://flaky/in/with-denied-row.jsonl",
         "s3://flaky/out-permanent",
+        model=FAST_MODEL,
         batch_size=2,
         storage_options={"endpoint_url": proxy.url},
     )

@@ -33,7 +33,7 @@ from ray.data.expressions import col
 from pipeline.config import DiarizeConfig, with_nemo_speaker_counts
 from pipeline.corpus import preflight
 from pipeline.corpus.finalize import json_text, run_summary, write_output_manifest
-from pipeline.corpus.inputs import assign_ids, read_inputs
+from pipeline.corpus.inputs import assign_ids, read_inputs, with_shuffle_for
 from pipeline.corpus.lease import OutputInUse, OutputLease
 from pipeline.corpus.options import RunOptions
 from pipeline.corpus.outputs import OutputLayout, OutputWriteFailed
@@ -142,7 +142,8 @@ def first_rows(parsed, limit: int | None):
     """The first `limit` rows by manifest and line (all rows when `limit` is None)."""
     if limit is None:
         return parsed
-    return parsed.sort(["manifest", "line_number"]).limit(limit)
+    parsed = parsed.materialize()  # its blocks decide how the sort shuffles (`with_shuffle_for`)
+    return with_shuffle_for(parsed, parsed.num_blocks()).sort(["manifest", "line_number"]).limit(limit)
 
 
 def diarize_rows(
