@@ -151,16 +151,21 @@ class OutputLease:
         last = (holder or {}).get("heartbeat") or modified
         return last is not None and time.time() - float(last) > self.stale_after_seconds
 
-    def refuse_if_held(self, reader: str) -> None:
-        """`OutputInUse` when a live run holds the lease: a reader (`export`) would read half a run."""
+    def refuse_if_held(self, reader: str | None = None, resume: bool = False) -> None:
+        """`OutputInUse` when the lease would refuse this run (a live holder; a gone one without
+        `resume`), as `acquire` would, without writing: the CLI's check before Ray and torch load.
+        A `reader` (`export`) is refused by a live holder only: it would read half a run."""
         found = self.store.read()
         if found is None:
             return
         data, _, modified = found
         holder = decode(data)
-        if not self.holder_is_gone(holder, modified):
+        gone = self.holder_is_gone(holder, modified)
+        if reader is not None and not gone:
             in_use = self.refusal(holder, modified, resume=False).split(";")[0]
             raise OutputInUse(f"{in_use}; {reader} once it has ended (or use a finished output)")
+        if reader is None and not (gone and resume):
+            raise OutputInUse(self.refusal(holder, modified, resume))
 
     def refusal(self, holder: dict | None, modified: float | None, resume: bool) -> str:
         holder = holder or {}

@@ -25,8 +25,8 @@ class CheckedRun(NamedTuple):
 def check_run(run: RunOptions) -> CheckedRun:
     """Every check that needs neither torch nor Ray, in the order a user fixes them: the options, the
     model and its options, the post-processing YAML, that the manifests exist, and that the output
-    holds no other run's records unless resuming (an output whose lease is held is left to the
-    lease, which names the holder). The CLI calls it before importing either: a mistake is one line
+    holds no other run's records unless resuming, nor a lease another run holds (the lease names
+    the holder; `run_corpus` takes it for real). The CLI calls it before importing either: a mistake is one line
     in under two seconds."""
     from pipeline.config import load_postprocessing_from_yaml
     from pipeline.io.manifest import expand_manifests
@@ -36,12 +36,11 @@ def check_run(run: RunOptions) -> CheckedRun:
     postprocessing = load_postprocessing_from_yaml(run.postprocessing_yaml)
     manifests = expand_manifests(run.manifests, run.storage_options)
     if not run.dry_run:
-        from pipeline.corpus.lease import LEASE_NAME
+        from pipeline.corpus.lease import OutputLease
         from pipeline.corpus.outputs import OutputLayout
 
-        layout = OutputLayout(run.output, run.storage_options)
-        if not layout.fs.exists(layout.path(LEASE_NAME)):
-            layout.check_fresh(run.resume)
+        OutputLease(run.output, run.storage_options).refuse_if_held(resume=run.resume)  # names the holder
+        OutputLayout(run.output, run.storage_options).check_fresh(run.resume)
     return CheckedRun(manifests, pool, postprocessing)
 
 
