@@ -23,6 +23,10 @@ REPO = Path(__file__).resolve().parents[1]
 AMI = REPO.parent / "shared" / "data" / "ami-excerpts"
 
 CASES = {
+    "missing_manifest": ["--manifest", "/nonexistent/manifest.jsonl"],  # the last --manifest wins
+    "existing_output_without_resume": ["--output", "{folder}/existing"],
+    "misspelt_option": ["--batchsize", "4"],
+    "missing_postprocessing_preset": ["--postprocessing-yaml", "nemoo"],
     "batch_size_0": ["--batch-size", "0"],
     "num_actors_3,1": ["--num-actors", "3,1"],
     "unknown_model": ["--model", "no-such-model"],
@@ -34,6 +38,9 @@ CASES = {
 def cli_seconds(folder: Path, flags: list[str]) -> tuple[float, str]:
     manifest = folder / "manifest.jsonl"
     manifest.write_text(json.dumps({"audio_filepath": str(AMI / "trn02.wav")}) + "\n")
+    (folder / "existing" / "recordings").mkdir(parents=True, exist_ok=True)
+    (folder / "existing" / "recordings" / "part-earlier.parquet").write_bytes(b"")
+    flags = [flag.format(folder=folder) for flag in flags]
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     started = time.perf_counter()
     run = subprocess.run(
