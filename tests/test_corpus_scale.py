@@ -215,3 +215,18 @@ def test_a_large_all_error_manifest_is_committed_as_it_goes(local_ray, tmp_path)
     assert sum(sizes) == rows
     assert len(parts) >= 10, sizes  # many commits, not one at the end
     assert len(seen_while_running) >= 5, seen_while_running  # they landed as the run went
+
+
+def test_blocks_are_few_enough_for_the_driver_and_many_enough_to_commit_as_they_go():
+    """Rows per block of the ok rows: whole batches; at most MAX_BLOCKS blocks however many rows give
+    no duration (the driver tracks each block); a small corpus still spreads over several blocks."""
+    import math
+
+    from pipeline.corpus.plan import MAX_BLOCKS, MIN_BLOCKS, block_rows
+
+    for rows in (1, 100, 20_000, 200_000, 1_000_000):
+        for seconds in (None, 5.0, 3600.0):  # None: the rows give no duration
+            known = (rows * seconds, rows) if seconds else (0.0, 0)
+            per_block = block_rows(4, rows, *known)
+            assert per_block % 4 == 0 and math.ceil(rows / per_block) <= MAX_BLOCKS, (rows, seconds, per_block)
+    assert math.ceil(1000 / block_rows(4, 1000, 1000 * 5.0, 1000)) >= MIN_BLOCKS

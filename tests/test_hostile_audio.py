@@ -101,8 +101,8 @@ def test_slice_reads_only_the_asked_frames(speech):
 
 def test_long_silence_gives_no_segments(tmp_path):
     path = tmp_path / "silence.flac"
-    sf.write(path, np.zeros(30 * 60 * 16_000, dtype=np.float32), 16_000)  # 30 minutes (10 h in docs/RESULTS.md)
-    assert audio_info(str(path)).duration == pytest.approx(1800)
+    sf.write(path, np.zeros(10 * 60 * 16_000, dtype=np.float32), 16_000)  # 10 minutes (10 h in docs/RESULTS.md)
+    assert audio_info(str(path)).duration == pytest.approx(600)
     assert cpu_model().diarize(str(path), num_workers=0) == [[]]
 
 
