@@ -499,8 +499,9 @@ def default_log_file(args: argparse.Namespace) -> str:
 
     output = getattr(args, "output", None)
     name = f"{args.command}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.log"
-    if output and is_local(output):
-        return os.path.join(output.removeprefix("file://"), "logs", name)
+    logs = os.path.join(output.removeprefix("file://"), "logs") if output and is_local(output) else None
+    if logs is not None and not os.path.islink(logs):  # never written through a link out of the output
+        return os.path.join(logs, name)
     import tempfile
 
     return os.path.join(tempfile.gettempdir(), "corpus-diarization", name)

@@ -256,3 +256,14 @@ def test_tuning_mistakes_are_one_error_line_before_any_forward_pass(tmp_path, ar
     for word in words:
         assert word in last, last
     assert not any(tmp_path.iterdir()), "nothing is computed or written for a mistaken command"
+
+
+def test_the_run_log_is_never_written_through_a_logs_link_out_of_the_output(tmp_path):
+    manifest = write_jsonl(tmp_path / "m.jsonl", [with_absolute_paths(ami_rows("trn02")[0])])
+    output, elsewhere = tmp_path / "run", tmp_path / "elsewhere"
+    (output / "recordings").mkdir(parents=True)
+    (output / "recordings" / "part-earlier.parquet").write_bytes(b"")
+    elsewhere.mkdir()
+    (output / "logs").symlink_to(elsewhere)
+    assert_one_error_line(run_cli("diarize", "--manifest", str(manifest), "--output", str(output)), "--resume")
+    assert list(elsewhere.iterdir()) == []

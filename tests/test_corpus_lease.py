@@ -132,6 +132,48 @@ def test_a_live_lease_of_another_host_is_refused_even_with_resume(tmp_path):
         assert "in use by another run (host gpu-node-7, pid 4242, started " in message
 
 
+@pytest.mark.parametrize(
+    "heartbeat, text",
+    [("abc", None), (time.time() + 1e6, None), (None, "{not json")],
+    ids=["heartbeat_not_a_number", "heartbeat_in_the_future", "not_json"],
+)
+def test_a_malformed_or_impossible_lease_is_one_line_and_resume_takes_it_over_once_stale(tmp_path, heartbeat, text):
+    """No believable heartbeat: the lease file's own time decides (the store's clock), so an
+    hour-old file is stale and `--resume` takes it over; a fresh one is still refused, in one line."""
+    write_lease(tmp_path, "gpu-node-7", 4242, age_seconds=0)
+    lease_file = tmp_path / LEASE_NAME
+    if text is not None:
+        lease_file.write_text(text)
+    else:
+        lease_file.write_text(json.dumps({**json.loads(lease_file.read_text()), "heartbeat": heartbeat}))
+    for resume in (False, True):
+        with pytest.raises(OutputInUse) as refused:
+            OutputLease(str(tmp_path)).acquire(resume=resume)
+        assert "\n" not in str(refused.value) and "in use by another run (" in str(refused.value)
+    an_hour_ago = time.time() - 3600
+    os.utime(lease_file, (an_hour_ago, an_hour_ago))
+    with pytest.raises(OutputInUse, match="appears gone .*rerun with --resume to take it over"):
+        OutputLease(str(tmp_path)).acquire(resume=False)
+    OutputLease(str(tmp_path)).acquire(resume=True).release()
+    assert not lease_file.exists()
+
+
+def test_a_lease_file_that_is_a_symbolic_link_is_refused_and_its_target_untouched(tmp_path):
+    from pipeline.corpus.lease import OutputNotWritable
+
+    output, target = tmp_path / "output", tmp_path / "precious.txt"
+    output.mkdir()
+    target.write_text("not a lease")
+    an_hour_ago = time.time() - 3600
+    os.utime(target, (an_hour_ago, an_hour_ago))
+    (output / LEASE_NAME).symlink_to(target)
+    with pytest.raises(
+        OutputNotWritable, match=f"^{output / LEASE_NAME} is a symbolic link \\(to {target}\\); .*never followed"
+    ):
+        OutputLease(str(output)).acquire(resume=True)
+    assert target.read_text() == "not a lease"
+
+
 def test_a_stale_lease_is_taken_over_by_resume_only(tmp_path):
     write_lease(tmp_path, "gpu-node-7", 4242, age_seconds=3600)
     with pytest.raises(OutputInUse, match="appears gone .*rerun with --resume to take it over"):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import json
+import math
 import os
 import socket
 import threading
@@ -140,16 +141,28 @@ class OutputLease:
                 return
             self.token = token
 
+    def last_heartbeat(self, holder: dict | None, modified: float | None) -> float | None:
+        """When the holder last showed life: its heartbeat when that is a time this clock can believe
+        (a number, not further ahead than the stale window: clocks of two hosts differ a little),
+        else when the lease was last written (the store's clock); None when neither is known."""
+        beat = (holder or {}).get("heartbeat")
+        now = time.time()
+        if isinstance(beat, (int, float)) and not isinstance(beat, bool) and math.isfinite(beat):
+            if beat <= now + self.stale_after_seconds:
+                return float(beat)
+        return float(modified) if modified is not None and modified <= now + self.stale_after_seconds else None
+
     def holder_is_gone(self, holder: dict | None, modified: float | None) -> bool:
-        """On this host: its process has ended. Anywhere: no heartbeat for `stale_after_seconds`."""
+        """On this host: its process has ended. Anywhere: no heartbeat for `stale_after_seconds`. A
+        lease that is unreadable or has no believable time is gone (`--resume` takes it over)."""
         if (
             holder
             and holder.get("host") == socket.gethostname()
             and not process_alive(holder.get("pid"), holder.get("pid_started"))
         ):
             return True
-        last = (holder or {}).get("heartbeat") or modified
-        return last is not None and time.time() - float(last) > self.stale_after_seconds
+        last = self.last_heartbeat(holder, modified)
+        return last is None or time.time() - last > self.stale_after_seconds
 
     def refuse_if_held(self, reader: str | None = None, resume: bool = False) -> None:
         """`OutputInUse` when the lease would refuse this run (a live holder; a gone one without
@@ -168,10 +181,14 @@ class OutputLease:
             raise OutputInUse(self.refusal(holder, modified, resume))
 
     def refusal(self, holder: dict | None, modified: float | None, resume: bool) -> str:
-        holder = holder or {}
-        last = holder.get("heartbeat") or modified
-        age = f"{time.time() - float(last):.0f} s ago" if last is not None else "unknown"
-        who = f"host {holder.get('host', '?')}, pid {holder.get('pid', '?')}, started {holder.get('started', '?')}"
+        last = self.last_heartbeat(holder, modified)
+        age = f"{time.time() - last:.0f} s ago" if last is not None else "unknown"
+        if holder is None:
+            who = f"its {LEASE_NAME} is not a lease this version can read"
+        else:
+            who = f"host {holder.get('host', '?')}, pid {holder.get('pid', '?')}, started {holder.get('started', '?')}"
+            if last is not None and holder.get("heartbeat") != last:
+                who += f", heartbeat {str(holder.get('heartbeat'))[:40]!r} unusable"
         if self.holder_is_gone(holder, modified):
             return (
                 f"{self.output} is leased by a run that appears gone ({who}, last heartbeat {age}); "
@@ -239,6 +256,11 @@ def describe_os_error(error: OSError) -> str:
 
 def lease_store(fs, path: str):
     if isinstance(fs, LocalFileSystem):
+        if os.path.islink(path):  # a lease written through a link would overwrite what it points at
+            raise OutputNotWritable(
+                f"{path} is a symbolic link (to {os.readlink(path)}); an output's control files are never "
+                "followed through links: remove it, or choose another --output"
+            )
         return LocalLeaseFile(path)
     if "s3" in (fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)):
         return S3LeaseObject(fs, path)
@@ -255,7 +277,7 @@ class LocalLeaseFile:
     def create(self, data: bytes) -> bytes | None:
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         try:
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o644)
         except FileExistsError:
             return None
         try:
@@ -270,7 +292,7 @@ class LocalLeaseFile:
 
     def read(self) -> tuple[bytes, bytes, float] | None:
         try:
-            with open(self.path, "rb") as f:
+            with open(os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW), "rb") as f:
                 data = f.read()
                 return data, data, os.fstat(f.fileno()).st_mtime
         except FileNotFoundError:
@@ -286,7 +308,7 @@ class LocalLeaseFile:
         import fcntl
 
         try:
-            f = open(self.path, "r+b")
+            f = open(os.open(self.path, os.O_RDWR | os.O_NOFOLLOW), "r+b")
         except FileNotFoundError:
             return False
         with f:
