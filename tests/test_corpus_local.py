@@ -148,3 +148,17 @@ def test_an_exclusive_run_has_one_speaker_at_a_time_over_the_in_process_speech(l
         abs(a - c) <= 0.002 and abs(b - d) <= 0.002 for (a, b), (c, d) in zip(speech, covered)
     )
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["config"]["exclusive"] is True
+
+
+def test_a_resume_with_another_model_or_setting_is_refused_naming_each(finished_run):
+    import pipeline
+    from pipeline.errors import UsageError
+
+    manifest, output, _ = finished_run
+    with pytest.raises(
+        UsageError,
+        match=r'^--resume continues the run in .* these differ: --model "default" \(now "ge2e"\); '
+        r"--exclusive false \(now true\); rerun with the run's options, or choose another --output$",
+    ):
+        pipeline.run_corpus([str(manifest)], str(output), resume=True, model=FAST_MODEL, exclusive=True)
+    assert json.loads((output / "run_options.json").read_text())["model"] == "default"

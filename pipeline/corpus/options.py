@@ -15,6 +15,18 @@ from typing import Any, Sequence
 from pipeline.io.storage import add_storage_arguments, public_options, storage_options_from_args
 
 ActorCount = int | str | Sequence[int]
+# The options that decide the labels: a `--resume` must continue a run with the same ones (what a run
+# used is in OUTPUT/run_options.json, written when it starts), or one output would mix two models.
+LABELLING_OPTIONS = (
+    "model",
+    "model_kwargs",
+    "checkpoint",
+    "postprocessing_yaml",
+    "num_speakers",
+    "min_num_speakers",
+    "max_num_speakers",
+    "exclusive",
+)
 
 
 def model_argument(text: str) -> tuple[str, object]:
@@ -168,6 +180,20 @@ class RunOptions:
             num_actors=list(self.check()),
         )
         return recorded
+
+    def labelling(self) -> dict[str, Any]:
+        """The options that decide the labels (`LABELLING_OPTIONS`), as JSON values."""
+        return json.loads(json.dumps({name: getattr(self, name) for name in LABELLING_OPTIONS}))
+
+    def differences(self, recorded: dict[str, Any]) -> list[str]:
+        """`--flag value (now other)` for each labelling option that differs from `recorded`'s."""
+        flags = {spec.name: (spec.metadata["flags"] or (spec.name,))[0] for spec in fields(RunOptions)}
+        mine = self.labelling()
+        return [
+            f"{flags[name]} {json.dumps(recorded[name])} (now {json.dumps(mine[name])})"
+            for name in LABELLING_OPTIONS
+            if name in recorded and recorded[name] != mine[name]
+        ]
 
     @staticmethod
     def add_arguments(parser: argparse.ArgumentParser) -> None:

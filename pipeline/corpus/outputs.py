@@ -47,6 +47,7 @@ OUTPUT_ENTRIES = (
     "eval",
     "manifest.jsonl",
     "summary.json",
+    "run_options.json",
     "global_rttm",
     "speaker_links.parquet",
     "global_speakers.parquet",
@@ -213,6 +214,26 @@ class OutputLayout:
             return None
         recorded = ray.data.read_parquet(parts, filesystem=self.fs, schema=RECORDINGS_SCHEMA)
         return recorded.select_columns(list(columns)) if columns else recorded
+
+    def recorded_options(self) -> dict | None:
+        """The labelling options of the run this output holds: `run_options.json` (written when a run
+        starts), else the `config` of an older run's `summary.json`; None when neither is there."""
+        import json
+
+        for name, key in (("run_options.json", None), ("summary.json", "config")):
+            path = self.path(name)
+            if self.fs.exists(path):
+                with self.fs.open(path, "rb") as f:
+                    document = json.loads(f.read().decode("utf-8"))
+                return document.get(key) if key else document
+        return None
+
+    def record_options(self, options: dict, replace: bool) -> None:
+        """`run_options.json`: written when absent, or (`replace`) when no record was made under the old one."""
+        import json
+
+        if replace or not self.fs.exists(self.path("run_options.json")):
+            self.write_atomically(self.path("run_options.json"), (json.dumps(options, indent=1) + "\n").encode("utf-8"))
 
     def check_fresh(self, resume: bool) -> bool:
         """Whether the folder already holds a run's records; refuses to mix runs without `resume`."""

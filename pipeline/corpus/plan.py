@@ -107,6 +107,9 @@ def run_corpus(
         try:
             layout = OutputLayout(run.output, run.storage_options)
             has_records = layout.prepare(run.resume)
+            if has_records:
+                preflight.check_same_labelling(run, layout)  # again, under the lease
+            layout.record_options(run.labelling(), replace=not has_records)
             connect_ray(run.address)
             preflight.check_resources(run.gpus_per_actor, run.actor_cpus, min_actors)
             parsed = first_rows(read_inputs(manifest_uris, run.storage_options, expanded=True), run.limit).materialize()

@@ -40,7 +40,9 @@ def check_run(run: RunOptions) -> CheckedRun:
         from pipeline.corpus.outputs import OutputLayout
 
         OutputLease(run.output, run.storage_options).refuse_if_held(resume=run.resume)  # names the holder
-        OutputLayout(run.output, run.storage_options).check_fresh(run.resume)
+        layout = OutputLayout(run.output, run.storage_options)
+        if layout.check_fresh(run.resume):
+            check_same_labelling(run, layout)
     return CheckedRun(manifests, pool, postprocessing)
 
 
@@ -86,6 +88,18 @@ def actor_pool_size(num_actors: ActorCount) -> tuple[int, int]:
 def check_collar(collar: Any) -> float:
     number_at_least(collar, 0, "--collar")
     return float(collar)
+
+
+def check_same_labelling(run: RunOptions, layout) -> None:
+    """A `--resume` continues the run in `layout` with the options that decide its labels, or is
+    refused naming each that differs (one output, one model and setting)."""
+    recorded = layout.recorded_options()
+    differing = run.differences(recorded) if recorded else []
+    if differing:
+        raise UsageError(
+            f"--resume continues the run in {run.output} with its own options, and these differ: "
+            f"{'; '.join(differing)}; rerun with the run's options, or choose another --output"
+        )
 
 
 def check_model(model: str, model_kwargs: dict[str, Any]) -> None:
