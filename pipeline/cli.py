@@ -384,6 +384,8 @@ def print_summary(summary: dict, layout) -> None:
     )
     if summary.get("speakers", {}).get("note"):
         print(f"speakers: {summary['speakers']['note']}")
+    for note in summary.get("notes", []):
+        print(f"note: {note}")
     if summary["errors"]:
         errors = layout.read_table("recordings").filter(pc.field("status") == "error").to_pylist()
         for row in errors[:20]:

@@ -99,6 +99,7 @@ def test_in_process_ids_follow_the_same_rules():
         ({"offset": -1}, "offset: must be between 0 and"),
         ({"duration": 1e300}, "duration: must be between 0 and"),
         ({"duration": [1]}, "duration: expected a number"),
+        ({"duration": 0}, "duration: must be above 0 seconds (0 is a slice with no audio"),
         ({"uniq_id": {"a": 1}}, "uniq_id: expected a string"),
     ],
 )

@@ -230,3 +230,17 @@ def test_blocks_are_few_enough_for_the_driver_and_many_enough_to_commit_as_they_
             per_block = block_rows(4, rows, *known)
             assert per_block % 4 == 0 and math.ceil(rows / per_block) <= MAX_BLOCKS, (rows, seconds, per_block)
     assert math.ceil(1000 / block_rows(4, 1000, 1000 * 5.0, 1000)) >= MIN_BLOCKS
+
+
+def test_an_empty_manifest_and_an_unreachable_speaker_count_are_said_in_the_summary(local_ray, tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"")
+    summary = run([empty], tmp_path / "empty-run")
+    assert summary["input_rows"] == 0 and summary["notes"] == ["the manifests hold no rows: nothing to label"]
+
+    manifest = write_jsonl(
+        tmp_path / "m.jsonl", [{"audio_filepath": str(SPEECH), "duration": 4.0, "num_speakers": 1000}]
+    )
+    summary = run([manifest], tmp_path / "run")
+    (note,) = summary["notes"]
+    assert note.startswith("1 ok rows found fewer speakers than their num_speakers") and ": 1000 asked, " in note

@@ -110,11 +110,23 @@ def run_summary(
 
     totals = {"rows": 0, "ok": 0, "audio": 0.0, "speech": 0.0, "audio_this_run": 0.0}
     reasons: Counter = Counter()
+    fewer_speakers: list[str] = []  # ok rows that found fewer speakers than their known count
     for token in sorted(layout.part_tokens("recordings")):
         with layout.fs.open(layout.part_path("recordings", token), "rb") as f:
             table = pq.read_table(
                 f,
-                columns=["status", "duration", "speech_seconds", "error", "manifest", "line_number", "audio_filepath"],
+                columns=[
+                    "status",
+                    "duration",
+                    "speech_seconds",
+                    "error",
+                    "manifest",
+                    "line_number",
+                    "audio_filepath",
+                    "uniq_id",
+                    "num_speakers",
+                    "manifest_row",
+                ],
             )
         reasons.update(error_reason(row) for row in table.filter(pc.not_equal(table["status"], OK)).to_pylist())
         ok = [
@@ -128,6 +140,18 @@ def run_summary(
         totals["audio"] += audio
         totals["speech"] += sum(s for _, s in ok)
         totals["audio_this_run"] += audio if token not in parts_before else 0.0
+        for row in table.filter(pc.equal(table["status"], OK)).to_pylist():
+            asked = config.get("num_speakers") or json.loads(row["manifest_row"] or "{}").get("num_speakers")
+            if asked and (row["num_speakers"] or 0) < asked:
+                fewer_speakers.append(f"{row['uniq_id']}: {asked} asked, {row['num_speakers'] or 0} found")
+    notes = []
+    if input_rows == 0:
+        notes.append("the manifests hold no rows: nothing to label")
+    if fewer_speakers:
+        notes.append(
+            f"{len(fewer_speakers)} ok rows found fewer speakers than their num_speakers "
+            f"(the audio held no more voices the model could tell apart), e.g. {'; '.join(fewer_speakers[:3])}"
+        )
     return {
         "input_rows": input_rows,
         "recorded_rows": totals["rows"],
@@ -141,11 +165,12 @@ def run_summary(
         "audio_seconds_per_wall_second": totals["audio_this_run"] / wall_seconds if wall_seconds else 0.0,
         "config": config,
         "versions": versions(),
+        "notes": notes,
     }
 
 
 NO_EMBEDDINGS_NOTE = (
-    "the model gives no speaker embeddings (InternalDiarizeConfig.speaker_embeddings): "
+    "the model gives no speaker embeddings (its results carry no speaker_embeddings): "
     "speakers/ is empty and link-speakers has nothing to link"
 )
 

@@ -150,6 +150,10 @@ def parse_row(record: Any, base_dir: str = "") -> ManifestRow:
         raise ValueError("'audio_filepath' contains a NUL character")
     offset = _seconds(record.get("offset"), "offset") or 0.0
     duration = _seconds(record.get("duration"), "duration")
+    if duration == 0:
+        raise ValueError(
+            "duration: must be above 0 seconds (0 is a slice with no audio; leave it out for the whole file)"
+        )
     num_speakers = _speaker_count(record.get("num_speakers"))
     paths = {
         name: resolve_path(record[name], base_dir) if isinstance(record.get(name), str) and record[name] else None
