@@ -67,3 +67,48 @@ def test_cli_writes_eval_tables_and_prints_the_table(ami_run, capsys):
     summary = json.loads((ami_run / "eval" / "summary.json").read_text())
     assert summary["collar"] == 0.25 and summary["skip_overlap"] is True
     assert summary["der"] == pytest.approx(pyannote_directly(ami_run, 0.25, True)[0], abs=1e-9)
+
+
+def test_a_reference_that_is_no_rttm_is_left_unscored_with_its_reason(local_ray, tmp_path):
+    """A row's `rttm_filepath` escaping to a file that is not an RTTM (`../../outside.txt`, as
+    `/etc/passwd` would be): that row is not scored (never as 0 speakers), the others are."""
+    from pipeline.corpus.inputs import manifest_items
+    from pipeline.corpus.outputs import OutputLayout
+    from pipeline.corpus.tables import recordings_table, segments_table
+    from pipeline.io.ids import row_keys
+
+    (tmp_path / "outside.txt").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    corpus = tmp_path / "a" / "b"
+    corpus.mkdir(parents=True)
+    rows = [
+        {"audio_filepath": str(AMI / "trn02.wav"), "rttm_filepath": str(AMI / "trn02.rttm")},
+        {"audio_filepath": str(AMI / "trn03.wav"), "rttm_filepath": "../../outside.txt"},
+    ]
+    manifest = corpus / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    layout = OutputLayout(str(tmp_path / "run"))
+    with open(manifest, "rb") as f:
+        items = list(manifest_items(f, str(manifest)))
+    records = []
+    for number, item in enumerate(items, start=1):
+        turns = read_rttm(str(AMI / "trn02.rttm"))["trn02"]
+        records.append(
+            {
+                "uniq_id": item["candidate"],
+                "audio_filepath": json.loads(item["manifest_row"])["audio_filepath"],
+                "manifest": str(manifest),
+                "line_number": number,
+                "status": "ok",
+                "error": "",
+                "segments": "\n".join(f"{t.start:.3f} {t.end:.3f} {t.speaker}" for t in turns),
+                "audio_seconds": 30.0,
+                "row_key": row_keys([item["recording_hash"]])[0],
+                "manifest_row": item["manifest_row"],
+            }
+        )
+    layout.write_part("segments", "0", segments_table(records, "default"))
+    layout.write_part("recordings", "0", recordings_table(records, "default"))
+    per_recording, overall = evaluate_run(str(tmp_path / "run"), [str(manifest)])
+    assert [r["uniq_id"] for r in per_recording] == ["trn02"] and overall["der"] == 0.0
+    (unscored,) = overall["unscored"]
+    assert unscored["uniq_id"] == "trn03" and "not an RTTM file: line 1 is no RTTM record" in unscored["reason"]

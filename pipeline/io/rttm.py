@@ -63,12 +63,24 @@ def write_rttm(path: str, uniq_id: str, turns: Iterable[Turn], **storage_options
         f.write(rttm_text(uniq_id, turns))
 
 
+# The record types of NIST's RTTM (only SPEAKER lines are read); a line of any other kind means the
+# file is not an RTTM (a path that points at something else would otherwise score as 0 speakers).
+RTTM_TYPES = frozenset(
+    "SEGMENT NOSCORE NO_RT_METADATA LEXEME NON-LEX NON-SPEECH FILLER EDIT IP SU CB A/P SPEAKER SPKR-INFO".split()
+)
+
+
 def parse_rttm(text: str) -> dict[str, list[Turn]]:
-    """Turns per file id from RTTM text; non-SPEAKER lines and comments are skipped."""
+    """Turns per file id from RTTM text; other record types and `;;` comments are skipped, a line that
+    is no RTTM record is a ValueError naming it."""
     turns: dict[str, list[Turn]] = {}
     for number, line in enumerate(io.StringIO(text), start=1):
         fields = line.split()
-        if not fields or fields[0] != "SPEAKER":
+        if not fields or fields[0].startswith(";"):
+            continue
+        if fields[0] not in RTTM_TYPES:
+            raise ValueError(f"not an RTTM file: line {number} is no RTTM record: {line.strip()[:60]!r}")
+        if fields[0] != "SPEAKER":
             continue
         if len(fields) < 8:
             raise ValueError(f"RTTM line {number} has {len(fields)} fields, expected at least 8: {line!r}")

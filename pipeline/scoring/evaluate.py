@@ -41,13 +41,19 @@ EVAL_SCHEMA = pa.schema(
 @ray.remote(num_cpus=1)
 def _score_chunk(
     rows: list, hypotheses: dict[str, list[Turn]], collar: float, skip_overlap: bool, storage_options: dict | None
-) -> list[dict]:
-    items = []
+) -> tuple[list[dict], list[dict]]:
+    """(scores, unscored): a row whose reference cannot be read (missing, not an RTTM) is left
+    unscored with its reason, never scored as if its reference were empty."""
+    items, unscored = [], []
     for row in rows:
-        reference, uem = load_reference(row, storage_options)
+        try:
+            reference, uem = load_reference(row, storage_options)
+        except (OSError, ValueError) as error:
+            unscored.append({"uniq_id": row.uniq_id, "reason": f"{row.rttm_filepath}: {error}"[:300]})
+            continue
         items.append(ScoringItem(row.uniq_id, reference, hypotheses.get(row.uniq_id, []), uem))
     per_recording, _ = score_corpus(items, collar=collar, skip_overlap=skip_overlap)
-    return [{"uniq_id": score.pop("uri"), **score} for score in per_recording]
+    return [{"uniq_id": score.pop("uri"), **score} for score in per_recording], unscored
 
 
 def evaluate_run(
@@ -84,9 +90,17 @@ def evaluate_run(
         )
         for chunk in chunks
     ]
-    per_recording = [score for chunk in ray.get(futures) for score in chunk]
+    results = ray.get(futures)
+    per_recording = [score for scores, _ in results for score in scores]
     overall = corpus_totals(per_recording)
-    overall.update({"collar": collar, "skip_overlap": skip_overlap, "manifests": list(manifests)})
+    overall.update(
+        {
+            "collar": collar,
+            "skip_overlap": skip_overlap,
+            "manifests": list(manifests),
+            "unscored": [row for _, unscored in results for row in unscored],
+        }
+    )
 
     table = pa.Table.from_pylist([{k: r[k] for k in EVAL_SCHEMA.names} for r in per_recording], schema=EVAL_SCHEMA)
     buffer = pa.BufferOutputStream()
@@ -322,4 +336,5 @@ def format_table(per_recording: list[dict], overall: dict) -> str:
         f"{overall['false_alarm']:7.2%} {overall['confusion']:7.2%} {overall['jer']:7.2%} "
         f"{'count acc ' + format(overall['speaker_count_accuracy'], '.0%'):>12}"
     )
+    lines.extend(f"not scored: {row['uniq_id']}: {row['reason']}" for row in overall.get("unscored", []))
     return "\n".join(lines)
