@@ -162,3 +162,32 @@ def test_a_resume_with_another_model_or_setting_is_refused_naming_each(finished_
     ):
         pipeline.run_corpus([str(manifest)], str(output), resume=True, model=FAST_MODEL, exclusive=True)
     assert json.loads((output / "run_options.json").read_text())["model"] == "default"
+
+
+def test_a_truncated_part_is_named_in_one_line_and_repair_redoes_its_rows_once(local_ray, tmp_path):
+    import pipeline
+    from pipeline.corpus.outputs import DamagedOutput
+    from pipeline.export.report import write_report
+
+    names = ("trn02", "trn03")
+    manifest = write_jsonl(tmp_path / "m.jsonl", [with_absolute_paths(r) for r in ami_rows(*names)])
+    output = tmp_path / "run"
+    pipeline.run_corpus([str(manifest)], str(output), model=FAST_MODEL, batch_size=1)
+    parts = sorted((output / "recordings").glob("part-*.parquet"))
+    assert len(parts) == 2
+    parts[0].write_bytes(parts[0].read_bytes()[:40])  # a copy cut short
+    for attempt in (
+        lambda: pipeline.run_corpus([str(manifest)], str(output), model=FAST_MODEL, resume=True),
+        lambda: write_report(str(output)),
+    ):
+        with pytest.raises(DamagedOutput) as refused:
+            attempt()
+        message = str(refused.value)
+        assert "\n" not in message and message.startswith(str(parts[0]))
+        assert "a committed part is damaged; rerun with --resume --repair" in message
+    summary = pipeline.run_corpus([str(manifest)], str(output), model=FAST_MODEL, resume=True, repair=True)
+    assert (summary["input_rows"], summary["recorded_rows"], summary["ok"]) == (2, 2, 2)
+    recordings = pq.read_table(output / "recordings").to_pylist()
+    assert sorted((r["manifest"], r["line_number"]) for r in recordings) == [(str(manifest), 1), (str(manifest), 2)]
+    assert sorted(p.stem for p in (output / "rttm").glob("*.rttm")) == sorted(names)
+    assert (output / "damaged" / "recordings" / parts[0].name).exists()

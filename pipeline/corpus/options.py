@@ -104,6 +104,12 @@ class RunOptions:
         1.0, "--task-cpus", type=float, help="CPUs reserved per decode and post-processing task (default: %(default)s)"
     )
     resume: bool = run_option(False, "--resume", action="store_true", help="skip inputs already recorded in --output")
+    repair: bool = run_option(
+        False,
+        "--repair",
+        action="store_true",
+        help="with --resume: set blocks with a damaged part aside (OUTPUT/damaged/) and label their rows again",
+    )
     storage_options: dict = run_option(None, default_factory=dict, help="s3fs/gcsfs options (the CLI's storage flags)")
     num_speakers: int | None = run_option(
         None, "--num-speakers", type=int, help="every file's speaker count (over the rows' num_speakers)"

@@ -39,6 +39,7 @@ TEMPORARY_NAME = re.compile(
     r"^\.(.+\.)?[0-9a-f]{32}" + re.escape(TEMPORARY_SUFFIX) + "$"
 )  # older runs named them .NAME.HEX.tmp
 # What a run writes directly under OUTPUT.
+DAMAGED_FOLDER = "damaged"  # where `--repair` sets the parts of a damaged block aside
 OUTPUT_ENTRIES = (
     "rttm",
     "segments",
@@ -48,6 +49,7 @@ OUTPUT_ENTRIES = (
     "manifest.jsonl",
     "summary.json",
     "run_options.json",
+    DAMAGED_FOLDER,
     "global_rttm",
     "speaker_links.parquet",
     "global_speakers.parquet",
@@ -59,6 +61,10 @@ BLOCK_TABLES = ("segments", "speakers")
 
 class OutputWriteFailed(RunFailed):
     """The output cannot take more (disk full, quota, read-only): the run stops with one line."""
+
+
+class DamagedOutput(UsageError):
+    """A committed part cannot be read (truncated, overwritten): named, with the repair."""
 
 
 class OutputLayout:
@@ -171,8 +177,54 @@ class OutputLayout:
             schema = {"segments": SEGMENTS_SCHEMA, "recordings": RECORDINGS_SCHEMA}[table_name]
         if not paths:
             return schema.empty_table().select(list(columns) if columns else schema.names)
-        dataset = pads.dataset(paths, schema=schema, format="parquet", filesystem=self.fs)
-        return dataset.to_table(columns=list(columns) if columns else None)
+        try:
+            dataset = pads.dataset(paths, schema=schema, format="parquet", filesystem=self.fs)
+            return dataset.to_table(columns=list(columns) if columns else None)
+        except (pa.ArrowInvalid, OSError):
+            self.refuse_damaged()  # names the damaged part and the repair
+            raise
+
+    # ---------------------------------------------------------------- damage and repair
+
+    def damaged_blocks(self) -> dict[str, str]:
+        """Committed blocks with a part that cannot be read (its Parquet footer): token -> the first
+        damaged part and why. One small read per part."""
+        damaged: dict[str, str] = {}
+        for table_name in ("recordings", *BLOCK_TABLES):
+            for token in sorted(self.part_tokens(table_name)):
+                if token in damaged:
+                    continue
+                path = self.part_path(table_name, token)
+                try:
+                    with self.fs.open(path, "rb") as f:
+                        pq.ParquetFile(f).metadata  # noqa: B018 - reading the footer is the check
+                except Exception as error:  # noqa: BLE001 - any unreadable part is damage to name
+                    damaged[token] = f"{path}: {type(error).__name__}: {str(error).splitlines()[0][:120]}"
+        return damaged
+
+    def refuse_damaged(self) -> None:
+        """`DamagedOutput` naming the first damaged part and the repair, when there is one."""
+        damaged = self.damaged_blocks()
+        if damaged:
+            more = f" (and {len(damaged) - 1} more blocks)" if len(damaged) > 1 else ""
+            raise DamagedOutput(
+                f"{next(iter(damaged.values()))}{more}: a committed part is damaged; rerun with --resume --repair "
+                f"to set its block aside (in {DAMAGED_FOLDER}/) and label its rows again"
+            )
+
+    def set_aside(self, tokens: Iterable[str]) -> int:
+        """Move every part of these blocks to `damaged/<table>/`: their rows are no longer recorded,
+        so a resumed run labels them again, once. Returns the parts moved."""
+        moved = 0
+        for token in tokens:
+            for table_name in ("recordings", *BLOCK_TABLES):
+                path = self.part_path(table_name, token)
+                if self.fs.exists(path):
+                    aside = self.path(DAMAGED_FOLDER, table_name, posixpath.basename(path))
+                    self.fs.makedirs(posixpath.dirname(aside), exist_ok=True)
+                    self.fs.mv(path, aside)
+                    moved += 1
+        return moved
 
     def recorded_parts(self) -> list[str]:
         return [self.part_path("recordings", token) for token in sorted(self.part_tokens("recordings"))]

@@ -109,6 +109,11 @@ def run_corpus(
             has_records = layout.prepare(run.resume)
             if has_records:
                 preflight.check_same_labelling(run, layout)  # again, under the lease
+                if run.repair:
+                    layout.set_aside(layout.damaged_blocks())
+                    has_records = bool(layout.part_tokens("recordings"))
+                else:
+                    layout.refuse_damaged()
             layout.record_options(run.labelling(), replace=not has_records)
             connect_ray(run.address)
             preflight.check_resources(run.gpus_per_actor, run.actor_cpus, min_actors)

@@ -49,6 +49,8 @@ def check_run(run: RunOptions) -> CheckedRun:
 def check_options(run: RunOptions) -> tuple[int, int]:
     """Validates the run options (each failure names its flag); returns the actor pool's (min, max) size."""
     whole_number_at_least(run.batch_size, 1, "--batch-size")
+    if run.repair and not run.resume:
+        raise UsageError("--repair goes with --resume: it mends a run's output to continue it")
     whole_number_at_least(run.max_num_speakers, 1, "--max-num-speakers")
     whole_number_at_least(run.min_num_speakers, 1, "--min-speakers")
     if int(run.min_num_speakers) > int(run.max_num_speakers):
