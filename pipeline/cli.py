@@ -573,8 +573,23 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG, command: str | Non
                 CONSOLE.stream = None
     finally:
         if destination and os.path.isdir(os.path.dirname(os.path.dirname(destination))):
-            os.makedirs(os.path.dirname(destination), exist_ok=True)
-            shutil.move(log_file, destination)
+            move_log(log_file, destination)
+
+
+def move_log(log_file: str, destination: str) -> None:
+    """The run's log into OUTPUT/logs once the run made the output; where that fails (a full disk),
+    it stays where it is, whole, and one line says where."""
+    try:
+        os.makedirs(os.path.dirname(destination), exist_ok=True)
+        shutil.move(log_file, destination)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            if os.path.exists(log_file) and os.path.exists(destination):
+                os.unlink(destination)  # a partial copy: the whole log is still at log_file
+        print(
+            f"(the run's log stays at {log_file}: {os.strerror(error.errno) if error.errno else error})",
+            file=sys.stderr,
+        )
 
 
 if __name__ == "__main__":
