@@ -89,6 +89,6 @@ def test_fail_on_error_exits_non_zero_only_when_asked(bad_corpus):
     from pipeline.cli import main
 
     manifest, output, _, _ = bad_corpus
-    arguments = ["diarize", "--manifest", str(manifest), "--output", str(output), "--resume"]
+    arguments = ["diarize", "--manifest", str(manifest), "--output", str(output), "--resume", "--model", FAST_MODEL]
     assert main(arguments) == 0
     assert main(arguments + ["--fail-on-error"]) == 1

@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import AMI, FAST_MODEL, write_jsonl
 
+from pipeline.errors import UsageError
 from pipeline.io.rttm import read_rttm
 
 pytestmark = pytest.mark.slow
@@ -244,3 +245,26 @@ def test_an_empty_manifest_and_an_unreachable_speaker_count_are_said_in_the_summ
     summary = run([manifest], tmp_path / "run")
     (note,) = summary["notes"]
     assert note.startswith("1 ok rows found fewer speakers than their num_speakers") and ": 1000 asked, " in note
+
+
+def test_a_line_edited_before_resume_is_refused_and_a_line_inserted_above_is_not(local_ray, tmp_path):
+    """Exactly once by line: an edited line (offset 0 -> 5) would be recorded twice, so the resume is
+    refused naming it and nothing is written; a row inserted above the recorded ones shifts their
+    line numbers without editing them, and only it is labelled."""
+    rows = [{"audio_filepath": SPEECH, "duration": 4.0}, {"audio_filepath": SPEECH, "offset": 8.0, "duration": 4.0}]
+    manifest = write_jsonl(tmp_path / "manifest.jsonl", rows)
+    output = tmp_path / "output"
+    run([manifest], output)
+    before = sorted((output / "recordings").glob("part-*.parquet"))
+
+    write_jsonl(manifest, [{**rows[0], "offset": 5.0}, rows[1]])
+    with pytest.raises(
+        UsageError, match=f"^1 manifest lines were edited since they were recorded \\(e.g. {manifest}:1\\)"
+    ):
+        run([manifest], output, resume=True)
+    assert sorted((output / "recordings").glob("part-*.parquet")) == before
+
+    inserted = {"audio_filepath": SPEECH, "offset": 16.0, "duration": 4.0}
+    write_jsonl(manifest, [inserted, *rows])
+    summary = run([manifest], output, resume=True)
+    assert (summary["input_rows"], summary["recorded_rows"], summary["processed_this_run"]) == (3, 3, 1)

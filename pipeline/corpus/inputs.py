@@ -19,6 +19,7 @@ from typing import Any, Iterable, Iterator
 import pyarrow as pa
 from ray.data.datasource import FileBasedDatasource
 
+from pipeline.corpus.status import ORPHAN
 from pipeline.io.ids import assign_group_ids, recording_hash, row_keys, sha1_hex
 from pipeline.io.manifest import ManifestError, ManifestRow, expand_manifests, parse_line
 from pipeline.io.storage import filesystem
@@ -216,7 +217,8 @@ def recorded_items(batch: pa.Table) -> pa.Table:
 
 
 def assign_bucket(table: pa.Table) -> pa.Table:
-    """Ids for the rows of one bucket (whole groups), dropping the inputs already recorded."""
+    """Ids for the rows of one bucket (whole groups), dropping the inputs already recorded; the
+    records no input matches any more come out as ORPHANs (`pipeline.corpus.status`)."""
     groups: dict[str, list[dict]] = {}
     for item in table.drop_columns(["bucket"]).to_pylist():
         groups.setdefault(group_of(item), []).append(item)
@@ -225,11 +227,20 @@ def assign_bucket(table: pa.Table) -> pa.Table:
         recorded = {i["row_key"] or f"{i['manifest']}:{i['line_number']}": i["uniq_id"] for i in items if i["recorded"]}
         inputs = sorted((i for i in items if not i["recorded"]), key=lambda i: (i["manifest"], i["line_number"]))
         if not inputs:
+            todo.extend({**i, "status": ORPHAN} for i in items)
             continue
         if not inputs[0]["candidate"]:  # lines with no row: done when their place was recorded
             todo.extend(i for i in inputs if f"{i['manifest']}:{i['line_number']}" not in recorded)
+            places = {f"{i['manifest']}:{i['line_number']}" for i in inputs}
+            todo.extend(
+                {**i, "status": ORPHAN}
+                for i in items
+                if i["recorded"] and f"{i['manifest']}:{i['line_number']}" not in places
+            )
             continue
         keys = row_keys([i["recording_hash"] for i in inputs])
+        present = set(keys)
+        todo.extend({**i, "status": ORPHAN} for i in items if i["recorded"] and i["row_key"] not in present)
         for item, key, uniq_id in zip(inputs, keys, assign_group_ids(group, keys, recorded)):
             if uniq_id is not None:
                 todo.append({**item, "uniq_id": uniq_id, "row_key": key})

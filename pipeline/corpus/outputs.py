@@ -104,9 +104,11 @@ class OutputLayout:
                 with open(temporary, "wb") as f:
                     f.write(data)
                 os.replace(temporary, path)
-            except BaseException:  # a full disk, a kill: no half-written temporary stays behind
+            except BaseException as error:  # a full disk, a kill: no half-written temporary stays behind
                 with contextlib.suppress(OSError):
                     os.unlink(temporary)
+                if isinstance(error, OSError) and error.errno and not error.filename:
+                    raise OSError(error.errno, os.strerror(error.errno), path) from error  # name the file
                 raise
         else:
             self.fs.pipe_file(path, data)

@@ -41,8 +41,8 @@ from pipeline.corpus.progress import CommitProgress
 from pipeline.corpus.ray_session import connect_ray
 from pipeline.corpus.sinks import CorpusSink
 from pipeline.corpus.stages import ModelKeepsFailing
-from pipeline.corpus.status import ERROR, OK
-from pipeline.errors import causes
+from pipeline.corpus.status import ERROR, OK, ORPHAN
+from pipeline.errors import UsageError, causes
 from pipeline.signals import exit_on_sigterm
 
 TARGET_BLOCK_AUDIO_SECONDS = 600.0  # about one commit per 10 minutes of audio, per block in flight
@@ -98,6 +98,7 @@ def run_corpus(
         parsed = first_rows(read_inputs(manifest_uris, run.storage_options, expanded=True), run.limit).materialize()
         input_rows = parsed.count()
         todo = assign_ids(parsed, input_rows, layout.recorded(RECORDED_COLUMNS) if has_records else None).materialize()
+        todo = refuse_edited_lines(todo) if has_records else todo
         from pipeline.corpus.dry_run import dry_run_report
 
         return dry_run_report(todo, input_rows, run)
@@ -121,6 +122,7 @@ def run_corpus(
             input_rows = parsed.count()
             recorded = layout.recorded(RECORDED_COLUMNS) if has_records else None
             todo = assign_ids(parsed, input_rows, recorded).materialize()
+            todo = refuse_edited_lines(todo) if recorded is not None else todo
             counts = row_counts(todo)
             parts_before = layout.part_tokens("recordings")
             sink = CorpusSink(layout, run.model)
@@ -147,6 +149,31 @@ def run_corpus(
                 raise
             raise failure from error
     return summary
+
+
+def refuse_edited_lines(todo):
+    """The rows to do without the id pass's ORPHANs (records whose manifest line no longer holds
+    their row); refused when a row to do sits at an orphan's line: the line was edited since it was
+    recorded, and resuming would record it twice. Orphans are few (edited or removed lines): their
+    places come to the driver, the rows to do are searched by Ray tasks."""
+    orphans = todo.filter(expr=col("status") == ORPHAN).select_columns(["manifest", "line_number"]).take_all()
+    todo = todo.filter(expr=col("status") != ORPHAN).materialize()
+    if not orphans:
+        return todo
+    places = pa.array(sorted({f"{row['manifest']}\n{row['line_number']}" for row in orphans}))
+
+    def at_orphan_places(batch: pa.Table) -> pa.Table:
+        keys = pc.binary_join_element_wise(batch["manifest"], pc.cast(batch["line_number"], pa.string()), "\n")
+        return batch.filter(pc.is_in(keys, value_set=places)).select(["manifest", "line_number"])
+
+    edited = todo.map_batches(at_orphan_places, batch_format="pyarrow").take_all()
+    if edited:
+        examples = ", ".join(f"{row['manifest']}:{row['line_number']}" for row in sorted(edited, key=str)[:3])
+        raise UsageError(
+            f"{len(edited)} manifest lines were edited since they were recorded (e.g. {examples}); "
+            "resuming would record each twice: restore them, or label the edited rows into another --output"
+        )
+    return todo
 
 
 def first_rows(parsed, limit: int | None):

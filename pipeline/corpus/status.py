@@ -6,7 +6,10 @@
     OK ──post-processing fails─────► ERROR
     OK ──labelled──────────────────► OK      (its RTTM and table rows are written)
 
-Rows that are errors from the start (a bad manifest line, a bad id) never reach decode. A DEFERRED
+Rows that are errors from the start (a bad manifest line, a bad id) never reach decode. On a resume,
+the id pass also gives each record whose manifest line no longer holds its row as an ORPHAN (the line
+was edited or removed): it is never written, and a row to do at an orphan's line is refused (the line
+would be recorded twice). A DEFERRED
 row is held back from its block's commit (`sinks.CorpusSink`) and committed as an ERROR once the
 whole plan has finished, so that a run stopped for a broken model (`stages.ModelKeepsFailing`)
 leaves it unrecorded and `--resume` redoes it. Only OK and ERROR are ever written."""
@@ -14,3 +17,4 @@ leaves it unrecorded and `--resume` redoes it. Only OK and ERROR are ever writte
 OK = "ok"
 ERROR = "error"
 DEFERRED = "deferred"
+ORPHAN = "orphan"
