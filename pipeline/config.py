@@ -74,20 +74,14 @@ def postprocessing_presets() -> dict[str, str]:
     return {entry.name.removesuffix(".yaml"): str(entry) for entry in folder.iterdir() if entry.name.endswith(".yaml")}
 
 
-def postprocessing_yaml_path(name_or_path: str) -> str:
-    """A preset's name (`"nemo"`, `"far_field"`) as its packaged file, from any working folder; a
-    path or URI as given."""
-    return postprocessing_presets().get(name_or_path, name_or_path)
-
-
 def load_postprocessing_from_yaml(path: Optional[str]) -> Optional[PostProcessingParams]:
     """NeMo's post-processing YAML: `parameters: {onset: .., offset: .., ...}`, from a path or URI, or a
     preset by name (`postprocessing_presets`: `"nemo"` is NeMo's defaults). None gives None: the
     model's own defaults (`default_postprocessing`), which are the best general setting."""
     if path is None:
         return None
-    path = postprocessing_yaml_path(path)
     presets = postprocessing_presets()
+    path = presets.get(path, path)
     if "/" not in path and "://" not in path and not path.endswith((".yaml", ".yml")) and not os.path.exists(path):
         raise BadParameterError(
             f"no post-processing preset {path!r}: the presets are {sorted(presets)}, or give a YAML path"

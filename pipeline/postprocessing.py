@@ -6,6 +6,9 @@ frames: hysteresis is a forward fill, turns come from run boundaries.
 
 from __future__ import annotations
 
+import math
+from typing import Iterable, Iterator
+
 import numpy as np
 
 from pipeline.config import PostProcessingParams
@@ -83,6 +86,31 @@ def turns_to_segments(turns: list[Turn]) -> list[str]:
     return [format_segment(t.start, t.end, int(t.speaker.rsplit("_", 1)[1])) for t in turns]
 
 
+def elementary_intervals(turns: list[Turn]) -> Iterator[tuple[float, float, list[Turn]]]:
+    """(start, end, the turns speaking throughout) for each stretch between consecutive turn
+    boundaries, speakers by the time they began; one sweep over the sorted boundaries."""
+    events = sorted([(t.start, 1, i) for i, t in enumerate(turns)] + [(t.end, 0, i) for i, t in enumerate(turns)])
+    active: dict[int, Turn] = {}
+    for (time, kind, index), (following, _, _) in zip(events, events[1:] + [(math.inf, 0, -1)]):
+        if kind:
+            active[index] = turns[index]
+        else:
+            active.pop(index, None)
+        if following > time and active and following < math.inf:
+            yield time, following, sorted(active.values(), key=lambda t: (t.start, t.speaker))
+
+
+def merge_adjacent(pieces: Iterable[Turn]) -> list[Turn]:
+    """Consecutive pieces of one speaker that touch, joined into one turn."""
+    merged: list[Turn] = []
+    for piece in pieces:
+        if merged and merged[-1].speaker == piece.speaker and abs(merged[-1].end - piece.start) < 1e-9:
+            merged[-1] = Turn(merged[-1].start, piece.end, piece.speaker)
+        else:
+            merged.append(piece)
+    return merged
+
+
 def exclusive_turns(
     turns: list[Turn], activity: np.ndarray | None = None, frame_seconds: float | None = None, offset: float = 0.0
 ) -> list[Turn]:
@@ -91,12 +119,8 @@ def exclusive_turns(
     speaker among them with the highest activity (`activity`: (frames, speakers), column k is
     `speaker_k`, frame i starting at `offset + i * frame_seconds`); without activity, the speaker who
     was speaking first keeps the floor."""
-    points = sorted({t.start for t in turns} | {t.end for t in turns})
     pieces: list[Turn] = []
-    for start, end in zip(points, points[1:]):
-        speaking = sorted((t for t in turns if t.start < end and t.end > start), key=lambda t: (t.start, t.speaker))
-        if not speaking:
-            continue
+    for start, end, speaking in elementary_intervals(turns):
         if len(speaking) == 1 or activity is None or not frame_seconds:
             pieces.append(Turn(start, end, speaking[0].speaker))
             continue
@@ -110,10 +134,4 @@ def exclusive_turns(
         for k, winner in enumerate(winners):
             if bounds[k + 1] > bounds[k]:
                 pieces.append(Turn(float(bounds[k]), float(bounds[k + 1]), names[winner]))
-    merged: list[Turn] = []
-    for piece in pieces:
-        if merged and merged[-1].speaker == piece.speaker and abs(merged[-1].end - piece.start) < 1e-9:
-            merged[-1] = Turn(merged[-1].start, piece.end, piece.speaker)
-        else:
-            merged.append(piece)
-    return merged
+    return merge_adjacent(pieces)

@@ -76,9 +76,11 @@ def run_corpus(
     with a larger or no limit resumes it). Progress (recordings, hours, errors, ETA) is shown as
     `pipeline.console.CONSOLE` says."""
     started = time.perf_counter()
-    if not isinstance(manifests, RunOptions):
-        manifests = RunOptions(manifests=manifests, output=output, **with_nemo_speaker_counts(options))
-    run = manifests
+    run = (
+        manifests
+        if isinstance(manifests, RunOptions)
+        else RunOptions(manifests=manifests, output=output, **with_nemo_speaker_counts(options))
+    )
     # Options, model, YAML, manifests and output checked before Ray starts: a mistake is one line, at once.
     manifest_uris, (min_actors, max_actors), postprocessing = preflight.check_run(run)
     config = DiarizeConfig(
@@ -110,11 +112,9 @@ def run_corpus(
             has_records = layout.prepare(run.resume)
             if has_records:
                 preflight.check_same_labelling(run, layout)  # again, under the lease
-                if run.repair:
+                if run.repair:  # a footer read per part: only when asked (damage is named when a read fails)
                     layout.set_aside(layout.damaged_blocks())
                     has_records = bool(layout.part_tokens("recordings"))
-                else:
-                    layout.refuse_damaged()
             layout.record_options(run.labelling(), replace=not has_records)
             connect_ray(run.address)
             preflight.check_resources(run.gpus_per_actor, run.actor_cpus, min_actors)
@@ -144,6 +144,8 @@ def run_corpus(
             )
             layout.write_atomically(layout.path("summary.json"), (json_text(summary) + "\n").encode("utf-8"))
         except Exception as error:
+            if any(isinstance(cause, pa.ArrowInvalid) for cause in causes(error)):
+                OutputLayout(run.output, run.storage_options).refuse_damaged()  # names the part and the repair
             failure = run_failure(error, run.output)
             if failure is error:
                 raise

@@ -166,18 +166,13 @@ def write_srt(recording: dict, turns: list[Turn], path: str) -> None:
 def single_speaker_spans(turns: list[Turn]) -> list[Turn]:
     """The stretches where exactly one speaker talks (overlapped speech left out), each as long as
     it runs."""
-    points = sorted({t.start for t in turns} | {t.end for t in turns})
-    spans: list[Turn] = []
-    for start, end in zip(points, points[1:]):
-        speaking = {t.speaker for t in turns if t.start < end and t.end > start}
-        if len(speaking) != 1:
-            continue
-        (speaker,) = speaking
-        if spans and spans[-1].speaker == speaker and abs(spans[-1].end - start) < 1e-9:
-            spans[-1] = Turn(spans[-1].start, end, speaker)
-        else:
-            spans.append(Turn(start, end, speaker))
-    return spans
+    from pipeline.postprocessing import elementary_intervals, merge_adjacent
+
+    return merge_adjacent(
+        Turn(start, end, speaking[0].speaker)
+        for start, end, speaking in elementary_intervals(turns)
+        if len({t.speaker for t in speaking}) == 1
+    )
 
 
 def training_segments(turns: list[Turn], min_seconds: float, max_seconds: float) -> list[Turn]:
