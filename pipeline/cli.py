@@ -377,7 +377,9 @@ def print_summary(summary: dict, layout) -> None:
 
     print(
         f"\n{summary['input_rows']} input rows: {summary['ok']} ok, {summary['errors']} errors "
-        f"({summary['skipped_by_resume']} already done, {summary['processed_this_run']} processed this run)\n"
+        f"({summary['skipped_by_resume']} already done, {summary['processed_this_run']} processed this run"
+        + (f", {summary['retried_errors']} of them error rows retried" if summary.get("retried_errors") else "")
+        + ")\n"
         f"{summary['audio_hours'] * 3600:.1f} s of audio in {summary['wall_seconds']:.1f} s "
         f"({summary['audio_seconds_per_wall_second']:.1f} audio s per wall s)\n"
         f"outputs: {layout.uri}  (rttm/, segments/, speakers/, recordings/, manifest.jsonl, summary.json)"

@@ -268,3 +268,35 @@ def test_a_line_edited_before_resume_is_refused_and_a_line_inserted_above_is_not
     write_jsonl(manifest, [inserted, *rows])
     summary = run([manifest], output, resume=True)
     assert (summary["input_rows"], summary["recorded_rows"], summary["processed_this_run"]) == (3, 3, 1)
+
+
+def test_retry_errors_labels_a_fixed_line_and_a_restored_file_once_each(local_ray, tmp_path):
+    """--retry-errors: the error records of a bad JSON line (a block of errors only) and of a missing
+    file (a block beside an ok row) are replaced by their new records, one per line, and kept in
+    retried/; without it, the fixed line is refused as edited; a second retry has nothing to do."""
+    missing = tmp_path / "later.wav"
+    good = {"audio_filepath": SPEECH, "duration": 4.0}
+    restored = {"audio_filepath": str(missing), "duration": 1.0}
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text(json.dumps(good) + "\n{not json\n" + json.dumps(restored) + "\n")
+    output = tmp_path / "output"
+    first = run([manifest], output)
+    assert (first["ok"], first["errors"]) == (1, 2)
+
+    missing.write_bytes(Path(SILENCE).read_bytes())
+    manifest.write_text("\n".join(json.dumps(row) for row in (good, {**good, "offset": 4.0}, restored)) + "\n")
+    with pytest.raises(UsageError, match="--retry-errors labels them again"):
+        run([manifest], output, resume=True)
+    with pytest.raises(UsageError, match="^--retry-errors goes with --resume"):
+        run([manifest], output, retry_errors=True)
+
+    summary = run([manifest], output, resume=True, retry_errors=True)
+    assert (summary["input_rows"], summary["recorded_rows"], summary["ok"], summary["errors"]) == (3, 3, 3, 0)
+    assert (summary["processed_this_run"], summary["retried_errors"]) == (2, 2)
+    assert sorted(line for _, line in recordings(output)) == [1, 2, 3]
+    assert len(list((output / "rttm").glob("*.rttm"))) == 3
+    kept = pq.read_table(output / "retried" / "recordings").to_pylist()
+    assert sorted((r["line_number"], r["status"]) for r in kept) == [(2, "error"), (3, "error")]
+
+    again = run([manifest], output, resume=True, retry_errors=True)
+    assert (again["processed_this_run"], again["retried_errors"], again["recorded_rows"]) == (0, 0, 3)

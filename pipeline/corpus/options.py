@@ -110,6 +110,13 @@ class RunOptions:
         action="store_true",
         help="with --resume: set blocks with a damaged part aside (OUTPUT/damaged/) and label their rows again",
     )
+    retry_errors: bool = run_option(
+        False,
+        "--retry-errors",
+        action="store_true",
+        help="with --resume: label the rows recorded as errors again (a restored file, a fixed line), "
+        "each replacing its error record (the old records are kept in OUTPUT/retried/)",
+    )
     storage_options: dict = run_option(None, default_factory=dict, help="s3fs/gcsfs options (the CLI's storage flags)")
     num_speakers: int | None = run_option(
         None, "--num-speakers", type=int, help="every file's speaker count (over the rows' num_speakers)"

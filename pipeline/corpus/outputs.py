@@ -25,6 +25,7 @@ import uuid
 from typing import Iterable
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
@@ -40,6 +41,7 @@ TEMPORARY_NAME = re.compile(
 )  # older runs named them .NAME.HEX.tmp
 # What a run writes directly under OUTPUT.
 DAMAGED_FOLDER = "damaged"  # where `--repair` sets the parts of a damaged block aside
+RETRIED_FOLDER = "retried"  # where `--retry-errors` keeps the error records it replaces
 OUTPUT_ENTRIES = (
     "rttm",
     "segments",
@@ -50,6 +52,7 @@ OUTPUT_ENTRIES = (
     "summary.json",
     "run_options.json",
     DAMAGED_FOLDER,
+    RETRIED_FOLDER,
     "global_rttm",
     "speaker_links.parquet",
     "global_speakers.parquet",
@@ -214,19 +217,46 @@ class OutputLayout:
                 f"to set its block aside (in {DAMAGED_FOLDER}/) and label its rows again"
             )
 
-    def set_aside(self, tokens: Iterable[str]) -> int:
-        """Move every part of these blocks to `damaged/<table>/`: their rows are no longer recorded,
+    def set_aside(self, tokens: Iterable[str], folder: str = DAMAGED_FOLDER) -> int:
+        """Move every part of these blocks to `<folder>/<table>/`: their rows are no longer recorded,
         so a resumed run labels them again, once. Returns the parts moved."""
         moved = 0
         for token in tokens:
             for table_name in ("recordings", *BLOCK_TABLES):
                 path = self.part_path(table_name, token)
                 if self.fs.exists(path):
-                    aside = self.path(DAMAGED_FOLDER, table_name, posixpath.basename(path))
+                    aside = self.path(folder, table_name, posixpath.basename(path))
                     self.fs.makedirs(posixpath.dirname(aside), exist_ok=True)
                     self.fs.mv(path, aside)
                     moved += 1
         return moved
+
+    def retire_errors(self) -> int:
+        """Take the error rows out of the records, so that a resumed run labels them again (once: a row
+        is either recorded or to do). A block of errors only is set aside whole; a block that also holds
+        ok rows gets its recordings part replaced, atomically and under the same token (its segments
+        and speakers parts stay its own), by its ok rows; the error rows go to `retried/` first, so the
+        reasons are kept. One part at a time on the driver. Returns the error rows retired."""
+        from pipeline.corpus.status import ERROR
+
+        retired = 0
+        for token in sorted(self.part_tokens("recordings")):
+            path = self.part_path("recordings", token)
+            with self.fs.open(path, "rb") as f:
+                status = pq.read_table(f, columns=["status"])["status"]
+            errors = pc.equal(status, ERROR)
+            count = pc.sum(errors.cast(pa.int64())).as_py() or 0
+            if not count:
+                continue
+            retired += count
+            if count == len(status):
+                self.set_aside([token], RETRIED_FOLDER)
+                continue
+            with self.fs.open(path, "rb") as f:
+                records = pq.read_table(f, schema=RECORDINGS_SCHEMA)
+            self.write_table(self.path(RETRIED_FOLDER, "recordings", posixpath.basename(path)), records.filter(errors))
+            self.write_table(path, records.filter(pc.invert(errors)))
+        return retired
 
     def recorded_parts(self) -> list[str]:
         return [self.part_path("recordings", token) for token in sorted(self.part_tokens("recordings"))]
@@ -258,15 +288,20 @@ class OutputLayout:
                         removed += 1
         return removed
 
-    def recorded(self, columns: Iterable[str] | None = None):
+    def recorded(self, columns: Iterable[str] | None = None, ok_only: bool = False):
         """The committed `recordings` rows as a Ray dataset (None when there are none): read by Ray
-        tasks, so a resumed run of millions of rows never loads them on the driver."""
+        tasks, so a resumed run of millions of rows never loads them on the driver. `ok_only`: without
+        the error rows (what `--retry-errors` leaves recorded)."""
         import ray
+        from ray.data.expressions import col
+
+        from pipeline.corpus.status import OK
 
         parts = self.recorded_parts()
         if not parts:
             return None
         recorded = ray.data.read_parquet(parts, filesystem=self.fs, schema=RECORDINGS_SCHEMA)
+        recorded = recorded.filter(expr=col("status") == OK) if ok_only else recorded
         return recorded.select_columns(list(columns)) if columns else recorded
 
     def recorded_options(self) -> dict | None:

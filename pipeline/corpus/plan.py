@@ -99,13 +99,15 @@ def run_corpus(
         connect_ray(run.address)
         parsed = first_rows(read_inputs(manifest_uris, run.storage_options, expanded=True), run.limit).materialize()
         input_rows = parsed.count()
-        todo = assign_ids(parsed, input_rows, layout.recorded(RECORDED_COLUMNS) if has_records else None).materialize()
+        recorded = layout.recorded(RECORDED_COLUMNS, ok_only=run.retry_errors) if has_records else None
+        todo = assign_ids(parsed, input_rows, recorded).materialize()
         todo = refuse_edited_lines(todo) if has_records else todo
         from pipeline.corpus.dry_run import dry_run_report
 
         return dry_run_report(todo, input_rows, run)
 
     exit_on_sigterm()
+    retried_errors = 0
     with OutputLease(run.output, run.storage_options).acquire(run.resume) as lease:
         try:
             layout = OutputLayout(run.output, run.storage_options)
@@ -114,6 +116,9 @@ def run_corpus(
                 preflight.check_same_labelling(run, layout)  # again, under the lease
                 if run.repair:  # a footer read per part: only when asked (damage is named when a read fails)
                     layout.set_aside(layout.damaged_blocks())
+                    has_records = bool(layout.part_tokens("recordings"))
+                if run.retry_errors:
+                    retried_errors = layout.retire_errors()
                     has_records = bool(layout.part_tokens("recordings"))
             layout.record_options(run.labelling(), replace=not has_records)
             connect_ray(run.address)
@@ -140,7 +145,9 @@ def run_corpus(
             write_output_manifest(layout, input_rows)
             summary = run_summary(layout, input_rows, parts_before, time.perf_counter() - started, config=run.summary())
             summary.update(
-                processed_this_run=counts[OK] + counts[ERROR], skipped_by_resume=input_rows - counts[OK] - counts[ERROR]
+                processed_this_run=counts[OK] + counts[ERROR],
+                skipped_by_resume=input_rows - counts[OK] - counts[ERROR],
+                retried_errors=retried_errors,
             )
             layout.write_atomically(layout.path("summary.json"), (json_text(summary) + "\n").encode("utf-8"))
         except Exception as error:
@@ -173,7 +180,8 @@ def refuse_edited_lines(todo):
         examples = ", ".join(f"{row['manifest']}:{row['line_number']}" for row in sorted(edited, key=str)[:3])
         raise UsageError(
             f"{len(edited)} manifest lines were edited since they were recorded (e.g. {examples}); "
-            "resuming would record each twice: restore them, or label the edited rows into another --output"
+            "resuming would record each twice: restore them; if they were error rows, --retry-errors labels them "
+            "again; else label the edited rows into another --output"
         )
     return todo
 

@@ -51,6 +51,8 @@ def check_options(run: RunOptions) -> tuple[int, int]:
     whole_number_at_least(run.batch_size, 1, "--batch-size")
     if run.repair and not run.resume:
         raise UsageError("--repair goes with --resume: it mends a run's output to continue it")
+    if run.retry_errors and not run.resume:
+        raise UsageError("--retry-errors goes with --resume: it labels again the error rows of a run's output")
     whole_number_at_least(run.max_num_speakers, 1, "--max-num-speakers")
     whole_number_at_least(run.min_num_speakers, 1, "--min-speakers")
     if int(run.min_num_speakers) > int(run.max_num_speakers):
