@@ -17,15 +17,12 @@ from typing import Any, List
 
 import numpy as np
 import torch
-from scipy.ndimage import distance_transform_edt
-from scipy.signal import lfilter
 from torch import nn
 
 from pipeline.api import SpkDiarizationMixin
 from pipeline.config import DiarizeConfig, PostProcessingParams, speaker_count_bounds
 from pipeline.models.contract import ForwardItem, RecordingBatch, RecordingResult
 from pipeline.models.ge2e import MODEL_NAME
-from pipeline.models.ge2e.clustering import spectral_cluster
 from pipeline.models.ge2e.config import ClusteringConfig, GE2EConfig, check_options
 from pipeline.models.ge2e.encoder import (
     HOP_SAMPLES,
@@ -198,6 +195,10 @@ class GE2EDiarizer(nn.Module, SpkDiarizationMixin):
         embeddings = np.asarray(output.embeddings, dtype=np.float32)
         if len(embeddings) == 0:
             return np.zeros(0, dtype=np.int64)
+        # Imported here: clustering (scikit-learn, SciPy: ~1.5 s to import) runs in output processing,
+        # so a model actor, which only forwards, starts without it.
+        from pipeline.models.ge2e.clustering import spectral_cluster
+
         return spectral_cluster(embeddings, output.num_speakers or None, clustering)
 
     def speaker_probabilities(
@@ -216,9 +217,14 @@ class GE2EDiarizer(nn.Module, SpkDiarizationMixin):
         impulses = np.zeros((len(speech) + WINDOW_VAD_FRAMES, num_clusters), dtype=np.float32)
         np.add.at(impulses, (np.asarray(output.window_starts), labels), 1.0)
         taper = np.hanning(WINDOW_VAD_FRAMES + 2)[1:-1].astype(np.float32)
-        support = lfilter(taper, [1.0], impulses, axis=0)[: len(speech)]
+        # Each window's taper laid from its first frame on (a causal FIR filter of the impulses).
+        support = np.stack(
+            [np.convolve(column.astype(np.float64), taper)[: len(speech)] for column in impulses.T], axis=1
+        )
         total = support.sum(1)
         if (total == 0).any():  # speech far from any embedded window takes the nearest window's labels
+            from scipy.ndimage import distance_transform_edt  # output processing only: kept off the actor's start
+
             _, (nearest,) = distance_transform_edt(total == 0, return_indices=True)
             support = support[nearest]
         share = support / support.max(1, keepdims=True).clip(1e-8)
