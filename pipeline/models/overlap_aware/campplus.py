@@ -222,14 +222,16 @@ class CAMLayer(nn.Module):
 
     def seg_pooling(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Mean over consecutive 100-step segments (the last one partial, over its valid steps only,
-        like `avg_pool1d(ceil_mode=True)` on the unpadded sequence), broadcast back to (B, C, T)."""
-        steps = x.shape[-1]
-        segments = -(-steps // self.seg_len)
-        pad = segments * self.seg_len - steps
-        sums = F.pad(x.float() * mask, (0, pad)).unflatten(-1, (segments, self.seg_len)).sum(-1)
-        counts = F.pad(mask, (0, pad)).unflatten(-1, (segments, self.seg_len)).sum(-1).clamp_min(1)
-        seg = sums / counts  # (B, C, S)
-        return seg.repeat_interleave(self.seg_len, dim=-1)[..., :steps]
+        like `avg_pool1d(ceil_mode=True)` on the unpadded sequence), broadcast back to (B, C, T).
+        Written with tensor ops only (a step-to-segment one-hot matrix), so that an exported graph
+        keeps the number of segments a function of its input's length (`pipeline.models.onnx`)."""
+        steps = torch.arange(x.shape[-1], device=x.device)
+        starts = torch.arange(0, x.shape[-1], self.seg_len, device=x.device)
+        segment = torch.div(steps, self.seg_len, rounding_mode="floor")
+        one_hot = (segment[:, None] == (starts // self.seg_len)[None]).float()
+        sums = (x.float() * mask) @ one_hot  # (B, C, S)
+        counts = (mask @ one_hot).clamp_min(1)
+        return (sums / counts) @ one_hot.T
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
         """x (B, C, T) (any values on padding), mask (B, 1, T) float32, count (B, 1, 1) valid steps."""
@@ -441,10 +443,13 @@ def embed_statistics(
     lengths: torch.Tensor,
     batch_size: int = 64,
     splits: torch.Tensor | None = None,
+    statistics=None,
 ) -> FrameStatistics:
     """`embed`'s batching, stopped at the pooled statistics (on the features' device, float32), so
     that the statistics of several sequences can be merged (`merge_statistics`) before embedding;
-    with `splits`, those of each sequence's two sides apart (`CAMPPlus.statistics`)."""
+    with `splits`, those of each sequence's two sides apart (`CAMPPlus.statistics`). `statistics`:
+    what computes them (default `model.statistics`; the ONNX Runtime path gives its own)."""
+    statistics = statistics or model.statistics
     param = next(model.parameters())
     lengths = torch.as_tensor(lengths).long().cpu()
     channels = model.xvector.dense.linear.in_channels // 2
@@ -458,7 +463,7 @@ def embed_statistics(
         longest = max(int(chunk_lengths.max()), 1)
         chunk = features[idx.to(features.device), :longest].to(device=param.device, dtype=param.dtype)
         chunk_splits = None if splits is None else splits[idx.to(splits.device)].to(param.device)
-        part = model.statistics(chunk, chunk_lengths.to(param.device), chunk_splits)
+        part = statistics(chunk, chunk_lengths.to(param.device), chunk_splits)
         for mine, theirs in zip(stats, part):
             mine[idx.to(features.device)] = theirs.to(device=features.device, dtype=torch.float32)
     return stats

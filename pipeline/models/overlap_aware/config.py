@@ -99,6 +99,9 @@ class OverlapAwareConfig:
     # Weights' dtype: "float32", "bfloat16" or "float16", or two as "segmentation,embedding". The
     # sinc front-end, instance norms and pooled statistics stay float32 whatever this says.
     precision: str = "float32"
+    # What runs the two networks: "onnx" (ONNX Runtime, CPU, float32), "torch", or "auto": ONNX
+    # Runtime where it applies (float32 networks on a CPU, onnxruntime installed), else torch.
+    runtime: str = option("auto", choices=("auto", "onnx", "torch"))
     # Chunks per segmentation call and sequences per CAM++ call; None: `DEVICE_BATCHES`.
     chunk_batch: int | None = option(None, low=1, integer=True, optional=True)
     embedding_batch: int | None = option(None, low=1, integer=True, optional=True)

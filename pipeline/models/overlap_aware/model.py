@@ -41,6 +41,7 @@ from torch import nn
 
 from pipeline.api import SpkDiarizationMixin
 from pipeline.config import DiarizeConfig, PostProcessingParams, speaker_count_bounds
+from pipeline.errors import BadParameterError
 from pipeline.io.audio import SAMPLE_RATE
 from pipeline.models.contract import ForwardItem, RecordingBatch, RecordingResult
 from pipeline.models.memory import release_freed_memory
@@ -63,6 +64,7 @@ from pipeline.models.overlap_aware.config import (
     check_options,
     network_dtypes,
 )
+from pipeline.models.overlap_aware.onnx_runtime import OnnxNetworks, onnx_runtime_available
 from pipeline.models.overlap_aware.segmentation import (
     MAX_SPEAKERS_PER_CHUNK,
     SegmentationModel,
@@ -168,6 +170,7 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
         segmentation_dtype, embedding_dtype = network_dtypes(self.config.precision)
         self.segmentation.to(segmentation_dtype)
         self.embedding.to(embedding_dtype)
+        self._onnx = None  # `onnx_networks`, made on the first forward on a CPU
         self.chunk_samples = int(CHUNK_SECONDS * SAMPLE_RATE)
         self.step_samples = max(1, int(round(self.config.step_seconds * SAMPLE_RATE)))
         self.chunk_frames = self.segmentation.num_frames(self.chunk_samples)
@@ -307,8 +310,27 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
         rows = recording.to(device)[:, None].expand_as(positions)
         return audio[rows, positions.clamp(max=audio.shape[1] - 1)] * inside
 
+    def onnx_networks(self, device: torch.device):
+        """The networks on ONNX Runtime when `config.runtime` says so for `device` (`onnx_runtime`), else None."""
+        runtime = self.config.runtime
+        if runtime == "torch" or torch.device(device).type != "cpu":
+            return None
+        float32 = all(next(m.parameters()).dtype == torch.float32 for m in (self.segmentation, self.embedding))
+        if runtime == "auto" and not (float32 and onnx_runtime_available()):
+            return None
+        if runtime == "onnx" and not float32:
+            raise BadParameterError(
+                f"runtime='onnx' runs float32 networks: precision={self.config.precision!r} needs runtime='torch'"
+            )
+        if self._onnx is None:
+            self._onnx = OnnxNetworks(self.segmentation, self.embedding)
+        return self._onnx
+
     def _segment(self, chunks: torch.Tensor) -> torch.Tensor:
         """(G, frames, local speakers) bool activity."""
+        onnx = self.onnx_networks(chunks.device)
+        if onnx is not None:
+            return powerset_to_multilabel(onnx.segment(chunks)) > 0.5
         log_probs = self.segmentation(chunks.to(next(self.segmentation.parameters()).dtype))
         return powerset_to_multilabel(log_probs) > 0.5
 
@@ -396,7 +418,15 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
         _, embedding_batch = self.batch_sizes(features.device)
         if splits is not None:
             splits = torch.minimum(splits, lengths)
-        return embed_statistics(self.embedding, normalize_features(packed, lengths), lengths, embedding_batch, splits)
+        onnx = self.onnx_networks(features.device)
+        return embed_statistics(
+            self.embedding,
+            normalize_features(packed, lengths),
+            lengths,
+            embedding_batch,
+            splits,
+            statistics=onnx.statistics if onnx is not None else None,
+        )
 
     def _embedding_of(self, stats: FrameStatistics) -> torch.Tensor:
         param = next(self.embedding.parameters())
