@@ -105,9 +105,10 @@ def test_speaker_embeddings_are_returned_under_the_segments_names():
         assert abs(float(np.linalg.norm(centroid)) - 1.0) < 1e-4
 
 
-def _one_chunk(model, embeddings, part_embeddings, segmentation):
+def _one_chunk(model, embeddings, part_embeddings, segmentation, speech=None):
     """`model._activity` of a one-chunk, 10 s recording, voices = the first two unit vectors."""
     output = OverlapAwareForward(
+        speech=speech,
         uniq_id="one",
         offset=0.0,
         num_speakers=0,
@@ -148,6 +149,34 @@ def test_a_piece_that_holds_two_voices_is_split_between_them_by_its_parts():
     assert speaking[second, 1].all() and not speaking[second, 0].any()
     model.config = replace(model.config, assignment_weight=0.0)  # by the piece's embedding alone
     assert _one_chunk(model, embeddings, part_embeddings, segmentation)[np.r_[first, second], 0].all()
+
+
+def test_speech_the_argmax_misses_but_the_posterior_hears_goes_to_the_nearest_speaker():
+    """Quiet speech: the powerset's argmax says silence where p(speech) is still above the onset.
+    With the posterior on (the default), those frames are speech and take the voice next to them;
+    with it off, they are missed; where the posterior is low, nobody speaks, whatever the argmax."""
+    from dataclasses import replace
+
+    from pipeline.models.overlap_aware.model import hysteresis
+
+    assert hysteresis(np.array([0.0, 0.3, 0.6, 0.35, 0.2, 0.4, 0.9, 0.1]), 0.5, 0.3).tolist() == [
+        False, True, True, True, False, True, True, False
+    ]  # fmt: skip
+    model = cpu_model()
+    segmentation, embeddings, part_embeddings = _empty_chunk(model)
+    first, second = np.flatnonzero(model.frame_part.numpy() == 0), np.flatnonzero(model.frame_part.numpy() == 1)
+    segmentation[0, first, 0] = 1  # voice 0 by the argmax through the first part only
+    embeddings[0, 0, 0] = part_embeddings[0, 0, 0] = np.eye(192)[0]
+    speech = np.zeros((1, model.chunk_frames), np.uint8)
+    speech[0, first] = 250
+    speech[0, second[:20]] = 160  # p = 0.63: quiet speech after the turn
+    assert model.config.speech_onset == 0.5
+    speaking = _one_chunk(model, embeddings, part_embeddings, segmentation, speech)
+    assert speaking[np.r_[first, second[:20]], 0].all() and not speaking[second[20:]].any()
+    speech[0, first[-30:]] = 40  # the argmax says voice 0, the posterior says silence
+    assert not _one_chunk(model, embeddings, part_embeddings, segmentation, speech)[first[-30:]].any()
+    model.config = replace(model.config, speech_onset=None)
+    assert not _one_chunk(model, embeddings, part_embeddings, segmentation, speech)[second].any()
 
 
 def test_a_part_without_its_own_embedding_still_keeps_two_local_speakers_apart():

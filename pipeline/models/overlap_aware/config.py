@@ -105,6 +105,15 @@ class OverlapAwareConfig:
     # Chunks per segmentation call and sequences per CAM++ call; None: `DEVICE_BATCHES`.
     chunk_batch: int | None = option(None, low=1, integer=True, optional=True)
     embedding_batch: int | None = option(None, low=1, integer=True, optional=True)
+    # Who speaks comes from the powerset's most likely class; whether anyone speaks, when
+    # `speech_onset` is set, from p(speech) = 1 - p(non-speech) averaged over the chunks that hear a
+    # frame, with hysteresis: speech starts at `speech_onset` and lasts while it stays above
+    # `speech_offset` (None: the onset). Quiet speech loses the argmax to silence in one chunk of two
+    # and the averaged count rounds it away; its posterior still says speech. None: the count alone.
+    # 0.5 with no gap was the dev split's best (mean known-count DER 7.8 -> 7.2 %, AMI 17.6 -> 15.3 %):
+    # docs/journal/2026-12-06-speech-posterior.md.
+    speech_onset: float | None = option(0.5, low=0.0, high=1.0, optional=True)
+    speech_offset: float | None = option(None, low=0.0, high=1.0, optional=True)
     clustering: ChunkClusteringConfig = option(default_factory=ChunkClusteringConfig, nested=True)
     # NeMo's names. The frames the speaker-count selection keeps are above 0.5 (`speaker_activity`),
     # so onset/offset 0.5 are pyannote's top-k selection as is.

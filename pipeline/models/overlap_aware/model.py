@@ -95,6 +95,7 @@ class OverlapAwareForward(ForwardItem):
     embeddings: np.ndarray  # (C, P, L, D) float32, per piece: these train the clustering
     part_embeddings: np.ndarray  # (C, Q, L, D) float32, per part of a piece: these are assigned
     half_embeddings: Optional[np.ndarray] = None  # (C, 2Q, L, D) float16 per half part (`refine_boundaries`)
+    speech: Optional[np.ndarray] = None  # (C, F) uint8, 255 x p(speech) = 1 - p(non-speech class)
 
 
 def inherit_from_nearest_piece(assignment: np.ndarray) -> np.ndarray:
@@ -146,6 +147,30 @@ def refine_boundaries(assignment: np.ndarray, halves: np.ndarray, centroids: np.
     labels[chunk[move_late], late[move_late], speaker[move_late]] = b[move_late]
     labels[chunk[move_early], early[move_early], speaker[move_early]] = a[move_early]
     return labels
+
+
+def hysteresis(probability: np.ndarray, onset: float, offset: float) -> np.ndarray:
+    """Frames in runs at or above `offset` that reach `onset` somewhere (NeMo's onset/offset on frames)."""
+    high, low = probability >= onset, probability >= offset
+    run = np.cumsum(~low)  # frames of one run above `offset` share an id
+    return low & (np.bincount(run[high], minlength=int(run[-1]) + 1 if len(run) else 1) > 0)[run]
+
+
+def with_nearest_scores(score: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """`score` (frames, clusters) where frames that are `wanted` but scored by no cluster (speech the
+    posterior hears and no local speaker's argmax does) take the scores of the nearest scored frame."""
+    scored = (score > 0).any(1)
+    missing = wanted & ~scored
+    if not missing.any() or not scored.any():
+        return score
+    frames = np.arange(len(score))
+    before = np.maximum.accumulate(np.where(scored, frames, -1))
+    after = np.minimum.accumulate(np.where(scored, frames, len(score))[::-1])[::-1]
+    take_before = (before >= 0) & ((after >= len(score)) | (frames - before <= after - frames))
+    nearest = np.where(take_before, before, after)
+    score = score.copy()
+    score[missing] = score[nearest[missing]]
+    return score
 
 
 def chunk_ends(starts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -260,6 +285,7 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
         total = len(offsets)
         local, size = MAX_SPEAKERS_PER_CHUNK, self.embedding_size
         segmentation = np.zeros((total, self.chunk_frames, local), np.uint8)
+        speech = np.zeros((total, self.chunk_frames), np.uint8)
         embeddings = np.full((total, self.pieces, local, size), np.nan, np.float32)
         part_embeddings = np.full((total, self.parts, local, size), np.nan, np.float32)
         half_embeddings = (
@@ -273,7 +299,7 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
                 torch.as_tensor(offsets[group]),
                 torch.as_tensor(lengths, device=audio.device),
             )
-            activity = self._segment(chunks)
+            activity, speech_probability = self._segment(chunks)
             pieces, parts, halves = self._embed_local_speakers(
                 chunks, activity, torch.as_tensor(owned[group], device=chunks.device)
             )
@@ -282,6 +308,7 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
             if halves is not None:
                 half_embeddings[group] = halves.to(torch.float16).cpu().numpy()
             segmentation[group] = activity.to(torch.uint8).cpu().numpy()
+            speech[group] = (speech_probability * 255).round().to(torch.uint8).cpu().numpy()
             release_freed_memory()  # the group's freed tensors, not kept in the heap (`memory`)
         bounds = np.cumsum([0] + [len(s) for s in starts])
         return [
@@ -295,6 +322,7 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
                 embeddings=embeddings[bounds[b] : bounds[b + 1]],
                 part_embeddings=part_embeddings[bounds[b] : bounds[b + 1]],
                 half_embeddings=None if half_embeddings is None else half_embeddings[bounds[b] : bounds[b + 1]],
+                speech=speech[bounds[b] : bounds[b + 1]],
             )
             for b in range(len(lengths))
         ]
@@ -326,13 +354,15 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
             self._onnx = OnnxNetworks(self.segmentation, self.embedding)
         return self._onnx
 
-    def _segment(self, chunks: torch.Tensor) -> torch.Tensor:
-        """(G, frames, local speakers) bool activity."""
+    def _segment(self, chunks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(G, frames, local speakers) bool activity (the powerset's most likely class), and (G, frames)
+        the probability that anyone speaks (1 - the non-speech class's)."""
         onnx = self.onnx_networks(chunks.device)
         if onnx is not None:
-            return powerset_to_multilabel(onnx.segment(chunks)) > 0.5
-        log_probs = self.segmentation(chunks.to(next(self.segmentation.parameters()).dtype))
-        return powerset_to_multilabel(log_probs) > 0.5
+            log_probs = onnx.segment(chunks)
+        else:
+            log_probs = self.segmentation(chunks.to(next(self.segmentation.parameters()).dtype))
+        return powerset_to_multilabel(log_probs) > 0.5, 1 - log_probs[..., 0].exp()
 
     def _embed_local_speakers(
         self, chunks: torch.Tensor, activity: torch.Tensor, owned: torch.Tensor
@@ -528,6 +558,19 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
         blend[chunk, part, speaker] = blend[chunk, nearest[chunk, part, speaker], speaker]
         return blend
 
+    def speech_frames(
+        self, output: OverlapAwareForward, index: np.ndarray, coverage: np.ndarray, timeline: int, num_frames: int
+    ) -> np.ndarray | None:
+        """(frames,) bool: speech by the averaged posterior with hysteresis (`speech_onset`), or None
+        when it is off (or the forward item has no posterior)."""
+        onset = self.config.speech_onset
+        if onset is None or output.speech is None:
+            return None
+        offset = onset if self.config.speech_offset is None else min(self.config.speech_offset, onset)
+        weights = np.asarray(output.speech, np.float32).ravel() / 255
+        probability = np.bincount(index, weights=weights, minlength=timeline)[:num_frames] / coverage
+        return hysteresis(probability, onset, offset)
+
     def _activity(
         self, output: OverlapAwareForward, segmentation: np.ndarray, centroids: np.ndarray, num_frames: int
     ) -> np.ndarray:
@@ -559,6 +602,9 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
         coverage = np.bincount(index, minlength=timeline)[:num_frames].clip(1)
         count = np.bincount(index, weights=segmentation.sum(-1).ravel(), minlength=timeline)[:num_frames]
         count = np.rint(count / coverage).astype(np.int64)
+        speech = self.speech_frames(output, index, coverage, timeline, num_frames)
+        if speech is not None:  # the posterior decides whether anyone speaks, the count how many
+            count = np.where(speech, np.maximum(count, 1), 0)
         num_clusters = len(centroids)
         # activity of each cluster: its local speakers' frames, summed over the chunks
         width = max(num_clusters, 1)
@@ -572,6 +618,8 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
         score /= np.bincount(index, weights=owned.ravel(), minlength=timeline)[:num_frames].clip(1)[
             :, None
         ]  # share of the deciding chunks
+        if speech is not None:
+            score = with_nearest_scores(score, count > 0)
         rank = np.argsort(np.argsort(-score, axis=1, kind="stable"), axis=1, kind="stable")
         selected = (rank < np.minimum(count, num_clusters)[:, None]) & (score > 0)
         return np.where(selected, 0.5 + 0.5 * score + 1e-3, 0.0).clip(0, 1).astype(np.float32)
