@@ -56,7 +56,7 @@ def main(argv=None) -> None:
     except (TypeError, ValueError, UsageError) as error:  # a misspelt or out-of-range --model-arg
         parser.error(f"{error}")
     rows, outputs, seconds = forward_outputs(model, args.manifest)
-    audio_seconds = sum(int(o.get("num_samples", 0)) for o in outputs) / 16_000 or None
+    audio_seconds = sum(o.num_samples for o in outputs) / 16_000 or None
     print(
         json.dumps(
             {
