@@ -32,6 +32,11 @@ class RunFailed(PipelineError):
     exit_code = 1
 
 
+class ModelKeepsFailing(RunFailed):
+    """The model failed the same way on every recording of several batches in a row: a broken model,
+    or out of memory at every batch size, not bad files. Stops the run (exit code 1)."""
+
+
 class BadParameterError(UsageError, ValueError):
     """A parameter's value or name is not one the model or post-processing takes (a ValueError too,
     for callers of the Python API that catch those)."""

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import ami_rows, with_absolute_paths, write_jsonl
 
-from pipeline.corpus.stages import ModelKeepsFailing
+from pipeline.errors import ModelKeepsFailing
 
 PLUGIN_MODEL = "tests.plugin_models:energy_diarizer"
 NAMES = ("trn01", "trn02", "trn03")

@@ -208,17 +208,17 @@ def error_reason(row: dict[str, Any]) -> str:
 def versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
-    import torch  # the driver has it already: the model's preflight imported it
+    def installed(name: str) -> str:  # from the package's metadata: the driver never imports torch
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "unknown"
 
-    try:
-        package = version("corpus-diarization")
-    except PackageNotFoundError:
-        package = "unknown"
     return {
-        "corpus-diarization": package,
+        "corpus-diarization": installed("corpus-diarization"),
         "python": platform.python_version(),
         "ray": ray.__version__,
-        "torch": torch.__version__,
+        "torch": installed("torch"),
         "pyarrow": pa.__version__,
     }
 

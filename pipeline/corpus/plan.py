@@ -40,9 +40,8 @@ from pipeline.corpus.outputs import OutputLayout, OutputWriteFailed
 from pipeline.corpus.progress import CommitProgress
 from pipeline.corpus.ray_session import connect_ray
 from pipeline.corpus.sinks import CorpusSink
-from pipeline.corpus.stages import ModelKeepsFailing
 from pipeline.corpus.status import ERROR, OK, ORPHAN
-from pipeline.errors import UsageError, causes
+from pipeline.errors import ModelKeepsFailing, UsageError, causes
 from pipeline.signals import exit_on_sigterm
 
 TARGET_BLOCK_AUDIO_SECONDS = 600.0  # about one commit per 10 minutes of audio, per block in flight
@@ -198,7 +197,7 @@ def diarize_rows(
     todo, sink: CorpusSink, counts: dict, run: RunOptions, config: DiarizeConfig, pool: tuple[int, int]
 ) -> None:
     """The ok rows: decode (CPU tasks) -> forward (model actor pool) -> post-processing (CPU tasks) -> sink."""
-    from pipeline.corpus.stages import DiarizeForward, decode_recording, postprocess_batch
+    from pipeline.corpus.workers import DiarizeForward, decode_recording, postprocess_batch  # torch-free
 
     min_actors, max_actors = pool
     rows_per_block = block_rows(run.batch_size, counts[OK], counts["ok_known_seconds"], counts["ok_known_rows"])

@@ -23,7 +23,7 @@ import torch
 from pipeline.api import exclusive_result
 from pipeline.config import DiarizeConfig
 from pipeline.corpus.status import DEFERRED, ERROR, OK
-from pipeline.errors import RunFailed, UsageError
+from pipeline.errors import ModelKeepsFailing, UsageError
 from pipeline.io.audio import SAMPLE_RATE, decode_audio
 from pipeline.io.storage import options_for
 from pipeline.models.contract import ModelTraits, Recording, RecordingBatch
@@ -62,11 +62,6 @@ def decode_recording(row: dict[str, Any], storage_options: dict | None) -> dict[
         "audio_seconds": len(audio) / SAMPLE_RATE,
         "decode_seconds": time.perf_counter() - started,
     }
-
-
-class ModelKeepsFailing(RunFailed):
-    """The model failed the same way on every recording of several batches in a row: a broken model,
-    or out of memory at every batch size, not bad files. Stops the run (exit code 1)."""
 
 
 # A run stops once the model failed on every recording, the same way, for this many batches in a

@@ -11,7 +11,7 @@ the id pass also gives each record whose manifest line no longer holds its row a
 was edited or removed): it is never written, and a row to do at an orphan's line is refused (the line
 would be recorded twice). A DEFERRED
 row is held back from its block's commit (`sinks.CorpusSink`) and committed as an ERROR once the
-whole plan has finished, so that a run stopped for a broken model (`stages.ModelKeepsFailing`)
+whole plan has finished, so that a run stopped for a broken model (`pipeline.errors.ModelKeepsFailing`)
 leaves it unrecorded and `--resume` redoes it. Only OK and ERROR are ever written."""
 
 OK = "ok"
