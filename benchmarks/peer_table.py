@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 SYSTEMS = ("default", "default-torch", "ge2e", "senko")
 SCORED = ("der", "missed_speech", "false_alarm", "confusion")
@@ -97,7 +98,7 @@ def measured(system: str, manifest: str, threads: int) -> dict:
             ],
             check=True,
         )
-        result = json.load(open(out.name))
+        result = json.loads(Path(out.name).read_text())
     rows = read_manifest(manifest)
     hypotheses = {uid: [Turn(*t) for t in turns] for uid, turns in result.pop("hypotheses").items()}
     _, overall = score_rows(rows, hypotheses, collar=0.25)

@@ -157,11 +157,6 @@ def test_speech_the_argmax_misses_but_the_posterior_hears_goes_to_the_nearest_sp
     with it off, they are missed; where the posterior is low, nobody speaks, whatever the argmax."""
     from dataclasses import replace
 
-    from pipeline.models.overlap_aware.model import hysteresis
-
-    assert hysteresis(np.array([0.0, 0.3, 0.6, 0.35, 0.2, 0.4, 0.9, 0.1]), 0.5, 0.3).tolist() == [
-        False, True, True, True, False, True, True, False
-    ]  # fmt: skip
     model = cpu_model()
     segmentation, embeddings, part_embeddings = _empty_chunk(model)
     first, second = np.flatnonzero(model.frame_part.numpy() == 0), np.flatnonzero(model.frame_part.numpy() == 1)

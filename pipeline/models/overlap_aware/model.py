@@ -73,6 +73,7 @@ from pipeline.models.overlap_aware.segmentation import (
 from pipeline.models.registry import register_model
 from pipeline.postprocessing import (
     first_appearance_order,
+    hysteresis,
     regions_to_turns,
     speaker_names,
     speaker_regions,
@@ -147,13 +148,6 @@ def refine_boundaries(assignment: np.ndarray, halves: np.ndarray, centroids: np.
     labels[chunk[move_late], late[move_late], speaker[move_late]] = b[move_late]
     labels[chunk[move_early], early[move_early], speaker[move_early]] = a[move_early]
     return labels
-
-
-def hysteresis(probability: np.ndarray, onset: float, offset: float) -> np.ndarray:
-    """Frames in runs at or above `offset` that reach `onset` somewhere (NeMo's onset/offset on frames)."""
-    high, low = probability >= onset, probability >= offset
-    run = np.cumsum(~low)  # frames of one run above `offset` share an id
-    return low & (np.bincount(run[high], minlength=int(run[-1]) + 1 if len(run) else 1) > 0)[run]
 
 
 def with_nearest_scores(score: np.ndarray, wanted: np.ndarray) -> np.ndarray:
@@ -349,6 +343,10 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
         if runtime == "onnx" and not float32:
             raise BadParameterError(
                 f"runtime='onnx' runs float32 networks: precision={self.config.precision!r} needs runtime='torch'"
+            )
+        if runtime == "onnx" and not onnx_runtime_available():
+            raise BadParameterError(
+                "runtime='onnx' needs ONNX Runtime: pip install onnxruntime onnx, or use runtime='torch'"
             )
         if self._onnx is None:
             self._onnx = OnnxNetworks(self.segmentation, self.embedding)
@@ -569,7 +567,9 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
         offset = onset if self.config.speech_offset is None else min(self.config.speech_offset, onset)
         weights = np.asarray(output.speech, np.float32).ravel() / 255
         probability = np.bincount(index, weights=weights, minlength=timeline)[:num_frames] / coverage
-        return hysteresis(probability, onset, offset)
+        # NeMo's binarisation (`postprocessing.hysteresis`), with speech at or above the thresholds: a
+        # frame that one of its two chunks calls certain speech and the other silence averages to 0.5.
+        return hysteresis(probability, np.nextafter(onset, 0.0), np.nextafter(offset, 0.0))
 
     def _activity(
         self, output: OverlapAwareForward, segmentation: np.ndarray, centroids: np.ndarray, num_frames: int
