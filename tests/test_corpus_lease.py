@@ -193,6 +193,54 @@ def test_a_lease_whose_process_has_ended_on_this_host_is_taken_over_at_once(tmp_
         assert lease.took_over["pid"] == int(ended.stdout)
 
 
+def ok_row(uniq_id: str, line: int) -> dict:
+    return {
+        "uniq_id": uniq_id,
+        "audio_filepath": f"{uniq_id}.wav",
+        "manifest": "manifest.jsonl",
+        "line_number": line,
+        "status": "ok",
+        "error": None,
+        "audio_seconds": 2.0,
+        "segments": "0.000 1.000 speaker_0",
+    }
+
+
+def test_a_writer_of_a_killed_run_commits_nothing_once_resume_took_the_output_over(tmp_path):
+    """A run killed with SIGKILL leaves Ray workers that finish their write tasks: once `--resume` took
+    the lease over, such a block must not be committed beside the resumed run's (a line recorded
+    twice), and a commit under way holds the takeover until it has landed."""
+    from pipeline.corpus.lease import LeaseFence, LeaseLost
+    from pipeline.corpus.outputs import OutputLayout
+    from pipeline.corpus.sinks import CorpusSink
+
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
+    write_lease(tmp_path, socket.gethostname(), int(ended.stdout), age_seconds=1)
+    layout = OutputLayout(str(tmp_path))
+    killed_run_writer = CorpusSink(layout, "ge2e", LeaseFence(str(tmp_path), None, "0" * 32))
+    killed_run_writer.commit([ok_row("a", 1)])  # before the takeover: committed, and read as recorded
+
+    takeover: list[OutputLease] = []
+    with killed_run_writer.fence.held():  # a commit record being written when --resume starts
+        thread = threading.Thread(target=lambda: takeover.append(OutputLease(str(tmp_path)).acquire(resume=True)))
+        thread.start()
+        thread.join(1.0)
+        assert not takeover, "the takeover waits for the commit under way"
+    thread.join(60)
+    (resumed,) = takeover
+    with pytest.raises(LeaseLost, match="now names another run .*pid " + str(os.getpid())):
+        killed_run_writer.commit([ok_row("b", 2)])
+    assert len(layout.part_tokens("recordings")) == 1 and not (tmp_path / "rttm" / "b.rttm").exists()
+
+    CorpusSink(layout, "ge2e", resumed.fence()).commit([ok_row("b", 2)])
+    assert sorted(pq.read_table(tmp_path / "recordings")["uniq_id"].to_pylist()) == ["a", "b"]
+    resumed.release()
+    with pytest.raises(LeaseLost, match="no run"):  # a finished run's lease is gone too
+        killed_run_writer.fence.check()
+
+
 def test_two_resumes_of_a_gone_run_take_it_over_exactly_once(tmp_path):
     write_lease(tmp_path, "gpu-node-7", 4242, age_seconds=3600)
     outcomes: list[str] = []

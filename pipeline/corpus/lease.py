@@ -14,7 +14,8 @@ The holder rewrites the file every `heartbeat_seconds` from a daemon thread. A s
 with one line naming the holder. `--resume` takes over a lease whose holder is gone: on the same
 host, its process no longer exists; elsewhere, no heartbeat for `stale_after_seconds` (3 heartbeats).
 The lease is released (deleted) when the run ends, by success, error, Ctrl-C or SIGTERM; a killed
-(SIGKILL) run leaves it, and the next `--resume` takes it over."""
+(SIGKILL) run leaves it, and the next `--resume` takes it over. The run's writers commit a block only
+while the lease names their run (`LeaseFence`): a killed run's Ray workers may outlive it."""
 
 from __future__ import annotations
 
@@ -27,11 +28,13 @@ import socket
 import threading
 import time
 import uuid
-from typing import Any
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator
 
 from fsspec.implementations.local import LocalFileSystem
 
-from pipeline.errors import UsageError
+from pipeline.errors import RunFailed, UsageError
 from pipeline.io.storage import filesystem
 
 LEASE_NAME = "_lease.json"
@@ -47,6 +50,63 @@ class OutputNotWritable(UsageError):
     """The lease could not be written: the output (bucket, folder, permissions) is not usable."""
 
 
+class LeaseLost(RunFailed):
+    """The output's lease no longer names this run: another run took it over, so this one commits nothing more."""
+
+
+@dataclass(frozen=True)
+class LeaseFence:
+    """What a run's writers check before they commit a block: that the output's lease still names the
+    run (its `run_id`). A run killed with SIGKILL leaves Ray workers that can finish a write task
+    after `--resume` took the lease over; unfenced, such a block would be committed beside the resumed
+    run's block of the same lines (a line recorded twice).
+
+    Locally the check holds a shared `flock` on the lease while the commit record is written, and a
+    takeover takes the exclusive one (`LocalLeaseFile`), so a commit lands either before the takeover
+    (the resumed run then reads it as recorded) or not at all. Object stores have no lock: the lease is
+    read just before the commit record is written, which leaves a window of one PUT."""
+
+    output: str
+    storage_options: dict | None
+    run_id: str
+
+    def check(self) -> None:
+        with self.held():
+            pass
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        fs, root = filesystem(self.output, self.storage_options)
+        path = root.rstrip("/") + "/" + LEASE_NAME
+        if not isinstance(fs, LocalFileSystem):
+            current = lease_store(fs, path).read()
+            self._refuse_unless_ours(decode(current[0]) if current else None)
+            yield
+            return
+        import fcntl
+
+        try:
+            f = open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb")
+        except FileNotFoundError:
+            self._refuse_unless_ours(None)
+        with f:
+            fcntl.flock(f, fcntl.LOCK_SH)
+            try:
+                same_file = os.fstat(f.fileno()).st_ino == os.stat(path).st_ino
+            except FileNotFoundError:
+                same_file = False
+            self._refuse_unless_ours(decode(f.read()) if same_file else None)
+            yield
+
+    def _refuse_unless_ours(self, holder: dict | None) -> None:
+        if not holder or holder.get("run_id") != self.run_id:
+            who = f"host {holder.get('host')}, pid {holder.get('pid')}" if holder else "no run"
+            raise LeaseLost(
+                f"the lease on {self.output} now names another run ({who}): this run's block is not committed; "
+                "the run holding the lease labels its lines"
+            )
+
+
 class OutputLease:
     def __init__(
         self,
@@ -56,6 +116,7 @@ class OutputLease:
         stale_after_seconds: float | None = None,
     ):
         self.output = output.rstrip("/")
+        self.store_options = storage_options
         fs, root = filesystem(self.output, storage_options)
         self.store = lease_store(fs, root.rstrip("/") + "/" + LEASE_NAME)
         self.heartbeat_seconds = heartbeat_seconds
@@ -103,6 +164,10 @@ class OutputLease:
         self._thread = threading.Thread(target=self._beat, name="output-lease-heartbeat", daemon=True)
         self._thread.start()
         return self
+
+    def fence(self) -> LeaseFence:
+        """What this run's writers check before each commit (see `LeaseFence`)."""
+        return LeaseFence(self.output, self.store_options, self.holder["run_id"])
 
     def release(self) -> None:
         self._stop.set()

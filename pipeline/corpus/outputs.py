@@ -342,8 +342,13 @@ class OutputLayout:
         self.remove_temporaries()
         if not self.check_fresh(resume):
             return False
+        self.remove_uncommitted_parts()
+        return bool(self.part_tokens("recordings"))
+
+    def remove_uncommitted_parts(self) -> None:
+        """Delete segments and speakers parts whose block never committed (no recordings part): left
+        by a killed run, or by a writer the lease fenced off. Only the lease holder calls this."""
         committed = self.part_tokens("recordings")
         for table_name in BLOCK_TABLES:
             for orphan in self.part_tokens(table_name) - committed:
                 self.fs.rm(self.part_path(table_name, orphan))
-        return bool(self.part_tokens("recordings"))

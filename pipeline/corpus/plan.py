@@ -129,7 +129,7 @@ def run_corpus(
             todo = refuse_edited_lines(todo) if recorded is not None else todo
             counts = row_counts(todo)
             parts_before = layout.part_tokens("recordings")
-            sink = CorpusSink(layout, run.model)
+            sink = CorpusSink(layout, run.model, lease.fence())
             with CommitProgress(layout, total=input_rows, already_done=input_rows - counts[OK] - counts[ERROR]):
                 if counts[ERROR]:
                     todo.filter(expr=col("status") == ERROR).write_datasink(sink)
@@ -141,6 +141,7 @@ def run_corpus(
                     f"another run took over the lease on {run.output} while this one worked "
                     f"(host {lease.lost_to.get('host')}, pid {lease.lost_to.get('pid')}); check that run's outputs"
                 )
+            layout.remove_uncommitted_parts()  # a fenced-off writer of a killed run may have left some
             write_output_manifest(layout, input_rows)
             summary = run_summary(layout, input_rows, parts_before, time.perf_counter() - started, config=run.summary())
             summary.update(

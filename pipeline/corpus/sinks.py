@@ -19,6 +19,7 @@ from ray.data.block import Block, BlockAccessor
 from ray.data.datasource import Datasink
 from ray.data.datasource.datasink import WriteResult
 
+from pipeline.corpus.lease import LeaseFence
 from pipeline.corpus.outputs import OutputLayout
 from pipeline.corpus.status import DEFERRED, ERROR, OK
 from pipeline.corpus.tables import recordings_table, segments_table, speakers_table, turns_of
@@ -26,9 +27,10 @@ from pipeline.io.rttm import rttm_text
 
 
 class CorpusSink(Datasink[list]):
-    def __init__(self, layout: OutputLayout, model_name: str):
+    def __init__(self, layout: OutputLayout, model_name: str, fence: LeaseFence):
         self.layout = layout
         self.model_name = model_name
+        self.fence = fence
 
     def get_name(self) -> str:
         return "WriteRTTMAndParquet"
@@ -42,6 +44,7 @@ class CorpusSink(Datasink[list]):
         return [{**row, "status": ERROR} for row in deferred]
 
     def commit(self, rows: list[dict]) -> None:
+        self.fence.check()  # a writer left by a killed run stops here once --resume took the output over
         for row in rows:
             if row["status"] == OK:
                 text = rttm_text(row["uniq_id"], turns_of(row))
@@ -51,7 +54,8 @@ class CorpusSink(Datasink[list]):
         speakers = speakers_table(rows, self.model_name)
         if speakers is not None:
             self.layout.write_part("speakers", token, speakers)
-        self.layout.write_part("recordings", token, recordings_table(rows, self.model_name))
+        with self.fence.held():  # the commit record: written only while the lease names this run
+            self.layout.write_part("recordings", token, recordings_table(rows, self.model_name))
 
     def on_write_complete(self, write_result: WriteResult[list]) -> None:
         deferred = [row for returned in write_result.write_returns for row in returned]
