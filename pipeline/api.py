@@ -80,6 +80,7 @@ class SpkDiarizationMixin(ABC):
     frame_seconds: Optional[float] = None
     embedding_size: Optional[int] = None
     linking_threshold: Optional[float] = None
+    exclusive_output: Optional[bool] = None
 
     def __init__(self) -> None:
         self._diarize_audio_rttm_map: "OrderedDict[str, ManifestRow]" = OrderedDict()
@@ -169,7 +170,7 @@ class SpkDiarizationMixin(ABC):
                     start += len(uniq_ids)
                     outputs = self._diarize_forward(batch)
                     results = self._diarize_results(outputs, uniq_ids, config)
-                    if config.exclusive:
+                    if config.exclusive and not ModelTraits.of(self).exclusive_output:
                         rows = [self._diarize_audio_rttm_map.get(uniq_id) for uniq_id in uniq_ids]
                         offsets = [float(row.offset or 0.0) if row is not None else 0.0 for row in rows]
                         frame_seconds = ModelTraits.of(self).frame_seconds

@@ -256,7 +256,7 @@ def postprocess_batch(
         try:
             output = pickle.loads(batch["model_output"][i])
             (result,) = model._diarize_results([output], [batch["uniq_id"][i]], config)
-            if config.exclusive:
+            if config.exclusive and not ModelTraits.of(model).exclusive_output:
                 result = exclusive_result(result, float(output.offset), ModelTraits.of(model).frame_seconds)
             segments[i] = "\n".join(result.segments)
             named = {segment.split()[2] for segment in result.segments}

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from pipeline.io.checkpoints import cache_root
 from pipeline.models.overlap_aware.campplus import CAMPPlus, FrameStatistics
 from pipeline.models.overlap_aware.segmentation import SegmentationModel
 
@@ -43,10 +44,8 @@ def onnx_runtime_available() -> bool:
 
 
 def cache_dir() -> Path:
-    """Where exported graphs are kept: `$CORPUS_DIARIZATION_CACHE`, else the user's cache folder."""
-    if os.environ.get("CORPUS_DIARIZATION_CACHE"):
-        return Path(os.environ["CORPUS_DIARIZATION_CACHE"]) / "onnx"
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "corpus-diarization" / "onnx"
+    """Where exported graphs are kept: `onnx/` in the project's cache folder."""
+    return cache_root() / "onnx"
 
 
 def weights_digest(module: nn.Module, *extra: object) -> str:
