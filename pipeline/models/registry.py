@@ -32,7 +32,12 @@ ENTRY_POINT_GROUP = "corpus_diarization.models"
 # The built-in models' packages. Each one's top level is torch-free and gives `MODEL_NAME` and
 # `check_options`, so that a wrong name or --model-arg is told before torch (or Ray) loads; its
 # `model` module registers the factory.
-BUILTIN_PACKAGES = ("pipeline.models.overlap_aware", "pipeline.models.ge2e", "pipeline.models.pyannote_pipeline")
+BUILTIN_PACKAGES = (
+    "pipeline.models.overlap_aware",
+    "pipeline.models.ge2e",
+    "pipeline.models.pyannote_pipeline",
+    "pipeline.models.nemo_sortformer",
+)
 
 _REGISTRY: dict[str, Callable] = {}
 
