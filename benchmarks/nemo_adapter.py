@@ -143,6 +143,8 @@ def main() -> None:
     started = time.perf_counter()
     expected = nemo_diarize(reference, files)
     print(f"NeMo diarize(), batch 1: RTF {(time.perf_counter() - started) / seconds:.4f}")
+    batched = nemo_diarize(reference, files, batch_size=len(TEST_EXCERPTS))
+    print(f"NeMo diarize(), batch {len(TEST_EXCERPTS)}: turns equal to its batch 1: {batched == expected}")
 
     model = load_model("nemo", device=args.device, checkpoint=str(checkpoint))
     arrays = [np.ascontiguousarray(sf.read(f, dtype="float32")[0]) for f in files]
