@@ -50,6 +50,11 @@ def tiny_sortformer_config(streaming: bool = False) -> dict:
             "dropout_rate": 0.5,
             "fc_d_model": 64,
             "tf_d_model": 32,
+            # Streaming (v2.x): 3.2 s chunks, a speaker cache and a FIFO of 40 frames each, so that a
+            # 30 s file streams through nine chunks and the cache is compressed several times.
+            **(
+                {"spkcache_len": 40, "fifo_len": 40, "chunk_len": 40, "spkcache_update_period": 40} if streaming else {}
+            ),
         },
         "encoder": {
             "_target_": "nemo.collections.asr.modules.ConformerEncoder",
@@ -94,7 +99,7 @@ def tiny_sortformer_config(streaming: bool = False) -> dict:
     }
 
 
-def write_tiny_sortformer(path: Path, seed: int = 0) -> Path:
+def write_tiny_sortformer(path: Path, seed: int = 0, streaming: bool = False) -> Path:
     """A random-weight Sortformer saved with NeMo's `save_to` at `path` (a `.nemo`). A random network's
     speaker posteriors sit near 0.5 and barely move in time; its last layer is rescaled so that, on a
     seeded noise probe, each speaker's logit has mean 0 and standard deviation 3: turns then start
@@ -103,7 +108,7 @@ def write_tiny_sortformer(path: Path, seed: int = 0) -> Path:
     from omegaconf import OmegaConf
 
     torch.manual_seed(seed)
-    model = SortformerEncLabelModel(cfg=OmegaConf.create(tiny_sortformer_config())).eval()
+    model = SortformerEncLabelModel(cfg=OmegaConf.create(tiny_sortformer_config(streaming))).eval()
     head = model.sortformer_modules.single_hidden_to_spks
     generator = torch.Generator().manual_seed(seed)
     probe = torch.randn(1, 16000 * 20, generator=generator) * (1 + torch.sin(torch.arange(16000 * 20) / 4000.0))

@@ -48,6 +48,27 @@ def test_diarize_and_the_legacy_mixin_give_nemo_s_own_turns_with_recordings_batc
     assert [sorted(s) for s in legacy] == [reference[name] for name in NAMES]
 
 
+def test_a_streaming_checkpoint_gives_nemo_s_own_turns_whatever_the_lengths_beside_it(tmp_path):
+    """A streaming Sortformer (v2.x: chunks, speaker cache, FIFO) through its own `forward_streaming`,
+    three recordings of different lengths in one batch."""
+    import soundfile as sf
+    from nemo.collections.asr.models import SortformerEncLabelModel
+
+    from pipeline import load_model
+
+    checkpoint = write_tiny_sortformer(tmp_path / "streaming.nemo", streaming=True)
+    paths = []
+    for name, seconds in zip(NAMES, (30.0, 20.0, 12.5)):
+        audio, sample_rate = sf.read(AMI / f"{name}.wav", dtype="float32")
+        paths.append(str(tmp_path / f"{name}.wav"))
+        sf.write(paths[-1], audio[: int(seconds * sample_rate)], sample_rate)
+    nemo = SortformerEncLabelModel.restore_from(str(checkpoint), map_location="cpu").eval()
+    expected = [nemo_diarize(nemo, [path])[0] for path in paths]
+    model = load_model("nemo", device="cpu", checkpoint=str(checkpoint))
+    assert model.streaming
+    assert [sorted(s) for s in model.diarize(paths, batch_size=3, num_workers=0)] == expected
+
+
 @pytest.mark.slow
 def test_a_corpus_run_on_ray_gives_nemo_s_own_turns(local_ray, checkpoint, reference, tmp_path):
     import pipeline
