@@ -36,6 +36,19 @@ def add_data_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+TEST_EXCERPTS = ("trn05", "trn06", "trn07", "trn08", "trn09")  # the AMI test split
+
+
+def adapter_arguments(description: str) -> argparse.Namespace:
+    """The checkpoint-adapter benchmarks' options: data folder, batch sizes, device, repeats."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_data_argument(parser)
+    parser.add_argument("--batch-sizes", default="1,5")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeat", type=int, default=1, help="read the files this many times over")
+    return parser.parse_args()
+
+
 class _UseData(argparse.Action):
     """`--data DIR` applies at once, for every later default in this process and its Ray workers."""
 

@@ -10,7 +10,6 @@ figure.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from pathlib import Path
@@ -18,8 +17,6 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
-
-TEST_EXCERPTS = ("trn05", "trn06", "trn07", "trn08", "trn09")
 
 
 def tiny_sortformer_config(streaming: bool = False) -> dict:
@@ -127,14 +124,9 @@ def nemo_diarize(model, paths: list[str], batch_size: int = 1) -> list[list[str]
 
 
 def main() -> None:
-    from benchmarks.data import add_data_argument, ami_dir
+    from benchmarks.data import TEST_EXCERPTS, adapter_arguments, ami_dir
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_data_argument(parser)
-    parser.add_argument("--batch-sizes", default="1,5")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--repeat", type=int, default=1, help="read the files this many times over")
-    args = parser.parse_args()
+    args = adapter_arguments(__doc__)
 
     from nemo.collections.asr.models import SortformerEncLabelModel
 

@@ -10,7 +10,6 @@ folder): a speed and parity check, not an accuracy figure.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import tempfile
@@ -23,8 +22,6 @@ import torch
 import yaml
 
 os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
-
-TEST_EXCERPTS = ("trn05", "trn06", "trn07", "trn08", "trn09")
 
 
 def write_pipeline_folder(folder: Path, seed: int = 0) -> Path:
@@ -88,14 +85,9 @@ def write_pipeline_folder(folder: Path, seed: int = 0) -> Path:
 
 
 def main() -> None:
-    from benchmarks.data import add_data_argument, ami_dir
+    from benchmarks.data import TEST_EXCERPTS, adapter_arguments, ami_dir
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_data_argument(parser)
-    parser.add_argument("--batch-sizes", default="1,5")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--repeat", type=int, default=1, help="read the files this many times over")
-    args = parser.parse_args()
+    args = adapter_arguments(__doc__)
 
     from pyannote.audio import Pipeline
 

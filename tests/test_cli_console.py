@@ -40,6 +40,18 @@ def assert_one_error_line(result: subprocess.CompletedProcess, *words: str) -> N
         assert word in lines[0], lines[0]
 
 
+def assert_checkpoint_refused(tmp_path, model: str, make, words) -> None:
+    """`diarize --model MODEL [--checkpoint <make(folder)>]` ends in one error line with `words`, and
+    writes nothing (the checkpoint is checked before Ray starts)."""
+    folder = tmp_path / "checkpoint"
+    folder.mkdir()
+    checkpoint = make(folder)
+    manifest = write_jsonl(tmp_path / "m.jsonl", [with_absolute_paths(r) for r in ami_rows("trn03")])
+    args = ["diarize", "--manifest", str(manifest), "--output", str(tmp_path / "out"), "--model", model]
+    assert_one_error_line(run_cli(*args, *(["--checkpoint", str(checkpoint)] if checkpoint else [])), *words)
+    assert not (tmp_path / "out").exists()
+
+
 def test_bad_option_is_one_line(tmp_path):
     assert_one_error_line(
         run_cli("diarize", "--manifest", "m.jsonl", "--output", str(tmp_path), "--batch-size", "many"),

@@ -105,13 +105,6 @@ def another_kind_of_nemo(folder):
     ids=["no checkpoint", "missing", "not a tar", "an ASR model", "a pyannote folder"],
 )
 def test_a_wrong_checkpoint_is_one_line_before_ray_starts(tmp_path, make, words):
-    from test_cli_console import assert_one_error_line, run_cli
+    from test_cli_console import assert_checkpoint_refused
 
-    folder = tmp_path / "checkpoint"
-    folder.mkdir()
-    checkpoint = make(folder)
-    manifest = write_jsonl(tmp_path / "m.jsonl", [with_absolute_paths(r) for r in ami_rows("trn03")])
-    args = ["diarize", "--manifest", str(manifest), "--output", str(tmp_path / "out"), "--model", "nemo"]
-    result = run_cli(*args, *(["--checkpoint", str(checkpoint)] if checkpoint else []))
-    assert_one_error_line(result, *words)
-    assert not (tmp_path / "out").exists()
+    assert_checkpoint_refused(tmp_path, "nemo", make, words)

@@ -23,6 +23,21 @@ def cache_root() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "corpus-diarization"
 
 
+def check_checkpoint_place(uri: str, storage_options: dict | None = None) -> Path | None:
+    """Before Ray: the path of a local checkpoint (its model checks what is there), or None for an
+    object-store URI that exists (`UsageError`, one line, when it does not or cannot be read)."""
+    if is_local(uri):
+        return Path(uri.removeprefix("file://")).expanduser()
+    fs, remote = filesystem(uri, storage_options)
+    try:
+        found = fs.exists(remote)
+    except Exception as error:  # noqa: BLE001 - credentials, endpoint, permissions: named in one line
+        raise UsageError(f"cannot read the checkpoint {uri}: {type(error).__name__}: {error}") from None
+    if not found:
+        raise UsageError(f"checkpoint not found: {uri}")
+    return None
+
+
 def local_checkpoint(uri: str, storage_options: dict | None = None) -> Path:
     """A local path holding the checkpoint `uri` (itself when it is local); `UsageError` (one line)
     when there is nothing at `uri`."""

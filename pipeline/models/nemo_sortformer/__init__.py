@@ -27,8 +27,11 @@ def check_options(checkpoint: str | None = None, **options: Any) -> dict[str, An
         raise UsageError(f"--model {MODEL_NAME} needs NeMo: {INSTALL}")
     if not checkpoint:
         raise UsageError(f"--model {MODEL_NAME} needs --checkpoint PATH|URI of a .nemo file (a Sortformer diarizer)")
-    if "://" not in checkpoint or checkpoint.startswith("file://"):
-        check_archive(Path(checkpoint.removeprefix("file://")).expanduser())
+    from pipeline.io.checkpoints import check_checkpoint_place
+
+    local = check_checkpoint_place(checkpoint)  # a URI is checked to exist; its archive is read on the actors
+    if local is not None:
+        check_archive(local)
     return {"checkpoint": checkpoint}
 
 

@@ -35,8 +35,11 @@ def check_options(checkpoint: str | None = None, **options: Any) -> dict[str, An
             f"--model {MODEL_NAME} needs --checkpoint DIR|URI: a pyannote pipeline folder "
             f"(its {CONFIG_NAME} with segmentation/, embedding/, plda/)"
         )
-    if "://" not in checkpoint or checkpoint.startswith("file://"):
-        pipeline_config(Path(checkpoint.removeprefix("file://")).expanduser())
+    from pipeline.io.checkpoints import check_checkpoint_place
+
+    local = check_checkpoint_place(checkpoint)  # a URI is checked to exist; its folder is read on the actors
+    if local is not None:
+        pipeline_config(local)
     return {"checkpoint": checkpoint, **options}
 
 

@@ -20,6 +20,7 @@ onset/offset (`postprocessing_yaml`) do not apply to it. Speakers are renamed `S
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -99,7 +100,9 @@ class PyannotePipelineDiarizer(nn.Module, SpkDiarizationMixin):
     ):
         nn.Module.__init__(self)
         SpkDiarizationMixin.__init__(self)
-        check_options(checkpoint, segmentation_batch_size=segmentation_batch_size)
+        check_options(
+            checkpoint, segmentation_batch_size=segmentation_batch_size, embedding_batch_size=embedding_batch_size
+        )
         from pyannote.audio import Pipeline
 
         config = pipeline_config(local_checkpoint(checkpoint))
@@ -185,8 +188,6 @@ class PyannotePipelineDiarizer(nn.Module, SpkDiarizationMixin):
         ]
 
     def _waveforms_and_masks(self, waveform: torch.Tensor, scores: np.ndarray):
-        import math
-
         from pyannote.core import SlidingWindow, SlidingWindowFeature
 
         pipeline = self.pipeline
