@@ -132,6 +132,16 @@ def in_process_segments(*names: str, model: str = "default") -> dict[str, list[s
     return _IN_PROCESS[model, names]
 
 
+@pytest.fixture(autouse=True)
+def shared_models_stay_as_loaded():
+    """A test that changes the config of a session-cached model (helpers.cpu_model) must change a
+    `copy.copy()` of it: the accuracy tests after it would otherwise score another model."""
+    yield
+    from helpers import shared_models_changed
+
+    assert not shared_models_changed(), "a test replaced a shared model's config: change a copy.copy() of the model"
+
+
 _TERMINAL = None
 
 

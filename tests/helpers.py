@@ -18,7 +18,9 @@ def cpu_model():
     from pipeline import load_model
 
     torch.set_num_threads(2)
-    return load_model("default", device="cpu")
+    model = load_model("default", device="cpu")
+    _LOADED_CONFIGS[id(model)] = model.config
+    return model
 
 
 @lru_cache(maxsize=1)
@@ -27,4 +29,24 @@ def ge2e_model():
     from pipeline import load_model
 
     torch.set_num_threads(2)
-    return load_model("ge2e", device="cpu")
+    model = load_model("ge2e", device="cpu")
+    _LOADED_CONFIGS[id(model)] = model.config
+    return model
+
+
+def shared_models_changed() -> list[str]:
+    """The session's cached models whose config a test replaced (put back as loaded, so that only
+    that test fails): the next test to use one would run another model, and an accuracy figure
+    would depend on the order the tests ran in."""
+    changed = []
+    for cached in (cpu_model, ge2e_model):
+        if cached.cache_info().currsize:
+            model = cached()
+            loaded = _LOADED_CONFIGS.setdefault(id(model), model.config)
+            if model.config is not loaded:
+                changed.append(cached.__name__)
+                model.config = loaded
+    return changed
+
+
+_LOADED_CONFIGS: dict[int, object] = {}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -138,7 +140,7 @@ def test_a_piece_that_holds_two_voices_is_split_between_them_by_its_parts():
     assigned by its own embedding (blended with the piece's), so the change of voice is kept."""
     from dataclasses import replace
 
-    model = cpu_model()
+    model = copy.copy(cpu_model())  # its config is changed below: the session's model stays as it is
     segmentation, embeddings, part_embeddings = _empty_chunk(model)
     first, second = np.flatnonzero(model.frame_part.numpy() == 0), np.flatnonzero(model.frame_part.numpy() == 1)
     segmentation[0, np.r_[first, second], 0] = 1  # local speaker 0 speaks through piece 0
@@ -157,7 +159,7 @@ def test_speech_the_argmax_misses_but_the_posterior_hears_goes_to_the_nearest_sp
     with it off, they are missed; where the posterior is low, nobody speaks, whatever the argmax."""
     from dataclasses import replace
 
-    model = cpu_model()
+    model = copy.copy(cpu_model())  # its config is changed below: the session's model stays as it is
     segmentation, embeddings, part_embeddings = _empty_chunk(model)
     first, second = np.flatnonzero(model.frame_part.numpy() == 0), np.flatnonzero(model.frame_part.numpy() == 1)
     segmentation[0, first, 0] = 1  # voice 0 by the argmax through the first part only

@@ -68,15 +68,19 @@ def test_diarize_and_the_legacy_mixin_give_pyannote_s_own_turns_with_recordings_
     assert {name: sorted(s) for name, s in zip(NAMES, segments)} == {n: t for n, (t, _) in reference.items()}
     assert all(a.shape[0] == 1 and a.shape[2] == 2 for a in activity)
 
-    exclusive, centroids = model.diarize(paths, batch_size=2, num_workers=0, exclusive=True, return_embeddings=True)
-    assert {name: sorted(s) for name, s in zip(NAMES, exclusive)} == {n: e for n, (_, e) in reference.items()}
-    for name, per_file in zip(NAMES, centroids):  # pyannote gives no centroid to a speaker it never clustered
+    # Each pass below is a full forward of its files (pyannote's CPU RTF is ~0.12): a batch of two
+    # for the exclusive turns, a batch of one for the legacy mixin.
+    pair = NAMES[1:]
+    assert any(reference[n][0] != reference[n][1] for n in pair), "a pair with overlap, where exclusive differs"
+    exclusive, centroids = model.diarize(paths[1:], batch_size=2, num_workers=0, exclusive=True, return_embeddings=True)
+    assert {name: sorted(s) for name, s in zip(pair, exclusive)} == {n: reference[n][1] for n in pair}
+    for name, per_file in zip(pair, centroids):  # pyannote gives no centroid to a speaker it never clustered
         assert per_file and set(per_file) <= {s.split()[2] for s in reference[name][0]}
         for vector, count in per_file.values():
             assert vector.shape == (256,) and abs(float(np.linalg.norm(vector)) - 1.0) < 1e-5 and count >= 1
 
-    legacy = DiarizationMixin.diarize(model, paths, batch_size=1)
-    assert [sorted(s) for s in legacy] == [reference[name][0] for name in NAMES]
+    legacy = DiarizationMixin.diarize(model, paths[:1], batch_size=1)
+    assert [sorted(s) for s in legacy] == [reference[NAMES[0]][0]]
 
 
 @pytest.mark.slow
