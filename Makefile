@@ -37,10 +37,13 @@ format: $(STAMP)
 	$(PYTHON) -m ruff check --fix .
 	$(PYTHON) -m ruff format .
 
-# One worker: both cores are busy already (Ray's own processes); three pytest-xdist workers saved
-# 15 % and made process-level tests flaky (docs/RESULTS.md, "The test loop").
+# Two pytest-xdist workers, a test file each at a time (module fixtures are built once): a serial
+# suite leaves a third of the two cores idle while Ray and CLI processes start (docs/RESULTS.md,
+# "The test loop"). Each worker has its own local Ray and S3 endpoint. `make test TEST_WORKERS=0`
+# runs it in one process.
+TEST_WORKERS ?= 2
 test: lint browser
-	$(PYTHON) -m pytest -q -ra
+	$(PYTHON) -m pytest -q -ra $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 clean:
 	rm -rf outputs data/sample

@@ -87,14 +87,15 @@ def test_diarize_and_the_legacy_mixin_give_pyannote_s_own_turns_with_recordings_
 def test_a_corpus_run_on_ray_gives_pyannote_s_own_turns(local_ray, pipeline_folder, reference, tmp_path):
     import pipeline
 
-    rows = [{"audio_filepath": with_absolute_paths(r)["audio_filepath"]} for r in ami_rows(*NAMES)]  # counts unknown
+    pair = NAMES[:2]  # one batch of two on the actor
+    rows = [{"audio_filepath": with_absolute_paths(r)["audio_filepath"]} for r in ami_rows(*pair)]  # counts unknown
     manifest = write_jsonl(tmp_path / "manifest.jsonl", rows)
     summary = pipeline.run_corpus(
         str(manifest), str(tmp_path / "output"), model="pyannote", checkpoint=str(pipeline_folder), batch_size=2
     )
-    assert (summary["ok"], summary["errors"]) == (3, 0)
+    assert (summary["ok"], summary["errors"]) == (2, 0)
     written = segments_by_recording(pq.read_table(tmp_path / "output" / "segments"))
-    assert {name: sorted(s) for name, s in written.items()} == {n: t for n, (t, _) in reference.items()}
+    assert {name: sorted(s) for name, s in written.items()} == {n: reference[n][0] for n in pair}
     speakers = pq.read_table(tmp_path / "output" / "speakers")
     assert speakers.schema.field("centroid").type.list_size == 256
     assert {(r["uniq_id"], r["speaker"]) for r in speakers.to_pylist()} <= {
