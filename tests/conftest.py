@@ -26,6 +26,15 @@ AMI = DATA / "ami-excerpts"
 FAST_MODEL = "ge2e"
 
 
+def skip_without(package: str, extra: str) -> None:
+    """Skips the module when an optional extra is not installed, without importing it: collection
+    runs in every pytest-xdist worker, and NeMo's import alone costs seconds."""
+    import importlib.util
+
+    if importlib.util.find_spec(package) is None:
+        pytest.skip(f"the {extra} extra: pip install 'corpus-diarization[{extra}]'", allow_module_level=True)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -152,10 +161,36 @@ def pytest_sessionstart(session):
 
 def pytest_runtest_logreport(report):
     """A failure is named, with its last lines, the moment it happens: `-ra`'s summary comes only at
-    the end, which a CI run stopped by its time limit never reaches."""
+    the end, which a CI run stopped by its time limit never reaches. Each file's seconds are summed
+    for the order of the next run (below)."""
+    _file_seconds[test_file(report.nodeid)] = _file_seconds.get(test_file(report.nodeid), 0.0) + report.duration
     if report.failed and _TERMINAL is not None:
         tail = report.longreprtext.strip().splitlines()[-12:]
         _TERMINAL.write_line("")
         _TERMINAL.write_line(f"FAILED ({report.when}) {report.nodeid}", red=True)
         for line in tail:
             _TERMINAL.write_line(f"    {line[:300]}")
+
+
+# The longest test files first. pytest-xdist (`make test`) hands out one file at a time to whichever
+# worker is free, so a long file handed out last keeps one worker busy while the other waits; in
+# order of their last durations (pytest's cache, .pytest_cache/), the two end together.
+FILE_SECONDS = "corpus-diarization/file-seconds"
+_file_seconds: dict[str, float] = {}
+
+
+def test_file(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
+
+
+def pytest_collection_modifyitems(config, items):
+    last = config.cache.get(FILE_SECONDS, {})
+    items.sort(key=lambda item: -last.get(test_file(item.nodeid), 0.0))  # stable: a file's tests stay together
+
+
+def pytest_sessionfinish(session):
+    if hasattr(session.config, "workerinput"):  # an xdist worker: the controller, which saw every report, writes
+        return
+    if _file_seconds and session.config.cache is not None:
+        merged = {**session.config.cache.get(FILE_SECONDS, {}), **_file_seconds}
+        session.config.cache.set(FILE_SECONDS, merged)

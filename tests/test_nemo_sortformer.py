@@ -11,9 +11,9 @@ import tarfile
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import AMI, ami_rows, segments_by_recording, with_absolute_paths, write_jsonl
+from conftest import AMI, ami_rows, segments_by_recording, skip_without, with_absolute_paths, write_jsonl
 
-pytest.importorskip("nemo.collections.asr", reason="the nemo extra: pip install 'corpus-diarization[nemo]'")
+skip_without("nemo", "nemo")
 
 from benchmarks.nemo_adapter import nemo_diarize, write_tiny_sortformer  # noqa: E402
 

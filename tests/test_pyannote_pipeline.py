@@ -16,11 +16,11 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 import torch
-from conftest import AMI, ami_rows, segments_by_recording, with_absolute_paths, write_jsonl
+from conftest import AMI, ami_rows, segments_by_recording, skip_without, with_absolute_paths, write_jsonl
 
 from benchmarks.pyannote_adapter import write_pipeline_folder
 
-pytest.importorskip("pyannote.audio", reason="the pyannote extra: pip install 'corpus-diarization[pyannote]'")
+skip_without("pyannote.audio", "pyannote")
 os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
 
 NAMES = ("trñ00", "trn03", "trn04")  # two speakers each by pyannote's pipeline; one overlaps
