@@ -195,8 +195,10 @@ def chromium() -> str:
     return found
 
 
-def screenshot(page: Path, png: Path, tmp_path: Path) -> None:
-    subprocess.run(
+def headless_chromium(page: Path, tmp_path: Path, *flags: str) -> str:
+    """Opens `page` in headless Chromium with `flags`; returns what it printed (`--dump-dom`: the DOM
+    after the page's scripts ran)."""
+    done = subprocess.run(
         [
             chromium(),
             "--headless",
@@ -208,13 +210,19 @@ def screenshot(page: Path, png: Path, tmp_path: Path) -> None:
             "--no-first-run",
             f"--user-data-dir={tmp_path / 'profile'}",
             "--window-size=1100,1400",
-            f"--screenshot={png}",
+            *flags,
             page.as_uri(),
         ],
         check=True,
         capture_output=True,
+        text=True,
         timeout=120,
     )
+    return done.stdout
+
+
+def screenshot(page: Path, png: Path, tmp_path: Path) -> None:
+    headless_chromium(page, tmp_path, f"--screenshot={png}")
 
 
 def test_report_opens_in_headless_chromium(labelled_run, tmp_path):
@@ -240,6 +248,47 @@ def test_report_opens_in_headless_chromium(labelled_run, tmp_path):
     not_white = (pixels < 0.9).any(axis=-1).mean()
     colours = len(np.unique((pixels * 255).astype(np.uint8).reshape(-1, 3), axis=0))
     assert not_white > 0.02 and colours > 20, (not_white, colours)
+
+
+# Run after the report's own script, as a user's clicks would: the DER heading twice, then a click
+# 10 s into the first timeline; what the page then shows is written into it for --dump-dom.
+CLICKS = """<script>
+const table = [...document.querySelectorAll("table.sortable")].find((t) => t.tHead.textContent.includes("speakers"));
+const heading = [...table.tHead.rows[0].cells].find((th) => th.textContent === "DER");
+const column = () => [...table.tBodies[0].rows].map((row) => row.cells[heading.cellIndex].textContent);
+heading.click();
+const up = column();
+heading.click();
+const down = column();
+const svg = document.querySelector("section.recording svg");
+const x = svg.getBoundingClientRect().left + Number(svg.dataset.left) + 10 / Number(svg.dataset.secondsPerPixel);
+svg.dispatchEvent(new MouseEvent("click", {clientX: x, bubbles: true}));
+const audio = svg.closest("section").querySelector("audio");
+const seen = {up, down, sort: heading.getAttribute("aria-sort"), seconds: audio.currentTime};
+document.body.insertAdjacentHTML("beforeend", `<pre id="clicked">${JSON.stringify(seen)}</pre>`);
+</script>"""
+
+
+def test_report_tables_sort_by_the_heading_clicked_and_a_timeline_click_plays_from_there(labelled_run, tmp_path):
+    import html
+    import json
+    import re
+
+    from pipeline.export.report import write_report
+
+    page = Path(write_report(labelled_run))
+    clicked = page.with_name("report-clicked.html")  # beside the report: its audio sources are relative
+    try:
+        clicked.write_text(page.read_text(encoding="utf-8").replace("</body>", CLICKS + "</body>"), encoding="utf-8")
+        dom = headless_chromium(clicked, tmp_path, "--dump-dom", "--virtual-time-budget=2000")
+    finally:
+        clicked.unlink(missing_ok=True)
+    *_, written = re.findall(r'<pre id="clicked">(.*?)</pre>', dom, re.S)  # the first is in the script's text
+    seen = json.loads(html.unescape(written))
+    ders = [float(value.rstrip("%")) for value in seen["up"]]
+    assert len(ders) == 2 and ders == sorted(ders) and ders[0] < ders[1], seen
+    assert seen["down"] == seen["up"][::-1] and seen["sort"] == "descending"
+    assert abs(seen["seconds"] - 10.0) < 0.05, seen
 
 
 def test_export_and_report_work_on_an_s3_run(labelled_run, s3_endpoint, tmp_path):

@@ -67,7 +67,10 @@ def timeline_svg(duration: float, lanes: list[tuple[str, list[Turn], dict[str, s
     label_width, row_height, axis, right = 170, 16, 18, 24  # `right`: room for the last tick's label
     height = len(rows) * row_height + axis + 4
     scale = (width - label_width - right) / max(duration, 1e-6)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
+        f'data-left="{label_width}" data-seconds-per-pixel="{1 / scale:.6g}">'
+    ]
     for index, (lane, speaker, turns, colour) in enumerate(rows):
         y = index * row_height
         parts.append(f'<text x="0" y="{y + 12}" class="lane">{html.escape(lane)} {html.escape(speaker)}</text>')
@@ -111,9 +114,44 @@ def speech_per_speaker(turns: list[Turn]) -> dict[str, float]:
 
 
 def table(headers: list[str] | None, rows: list[list[Any]]) -> str:
+    """An HTML table; one with headers sorts by the column whose heading is clicked (PAGE_SCRIPT)."""
     head = "<thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in headers) + "</tr></thead>" if headers else ""
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table>{head}<tbody>{body}</tbody></table>"
+    attributes = ' class="sortable"' if headers else ""
+    return f"<table{attributes}>{head}<tbody>{body}</tbody></table>"
+
+
+# The page's only script, inline (the report is one file, opened from disk or a bucket, no network):
+# a click on a column heading sorts that table (again: reversed; numbers as numbers, empty cells
+# last); a click on a timeline plays its recording from the time clicked.
+PAGE_SCRIPT = """
+function cellValue(row, column) {
+  const text = row.cells[column].textContent.trim(), number = parseFloat(text);
+  return text === "" ? null : /^-?[0-9.]/.test(text) && !isNaN(number) ? number : text;
+}
+document.querySelectorAll("table.sortable th").forEach((th) => th.addEventListener("click", () => {
+  const body = th.closest("table").tBodies[0], column = th.cellIndex;
+  const ascending = th.getAttribute("aria-sort") !== "ascending";
+  th.parentElement.querySelectorAll("th").forEach((other) => other.removeAttribute("aria-sort"));
+  th.setAttribute("aria-sort", ascending ? "ascending" : "descending");
+  const rows = Array.from(body.rows).map((row, index) => [cellValue(row, column), index, row]);
+  rows.sort(([x, i], [y, j]) => {
+    if (x === null || y === null) return x === y ? i - j : x === null ? 1 : -1;
+    const order = typeof x !== typeof y ? (typeof x === "number" ? -1 : 1) : x < y ? -1 : x > y ? 1 : i - j;
+    return ascending ? order : -order;
+  });
+  rows.forEach(([, , row]) => body.appendChild(row));
+}));
+document.querySelectorAll("section.recording svg[data-seconds-per-pixel]").forEach((svg) =>
+  svg.addEventListener("click", (event) => {
+    const audio = svg.closest("section").querySelector("audio");
+    const pixels = event.clientX - svg.getBoundingClientRect().left - Number(svg.dataset.left);
+    if (audio && pixels >= 0) {
+      audio.currentTime = pixels * Number(svg.dataset.secondsPerPixel);
+      audio.play().catch(() => {});
+    }
+  }));
+"""
 
 
 def percent(value: float | None) -> str:
@@ -299,7 +337,9 @@ table {{ border-collapse: collapse; margin: 8px 0 16px; }} \
 td, th {{ border: 1px solid #ddd; padding: 3px 8px; text-align: left; }}
 th {{ background: #f0f4f8; }} .lane {{ font: 11px monospace; }} .tick {{ font: 10px sans-serif; fill: #555; }}
 section.recording {{ margin-bottom: 18px; }} h3 {{ margin: 10px 0 4px; font-size: 14px; }}
-</style></head><body>{"".join(sections)}</body></html>"""
+table.sortable th {{ cursor: pointer; }} th[aria-sort="ascending"]::after {{ content: " \\25B2"; }}
+th[aria-sort="descending"]::after {{ content: " \\25BC"; }} section.recording svg {{ cursor: pointer; }}
+</style></head><body>{"".join(sections)}<script>{PAGE_SCRIPT}</script></body></html>"""
     fs, path = filesystem(dest, storage_options)
     fs.pipe_file(path, page.encode("utf-8"))
     return dest
