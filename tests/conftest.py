@@ -163,7 +163,7 @@ def pytest_runtest_logreport(report):
     """A failure is named, with its last lines, the moment it happens: `-ra`'s summary comes only at
     the end, which a CI run stopped by its time limit never reaches. Each file's seconds are summed
     for the order of the next run (below)."""
-    _file_seconds[test_file(report.nodeid)] = _file_seconds.get(test_file(report.nodeid), 0.0) + report.duration
+    _file_seconds[file_of(report.nodeid)] = _file_seconds.get(file_of(report.nodeid), 0.0) + report.duration
     if report.failed and _TERMINAL is not None:
         tail = report.longreprtext.strip().splitlines()[-12:]
         _TERMINAL.write_line("")
@@ -179,13 +179,13 @@ FILE_SECONDS = "corpus-diarization/file-seconds"
 _file_seconds: dict[str, float] = {}
 
 
-def test_file(nodeid: str) -> str:
+def file_of(nodeid: str) -> str:
     return nodeid.split("::", 1)[0]
 
 
 def pytest_collection_modifyitems(config, items):
     last = config.cache.get(FILE_SECONDS, {})
-    items.sort(key=lambda item: -last.get(test_file(item.nodeid), 0.0))  # stable: a file's tests stay together
+    items.sort(key=lambda item: -last.get(file_of(item.nodeid), 0.0))  # stable: a file's tests stay together
 
 
 def pytest_sessionfinish(session):
