@@ -37,6 +37,7 @@ from pipeline.io.rttm import parse_segment
 from pipeline.models.contract import ForwardItem, RecordingBatch, RecordingResult
 from pipeline.models.nemo_sortformer import MODEL_NAME, check_archive, check_options
 from pipeline.models.registry import register_model
+from pipeline.postprocessing import turns_to_segments
 
 
 @dataclass
@@ -119,9 +120,7 @@ class NemoSortformerDiarizer(nn.Module, SpkDiarizationMixin):
             posteriors = torch.from_numpy(item.posteriors)[None]
             (lines,) = self.sortformer._diarize_output_processing(posteriors, [item.uniq_id], nemo_config)
             turns = sorted((parse_segment(line) for line in lines), key=lambda t: (t.start, t.end, t.speaker))
-            results.append(
-                RecordingResult(segments=[f"{t.start:.3f} {t.end:.3f} {t.speaker}" for t in turns], activity=posteriors)
-            )
+            results.append(RecordingResult(segments=turns_to_segments(turns), activity=posteriors))
         return results
 
 
