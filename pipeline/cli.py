@@ -233,6 +233,13 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     fetch = commands.add_parser("fetch-sample", parents=[common], help="download the small sample corpus")
     fetch.add_argument("--dest", required=True, help="folder to write the sample into")
     fetch.set_defaults(handler=run_fetch_sample)
+
+    # Listed for --help only: `main` hands every argument after it to Ray's `ray job submit` (`pipeline.submit`).
+    commands.add_parser(
+        "submit",
+        add_help=False,
+        help="`ray job submit` with its own options (see `submit --help`), a missing Ray token told in one line",
+    )
     return parser
 
 
@@ -518,6 +525,10 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG, command: str | Non
     from pipeline.console import CONSOLE, capture_stderr
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    if command is None and argv[:1] == ["submit"]:
+        from pipeline.submit import submit
+
+        return submit(argv[1:])
     parser = build_parser(prog)
     if command is not None:
         subcommand = parser._subparsers._group_actions[0].choices[command]  # noqa: SLF001 - argparse keeps them here

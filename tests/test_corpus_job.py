@@ -1,5 +1,6 @@
 """The Ray job entry point on a real head node (`ray start --head` on loopback, with Ray's default
-token authentication), submitted with `ray job submit --working-dir .`."""
+token authentication), submitted as the README does: `python -m pipeline submit --working-dir .`,
+which runs Ray's own `ray job submit` and turns a client without the head's token into one line."""
 
 from __future__ import annotations
 
@@ -30,10 +31,11 @@ def venv_env() -> dict:
     return env
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def ray_head():
-    """A head node in its own session, ended by killing that session's processes (never `ray stop`,
-    which would also end the test session's own local Ray)."""
+    """A head node in its own session (one for the module: it takes about 10 s to start), ended by
+    killing that session's processes (never `ray stop`, which would also end the test session's own
+    local Ray)."""
     port, dashboard_port = free_port(), free_port()
     temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
     ray = os.path.join(os.path.dirname(sys.executable), "ray")
@@ -87,10 +89,12 @@ def ray_head():
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def submit_when_agent_ready(submit: list[str], attempts: int = 30) -> subprocess.CompletedProcess:
+def submit_when_agent_ready(
+    submit: list[str], attempts: int = 30, env: dict | None = None
+) -> subprocess.CompletedProcess:
     """The dashboard answers before its job agent is up; Ray then says to try again later."""
     for _ in range(attempts):
-        finished = subprocess.run(submit, cwd=REPO, env=venv_env(), capture_output=True, text=True, timeout=400)
+        finished = subprocess.run(submit, cwd=REPO, env=env or venv_env(), capture_output=True, text=True, timeout=400)
         if "No available agent to submit job" not in finished.stdout + finished.stderr:
             return finished
         time.sleep(2)
@@ -102,8 +106,9 @@ def test_job_submit_labels_the_corpus(ray_head, tmp_path):
     manifest = copied_ami_corpus(tmp_path, *NAMES)
     output = tmp_path / "output"
     submit = [
-        os.path.join(os.path.dirname(sys.executable), "ray"),
-        "job",
+        sys.executable,
+        "-m",
+        "pipeline",
         "submit",
         "--address",
         ray_head,
@@ -124,3 +129,31 @@ def test_job_submit_labels_the_corpus(ray_head, tmp_path):
     assert "3 input rows: 3 ok, 0 errors" in finished.stdout
     assert segments_by_recording(pq.read_table(output / "segments")) == in_process_segments(*NAMES)
     assert sorted(p.name for p in (output / "rttm").iterdir()) == sorted(f"{name}.rttm" for name in NAMES)
+
+
+@pytest.mark.parametrize(
+    "auth, says",
+    [
+        ({}, "asks for a token: export RAY_AUTH_MODE=token and RAY_AUTH_TOKEN="),
+        ({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "not-the-heads-token"}, "refused this client's token"),
+    ],
+    ids=["no-token", "another-token"],
+)
+def test_a_client_without_the_head_s_token_is_told_the_fix_in_one_line(ray_head, auth, says):
+    env = {k: v for k, v in venv_env().items() if not k.startswith("RAY_AUTH")} | auth
+    submit = [sys.executable, "-m", "pipeline", "submit", "--address", ray_head, "--", "python", "-c", "pass"]
+    finished = submit_when_agent_ready(submit, env=env)
+    output = (finished.stdout + finished.stderr).strip()
+    assert finished.returncode == 2, output
+    assert len(output.splitlines()) == 1 and output.startswith(f"error: {ray_head} {says}"), output
+
+
+def test_a_head_that_does_not_answer_is_one_line_naming_the_address():
+    address = f"http://127.0.0.1:{free_port()}"
+    submit = [sys.executable, "-m", "pipeline", "submit", "--address", address, "--", "python", "-c", "pass"]
+    finished = subprocess.run(submit, cwd=REPO, env=venv_env(), capture_output=True, text=True, timeout=120)
+    output = (finished.stdout + finished.stderr).strip()
+    assert finished.returncode == 2, output
+    assert output == f"error: cannot reach the Ray dashboard at {address}: check --address (http://HEAD:8265) " + (
+        "and that the head runs"
+    )
