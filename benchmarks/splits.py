@@ -7,7 +7,9 @@ So every tuning run reads the `dev` split only, and every accuracy claim names t
 - LibriSpeech speakers (`../shared/data/librispeech-train-clean-100`): sorted by id, alternating,
   so the halves are disjoint and of similar size and mix of readers; dev = even ranks, test = odd.
 - Simulated conversations: `SIMULATED_SPLITS[split]`, drawn only from that split's speakers, with
-  varied overlap, gains, noise and formats (some 8 kHz, some 44.1 kHz stereo), one seed per split.
+  varied overlap, gains, noise and formats (some 8 kHz, some 44.1 kHz stereo), one seed per split;
+  short calls; far-field conversations (reverberation, quiet talkers, babble of the split's other
+  speakers, lower SNRs: `simulate.far_field_conditions`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 
 from benchmarks.data import ami_dir as default_ami_dir
 from benchmarks.data import check_split, librispeech_dir, librispeech_speakers
-from benchmarks.simulate import SimulationConfig, write_corpus
+from benchmarks.simulate import SimulationConfig, far_field_conditions, write_corpus
 
 AMI_SPLITS = {
     "dev": ("trñ00", "trn01", "trn02", "trn03", "trn04"),
@@ -33,6 +35,7 @@ class SimulatedSplit:
     speakers_range: tuple[int, int] = (2, 5)
     duration_range: tuple[float, float] = (60.0, 180.0)
     seed: int = 0
+    far_field: bool = False  # `simulate.far_field_conditions` instead of `varied_conditions`
 
 
 SIMULATED_SPLITS = {"dev": SimulatedSplit(seed=1001), "test": SimulatedSplit(seed=2002)}
@@ -41,6 +44,13 @@ SHORT_SIMULATED_SPLITS = {
     "dev": SimulatedSplit(speakers_range=(1, 3), duration_range=(20.0, 45.0), seed=1011),
     "test": SimulatedSplit(speakers_range=(1, 3), duration_range=(20.0, 45.0), seed=2022),
 }
+
+# What a meeting-room microphone hears, where missed speech is the largest error (issue 28).
+FAR_FIELD_SPLITS = {
+    "dev": SimulatedSplit(duration_range=(60.0, 120.0), seed=1031, far_field=True),
+    "test": SimulatedSplit(duration_range=(60.0, 120.0), seed=2042, far_field=True),
+}
+CORPORA = ("ami", "simulated", "short", "far_field")
 
 # More dev data for the count estimate, whose choices swing on a handful of files in 20: dev only
 # (`python -m benchmarks.tuning --more`), with seeds of their own.
@@ -72,16 +82,21 @@ def ami_manifest(split: str, dest_dir: str, ami_dir: Path | None = None) -> str:
     return path
 
 
-def split_manifests(split: str, dest_dir: str, more: bool = False) -> dict[str, str]:
-    """The corpora of a split by name: AMI excerpts, simulated conversations, short simulated calls;
-    with `more` (dev only), `MORE_DEV_SPLITS` as well."""
+def split_manifests(
+    split: str, dest_dir: str, more: bool = False, corpora: tuple[str, ...] = CORPORA
+) -> dict[str, str]:
+    """The corpora of a split by name (`CORPORA`, or those of `corpora`): AMI excerpts, simulated
+    conversations, short simulated calls, far-field conversations; with `more` (dev only),
+    `MORE_DEV_SPLITS` as well."""
     if more and check_split(split) != "dev":
         raise ValueError("more corpora exist for the dev split only: no choice is made on the test split")
-    manifests = {
-        "ami": ami_manifest(split, dest_dir),
-        "simulated": simulated_manifest(split, dest_dir),
-        "short": simulated_manifest(split, dest_dir, SHORT_SIMULATED_SPLITS[split]),
+    makers = {
+        "ami": lambda: ami_manifest(split, dest_dir),
+        "simulated": lambda: simulated_manifest(split, dest_dir),
+        "short": lambda: simulated_manifest(split, dest_dir, SHORT_SIMULATED_SPLITS[split]),
+        "far_field": lambda: simulated_manifest(split, dest_dir, FAR_FIELD_SPLITS[split]),
     }
+    manifests = {name: makers[name]() for name in corpora}
     if more:
         manifests.update({name: simulated_manifest(split, dest_dir, spec) for name, spec in MORE_DEV_SPLITS.items()})
     return manifests
@@ -94,7 +109,8 @@ def simulated_manifest(
     the corpus is a pure function of the spec)."""
     source_dir = source_dir or librispeech_dir()
     spec = spec or SIMULATED_SPLITS[check_split(split)]
-    folder = os.path.join(dest_dir, f"sim-{split}-{spec.num}-seed{spec.seed}")
+    kind = "far" if spec.far_field else "sim"
+    folder = os.path.join(dest_dir, f"{kind}-{split}-{spec.num}-seed{spec.seed}")
     manifest = os.path.join(folder, "manifest.jsonl")
     if not os.path.exists(manifest):
         base = SimulationConfig(source_dir=source_dir, speaker_pool=librispeech_speakers(split, source_dir))
@@ -105,8 +121,9 @@ def simulated_manifest(
             speakers_range=spec.speakers_range,
             duration_range=spec.duration_range,
             seed=spec.seed,
-            id_prefix=f"sim-{split}",
+            id_prefix=f"{kind}-{split}",
             vary=True,
+            conditions=far_field_conditions if spec.far_field else None,
         )
     return manifest
 

@@ -100,6 +100,9 @@ def sweep(model, corpora: dict[str, tuple[list, list]], grid: dict[str, Iterable
                     key = f"{corpus}_{'estimated' if estimate else 'known'}"
                     point[key] = overall["der"]
                     point[key + "_count_right"] = overall["speaker_count_accuracy"]
+                    if not estimate:  # whether anyone speaks does not hang on the count: shown once
+                        point[f"{corpus}_missed"] = overall["missed_speech"]
+                        point[f"{corpus}_false_alarm"] = overall["false_alarm"]
             results.append(point)
     finally:
         model.config = original

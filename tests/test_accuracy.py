@@ -32,7 +32,7 @@ GE2E_SIMULATED_ESTIMATED_LIMIT = 0.11
 @pytest.fixture(scope="module")
 def test_split(tmp_path_factory):
     folder = tmp_path_factory.mktemp("splits")
-    manifests = split_manifests("test", str(folder))
+    manifests = split_manifests("test", str(folder), corpora=("ami", "simulated", "short"))
     simulated = Path(manifests["simulated"])
     first = simulated.read_text(encoding="utf-8").splitlines(keepends=True)[:SIMULATED_ROWS]
     manifests["simulated"] = str(simulated.with_name("first.jsonl"))

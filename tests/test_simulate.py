@@ -135,6 +135,20 @@ def test_noise_is_added_at_the_asked_snr(noise_color):
     assert snr_db == pytest.approx(15.0, abs=0.1)
 
 
+def test_far_field_keeps_the_dry_labels_and_level_and_adds_a_reverberant_tail_and_babble():
+    dry = simulate_conversation(CONFIG)
+    wet = simulate_conversation(dataclasses.replace(CONFIG, reverb_rt60=0.6))
+    babble = simulate_conversation(dataclasses.replace(CONFIG, babble_snr_db=20.0))
+    assert wet.turns == dry.turns == babble.turns  # babble talkers are background, never labelled
+    in_speech = speech_mask(dry.turns, len(dry.audio))
+    assert level_db(wet.audio[in_speech]) == pytest.approx(level_db(dry.audio[in_speech]), abs=1.0)
+    # the dry mix is silent outside the reference; the room carries each turn on for a while
+    assert not dry.audio[~in_speech].any()
+    assert level_db(wet.audio[~in_speech]) > level_db(wet.audio[in_speech]) - 40
+    snr_db = level_db(dry.audio[in_speech]) - level_db(babble.audio - dry.audio)
+    assert snr_db == pytest.approx(20.0, abs=0.1)
+
+
 def test_cli_writes_a_manifest_with_readable_audio_and_rttm(tmp_path):
     main(
         [
