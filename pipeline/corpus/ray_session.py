@@ -5,7 +5,8 @@ starts a Ray local to this process. A local Ray started here is stopped complete
 ends, normally, by Ctrl-C (SIGINT) or by SIGTERM: Ray's own exit handler stops its head processes
 but leaves the node's `DashboardAgent` and `RuntimeEnvAgent` running (reparented to init), so
 after `ray.shutdown()` the Ray processes that descend from this one and are still alive are ended,
-by process id. A Ray joined by address belongs to its cluster and is never stopped here."""
+by process id. When the process is killed outright (SIGKILL), its reaper (`reaper.py`) ends them. A
+Ray joined by address belongs to its cluster and is never stopped here."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import signal
 import threading
 
 import ray
+
+from pipeline.corpus.reaper import end, is_ray_process, start_for_this_process
 
 _STARTED_HERE = False
 
@@ -45,6 +48,7 @@ def connect_ray(address: str | None, local_options: dict | None = None, **init_o
         if target == "local" and not _STARTED_HERE:
             _STARTED_HERE = True
             atexit.register(stop_local_ray)  # runs before Ray's own handler (LIFO), while the tree is known
+            start_for_this_process()
         announce_dashboard(getattr(context, "dashboard_url", None))
     quiet_ray()  # Ray's own logs stay out of the console (`pipeline.console`)
 
@@ -54,38 +58,8 @@ def stop_local_ray() -> None:
     import psutil
 
     try:
-        ours = [p for p in psutil.Process().children(recursive=True) if _is_ray_process(p)]
+        ours = [p for p in psutil.Process().children(recursive=True) if is_ray_process(p)]
     except psutil.Error:
         ours = []
     ray.shutdown()
-    alive = [p for p in ours if _still_running(p)]
-    for process in alive:
-        try:
-            process.terminate()
-        except psutil.Error:
-            pass
-    _, alive = psutil.wait_procs(alive, timeout=5)
-    for process in alive:
-        try:
-            process.kill()
-        except psutil.Error:
-            pass
-
-
-def _is_ray_process(process) -> bool:
-    import psutil
-
-    try:
-        command = " ".join(process.cmdline())
-    except psutil.Error:
-        return False
-    return "ray::" in command or f"{os.sep}ray{os.sep}" in command or "ray-dashboard" in command
-
-
-def _still_running(process) -> bool:
-    import psutil
-
-    try:
-        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
+    end(ours)
