@@ -182,10 +182,14 @@ def test_dry_run_from_the_command_line_prints_the_report(local_ray, tmp_path, ca
     assert not (tmp_path / "out").exists()
 
 
-def test_a_large_all_error_manifest_is_committed_as_it_goes(local_ray, tmp_path):
+@pytest.mark.parametrize("coalesced", [False, True], ids=["as-read", "coalesced"])
+def test_a_large_all_error_manifest_is_committed_as_it_goes(local_ray, tmp_path, monkeypatch, coalesced):
     """Commits are counted, not timed (timing is the benchmark's): the run commits many blocks, and
     the watcher sees the committed parts grow in many steps before the run returns. (6,000 rows: the
-    million-row driver is the benchmark's, `benchmarks/`.)"""
+    million-row driver is the benchmark's, `benchmarks/`; `coalesced` takes the id pass's path of
+    corpora of 100,000 rows and more.)"""
+    if coalesced:
+        monkeypatch.setattr("pipeline.corpus.inputs.COALESCE_FROM_ROWS", 1)
     rows = 6_000
     with open(tmp_path / "errors.jsonl", "w") as f:
         for i in range(rows):

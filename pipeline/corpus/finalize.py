@@ -103,6 +103,21 @@ def write_manifest_part(block: pa.Table, layout: OutputLayout) -> pa.Table:
     return pa.table({"manifest": [first["manifest"]], "line_number": [first["line_number"]], "path": [path]})
 
 
+SUMMARY_COLUMNS = [
+    "status",
+    "duration",
+    "speech_seconds",
+    "error",
+    "manifest",
+    "line_number",
+    "audio_filepath",
+    "uniq_id",
+    "num_speakers",
+    "manifest_row",
+]
+SUMMARY_BATCH_ROWS = 4096
+
+
 def run_summary(
     layout: OutputLayout, input_rows: int, parts_before: set[str], wall_seconds: float, config: dict
 ) -> dict[str, Any]:
@@ -110,47 +125,33 @@ def run_summary(
 
     totals = {"rows": 0, "ok": 0, "audio": 0.0, "speech": 0.0, "audio_this_run": 0.0}
     reasons: Counter = Counter()
-    fewer_speakers: list[str] = []  # ok rows that found fewer speakers than their known count
+    fewer_speakers, examples = 0, []  # ok rows that found fewer speakers than their known count
     for token in sorted(layout.part_tokens("recordings")):
         with layout.fs.open(layout.part_path("recordings", token), "rb") as f:
-            table = pq.read_table(
-                f,
-                columns=[
-                    "status",
-                    "duration",
-                    "speech_seconds",
-                    "error",
-                    "manifest",
-                    "line_number",
-                    "audio_filepath",
-                    "uniq_id",
-                    "num_speakers",
-                    "manifest_row",
-                ],
-            )
-        reasons.update(error_reason(row) for row in table.filter(pc.not_equal(table["status"], OK)).to_pylist())
-        ok = [
-            (d, s)
-            for status, d, s in zip(*(table[c].to_pylist() for c in ("status", "duration", "speech_seconds")))
-            if status == OK
-        ]
-        audio = sum(d for d, _ in ok)
-        totals["rows"] += table.num_rows
-        totals["ok"] += len(ok)
-        totals["audio"] += audio
-        totals["speech"] += sum(s for _, s in ok)
-        totals["audio_this_run"] += audio if token not in parts_before else 0.0
-        for row in table.filter(pc.equal(table["status"], OK)).to_pylist():
-            asked = config.get("num_speakers") or json.loads(row["manifest_row"] or "{}").get("num_speakers")
-            if asked and (row["num_speakers"] or 0) < asked:
-                fewer_speakers.append(f"{row['uniq_id']}: {asked} asked, {row['num_speakers'] or 0} found")
+            # a batch at a time: an error part of a large run holds tens of thousands of rows
+            for batch in pq.ParquetFile(f).iter_batches(batch_size=SUMMARY_BATCH_ROWS, columns=SUMMARY_COLUMNS):
+                table = pa.Table.from_batches([batch])
+                reasons.update(error_reason(row) for row in table.filter(pc.not_equal(table["status"], OK)).to_pylist())
+                ok = table.filter(pc.equal(table["status"], OK))
+                audio = pc.sum(ok["duration"]).as_py() or 0.0
+                totals["rows"] += table.num_rows
+                totals["ok"] += ok.num_rows
+                totals["audio"] += audio
+                totals["speech"] += pc.sum(ok["speech_seconds"]).as_py() or 0.0
+                totals["audio_this_run"] += audio if token not in parts_before else 0.0
+                for row in ok.to_pylist():
+                    asked = config.get("num_speakers") or json.loads(row["manifest_row"] or "{}").get("num_speakers")
+                    if asked and (row["num_speakers"] or 0) < asked:
+                        fewer_speakers += 1
+                        if len(examples) < 3:
+                            examples.append(f"{row['uniq_id']}: {asked} asked, {row['num_speakers'] or 0} found")
     notes = []
     if input_rows == 0:
         notes.append("the manifests hold no rows: nothing to label")
     if fewer_speakers:
         notes.append(
-            f"{len(fewer_speakers)} ok rows found fewer speakers than their num_speakers "
-            f"(the audio held no more voices the model could tell apart), e.g. {'; '.join(fewer_speakers[:3])}"
+            f"{fewer_speakers} ok rows found fewer speakers than their num_speakers "
+            f"(the audio held no more voices the model could tell apart), e.g. {'; '.join(examples)}"
         )
     return {
         "input_rows": input_rows,
