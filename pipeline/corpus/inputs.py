@@ -257,10 +257,10 @@ TASK_SHUFFLE_MAX_PARTITIONS = 64
 # The sort shuffle's groupby (Ray 2.60) cuts every block it is given into as many pieces as there are
 # blocks: a million rows read as 120 blocks made 14,400 pieces of ~38 KB, small enough for Ray to keep
 # in the driver's own memory (620 MB of it, of which glibc returned little). Large corpora are
-# coalesced first into blocks of `ROWS_PER_BUCKET_BLOCK` rows per bucket (ten blocks at any size),
-# which took the id pass of a million rows from 755 to 137 MB and from 64 to 50 s.
+# coalesced first into `COALESCED_BLOCKS` blocks (1,024 pieces of ~1,000 rows at a million rows); ten
+# blocks took the id pass of a million rows from 755 to 137 MB of driver and from 64 to 50 s.
 COALESCE_FROM_ROWS = 100_000
-ROWS_PER_BUCKET_BLOCK = 2_000
+COALESCED_BLOCKS = 32
 
 
 def with_shuffle_for(dataset, partitions: int):
@@ -280,7 +280,7 @@ def assign_ids(inputs, rows: int, recorded=None):
     if recorded is not None:
         rows_in = inputs.union(recorded.map_batches(recorded_items, batch_format="pyarrow"))
     if rows >= COALESCE_FROM_ROWS:
-        rows_in = rows_in.repartition(target_num_rows_per_block=buckets * ROWS_PER_BUCKET_BLOCK, strict=True)
+        rows_in = rows_in.repartition(target_num_rows_per_block=math.ceil(rows / COALESCED_BLOCKS), strict=True)
     bucketed = with_shuffle_for(
         rows_in.map_batches(with_bucket, fn_kwargs={"buckets": buckets}, batch_format="pyarrow"), buckets
     )
