@@ -3,6 +3,7 @@
 from functools import lru_cache
 from pathlib import Path
 
+import psutil
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,3 +51,26 @@ def shared_models_changed() -> list[str]:
 
 
 _LOADED_CONFIGS: dict[int, object] = {}
+
+
+def ray_descendants(pid: int) -> list[psutil.Process]:
+    found = []
+    for process in psutil.Process(pid).children(recursive=True):
+        try:
+            command = " ".join(process.cmdline())
+        except psutil.Error:
+            continue
+        if "ray" in command:
+            found.append(process)
+    return found
+
+
+def still_running(processes) -> list[str]:
+    alive = []
+    for process in processes:
+        try:
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                alive.append(" ".join(process.cmdline())[:80])
+        except psutil.Error:
+            continue
+    return alive

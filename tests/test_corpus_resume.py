@@ -3,15 +3,18 @@ an uninterrupted run gives."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
 
+import psutil
 import pyarrow.parquet as pq
 import pytest
 from conftest import FAST_MODEL, REPO, copied_ami_corpus, in_process_segments, segments_by_recording
+from helpers import ray_descendants, still_running
 
 from pipeline.io.rttm import parse_segment, rttm_text
 
@@ -46,15 +49,30 @@ def start_cli_run(manifest, output) -> subprocess.Popen:
 
 
 def kill_after_first_block(process: subprocess.Popen, output, timeout: float = 300) -> None:
+    """SIGKILL of the CLI alone once a block is committed, as `kill -9 PID` or the OOM killer do: no
+    handler of it runs, and its reaper (`pipeline.corpus.reaper`) must end its local Ray's processes."""
     deadline = time.monotonic() + timeout
+    ray_processes = []
     try:
         while not list((output / "recordings").glob("part-*.parquet")):
             assert process.poll() is None, "the run ended before writing anything"
             assert time.monotonic() < deadline, "no block was written in time"
             time.sleep(0.1)
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)
+        ray_processes = ray_descendants(process.pid)
+        assert any("DiarizeForward" in " ".join(p.cmdline()) for p in ray_processes), "no model actor seen"
+        process.kill()
         process.wait()
+        deadline = time.monotonic() + 30
+        while still_running(ray_processes) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert still_running(ray_processes) == [], "Ray processes outlived the SIGKILLed CLI"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # whatever is left of its session, even when it fails
+        process.wait()
+        for leftover in ray_processes:
+            with contextlib.suppress(psutil.Error):
+                leftover.kill()
 
 
 @pytest.mark.slow

@@ -14,6 +14,7 @@ import uuid
 import psutil
 import pytest
 from conftest import FAST_MODEL, REPO, ami_rows, with_absolute_paths, write_jsonl
+from helpers import ray_descendants, still_running
 
 from pipeline.corpus.lease import LEASE_NAME
 from pipeline.corpus.outputs import OutputWriteFailed
@@ -98,33 +99,8 @@ def test_an_output_entry_that_is_a_symlink_is_refused(local_ray, manifest, tmp_p
     assert not (output / LEASE_NAME).exists()
 
 
-def ray_descendants(pid: int) -> list[psutil.Process]:
-    found = []
-    for process in psutil.Process(pid).children(recursive=True):
-        try:
-            command = " ".join(process.cmdline())
-        except psutil.Error:
-            continue
-        if "ray" in command:
-            found.append(process)
-    return found
-
-
-def still_running(processes) -> list[str]:
-    alive = []
-    for process in processes:
-        try:
-            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
-                alive.append(" ".join(process.cmdline())[:80])
-        except psutil.Error:
-            continue
-    return alive
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "signum", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL], ids=["SIGTERM", "SIGINT", "SIGKILL"]
-)
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_stopped_cli_leaves_no_ray_process_and_no_lease(tmp_path, signum):
     rows = [{**with_absolute_paths(r), "offset": 5.0 * k, "duration": 5.0} for k in range(4) for r in ami_rows(*NAMES)]
     manifest = write_jsonl(tmp_path / "manifest.jsonl", rows)
@@ -169,9 +145,6 @@ def test_a_stopped_cli_leaves_no_ray_process_and_no_lease(tmp_path, signum):
         while still_running(ray_processes) and time.monotonic() < deadline:
             time.sleep(0.5)
         assert still_running(ray_processes) == [], "Ray processes outlived the CLI"
-        if signum == signal.SIGKILL:  # nothing of the CLI ran: its reaper ended Ray; the lease goes stale
-            assert cli.returncode == -signal.SIGKILL
-            return
         assert cli.returncode == 128 + signum, stderr[-2000:]  # 143 for SIGTERM (ray job stop), 130 for Ctrl-C
         lines = stderr.strip().splitlines()
         assert lines[-2].startswith("interrupted: committed recordings are kept"), stderr[-2000:]
