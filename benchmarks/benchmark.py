@@ -408,6 +408,18 @@ def manifest_scale(rows: int, output: str, error_every: int = 0) -> dict:
     return result
 
 
+def all_error_manifest(path: str, rows: int) -> str:
+    """`rows` lines that all fail: alternately bad JSON and a missing file that declares 5 s."""
+    with open(path, "w") as f:
+        for index in range(rows):
+            f.write(
+                '{"audio_filepath": broken\n'
+                if index % 2
+                else json.dumps({"audio_filepath": f"missing/{index}.wav", "duration": 5.0}) + "\n"
+            )
+    return path
+
+
 def all_error_run(rows: int, output: str) -> dict:
     """`run_corpus` over `rows` lines that all fail (alternately a missing file and bad JSON): wall
     time, and when each block's commit (its recordings part) appeared."""
@@ -420,14 +432,7 @@ def all_error_run(rows: int, output: str) -> dict:
     from pipeline.corpus import run_corpus
 
     os.makedirs(output, exist_ok=True)
-    manifest = os.path.join(output, f"errors{rows}.jsonl")
-    with open(manifest, "w") as f:
-        for index in range(rows):
-            f.write(
-                '{"audio_filepath": broken\n'
-                if index % 2
-                else json.dumps({"audio_filepath": f"missing/{index}.wav", "duration": 5.0}) + "\n"
-            )
+    manifest = all_error_manifest(os.path.join(output, f"errors{rows}.jsonl"), rows)
     run_output = os.path.join(output, "run")
     shutil.rmtree(run_output, ignore_errors=True)
     commits: list[float] = []
