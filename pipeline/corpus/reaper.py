@@ -18,6 +18,7 @@ import sys
 import psutil
 
 POLL_SECONDS = 2.0
+_HELD: list[int] = []  # the pipe's writing end, open for the life of the process that started the reaper
 
 
 def is_ray_process(process: psutil.Process) -> bool:
@@ -83,8 +84,6 @@ def start_for_this_process() -> None:
     os.close(read_end)
     _HELD.append(write_end)
 
-
-_HELD: list[int] = []
 
 if __name__ == "__main__":
     watch(int(sys.argv[1]), sys.stdin.fileno())
