@@ -6,6 +6,7 @@ itself), a token that is not the head's, a head that does not answer."""
 
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 PROG = "python -m pipeline submit"
@@ -39,8 +40,11 @@ def setup_error(error: BaseException, argv: Sequence[str]) -> str | None:
     """The line for a client that cannot talk to the head as set up; None for anything else."""
     from ray.exceptions import AuthenticationError
 
-    address = address_in(argv) or "the head"
+    address = address_in(argv) or os.environ.get("RAY_API_SERVER_ADDRESS") or os.environ.get("RAY_ADDRESS")
     text = str(error)
+    if address is None and (isinstance(error, ConnectionError) or "failed to connect" in text.lower()):
+        return "no Ray head named: pass --address http://HEAD:8265 (or set RAY_ADDRESS)"
+    address = address or "the head"
     if isinstance(error, AuthenticationError) or "authentication token" in text.lower():
         if "invalid" in text.lower() or "mismatch" in text.lower():
             return (
@@ -53,6 +57,8 @@ def setup_error(error: BaseException, argv: Sequence[str]) -> str | None:
         )
     if isinstance(error, ConnectionError) or "failed to connect" in text.lower():
         return f"cannot reach the Ray dashboard at {address}: check --address (http://HEAD:8265) and that the head runs"
+    if isinstance(error, (ValueError, FileNotFoundError)):  # Ray's checks of the job's options (--working-dir ...)
+        return text.strip().splitlines()[0] if text.strip() else None
     return None
 
 

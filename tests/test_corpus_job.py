@@ -157,3 +157,14 @@ def test_a_head_that_does_not_answer_is_one_line_naming_the_address():
     assert output == f"error: cannot reach the Ray dashboard at {address}: check --address (http://HEAD:8265) " + (
         "and that the head runs"
     )
+
+
+def test_a_working_dir_that_does_not_exist_is_one_line(ray_head, tmp_path):
+    missing = tmp_path / "nowhere"
+    submit = [sys.executable, "-m", "pipeline", "submit", "--address", ray_head, "--working-dir", str(missing)]
+    finished = submit_when_agent_ready([*submit, "--", "python", "-c", "pass"])
+    output = (finished.stdout + finished.stderr).strip()
+    assert finished.returncode == 2, output
+    # Ray's own first line (the server's address) comes before it; then one line, no traceback
+    assert output.splitlines()[-1].startswith(f"error: directory {missing} must be"), output
+    assert "Traceback" not in output, output
