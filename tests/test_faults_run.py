@@ -1,10 +1,12 @@
 """How a run ends when its surroundings fail: a full disk ends in one line and leaves no temporary
 (and `--resume` removes those a killed run left), an output folder that is a symbolic link leading
-elsewhere is refused, and a CLI stopped by SIGTERM or Ctrl-C leaves no Ray process running."""
+elsewhere is refused, and a CLI stopped by SIGTERM or Ctrl-C leaves no Ray process running and
+prints the command that resumes it."""
 
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -101,7 +103,11 @@ def test_an_output_entry_that_is_a_symlink_is_refused(local_ray, manifest, tmp_p
 
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_a_stopped_cli_leaves_no_ray_process_and_no_lease(tmp_path, signum):
+def test_a_stopped_cli_leaves_no_ray_process_and_no_lease(tmp_path, signum, session_ray_address):
+    """The CLI with its own local Ray, stopped once its model actor works: exit 128 + signal, no
+    traceback, the resume command last, no Ray process and no lease left. After Ctrl-C, the printed
+    command (on the session's Ray) finishes the corpus, its stderr only progress lines (Ray's own
+    lines go to the run's log)."""
     rows = [{**with_absolute_paths(r), "offset": 5.0 * k, "duration": 5.0} for k in range(4) for r in ami_rows(*NAMES)]
     manifest = write_jsonl(tmp_path / "manifest.jsonl", rows)
     output = tmp_path / "output"
@@ -120,6 +126,8 @@ def test_a_stopped_cli_leaves_no_ray_process_and_no_lease(tmp_path, signum):
             "--model",
             FAST_MODEL,
             "--batch-size",
+            "1",
+            "--progress-interval",
             "1",
         ],
         cwd=REPO,
@@ -149,6 +157,7 @@ def test_a_stopped_cli_leaves_no_ray_process_and_no_lease(tmp_path, signum):
         lines = stderr.strip().splitlines()
         assert lines[-2].startswith("interrupted: committed recordings are kept"), stderr[-2000:]
         assert lines[-1].strip().startswith("python -m pipeline diarize") and lines[-1].endswith("--resume")
+        assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr[-2000:]
         assert not (output / LEASE_NAME).exists(), "the lease is released on the way out"
     finally:
         if cli.poll() is None:
@@ -158,3 +167,19 @@ def test_a_stopped_cli_leaves_no_ray_process_and_no_lease(tmp_path, signum):
                 process.kill()
             except psutil.Error:
                 pass
+    if signum == signal.SIGINT:
+        resumed = subprocess.run(
+            [sys.executable, *shlex.split(lines[-1].strip())[1:], "--address", session_ray_address],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert resumed.returncode == 0, resumed.stderr
+        printed = resumed.stderr.strip().splitlines()
+        assert printed and all(line.startswith(("progress: ", "Ray dashboard: ")) for line in printed), resumed.stderr
+        assert printed[-1].startswith(f"progress: {len(rows)}/{len(rows)} recordings (100%)"), resumed.stderr
+        assert "0 errors" in printed[-1] and f"{len(rows)} input rows: {len(rows)} ok, 0 errors" in resumed.stdout
+        logs = list((output / "logs").glob("diarize-*.log"))
+        assert logs and any(log.stat().st_size > 0 for log in logs)  # Ray's lines went here instead
