@@ -50,6 +50,9 @@ MIN_BLOCKS = 16  # a small corpus still spreads over tasks and commits as it goe
 # The driver keeps a record of every block of the ok rows (Ray's split-repartition): 50,000 blocks of
 # 4 rows (200,000 rows that give no duration) held it past 3 GB. Blocks grow instead.
 MAX_BLOCKS = 2_000
+# The rows that are errors from the read on (bad lines, local audio that is not there) are committed
+# in parts of this many: a hundred parts for a million of them, each a commit the progress shows.
+ERROR_ROWS_PER_PART = 10_000
 RECORDED_COLUMNS = ["uniq_id", "manifest", "line_number", "row_key", "manifest_row"]
 
 
@@ -132,7 +135,8 @@ def run_corpus(
             sink = CorpusSink(layout, run.model, lease.fence())
             with CommitProgress(layout, total=input_rows, already_done=input_rows - counts[OK] - counts[ERROR]):
                 if counts[ERROR]:
-                    todo.filter(expr=col("status") == ERROR).write_datasink(sink)
+                    errors = todo.filter(expr=col("status") == ERROR)
+                    errors.repartition(math.ceil(counts[ERROR] / ERROR_ROWS_PER_PART)).write_datasink(sink)
                 if counts[OK]:
                     diarize_rows(todo, sink, counts, run, config, (min_actors, max_actors))
 

@@ -6,7 +6,8 @@
     OK ──post-processing fails─────► ERROR
     OK ──labelled──────────────────► OK      (its RTTM and table rows are written)
 
-Rows that are errors from the start (a bad manifest line, a bad id) never reach decode. On a resume,
+Rows that are errors from the start (a bad manifest line, a bad id, a local audio file that is not
+there: `inputs.with_local_audio_checked`) never reach decode. On a resume,
 the id pass also gives each record whose manifest line no longer holds its row as an ORPHAN (the line
 was edited or removed): it is never written, and a row to do at an orphan's line is refused (the line
 would be recorded twice). A DEFERRED
