@@ -136,7 +136,8 @@ def run_corpus(
             with CommitProgress(layout, total=input_rows, already_done=input_rows - counts[OK] - counts[ERROR]):
                 if counts[ERROR]:
                     errors = todo.filter(expr=col("status") == ERROR)
-                    errors.repartition(math.ceil(counts[ERROR] / ERROR_ROWS_PER_PART)).write_datasink(sink)
+                    # streamed: the first part is committed once its rows are filtered, not after all of them
+                    errors.repartition(target_num_rows_per_block=ERROR_ROWS_PER_PART, strict=True).write_datasink(sink)
                 if counts[OK]:
                     diarize_rows(todo, sink, counts, run, config, (min_actors, max_actors))
 
