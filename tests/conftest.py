@@ -90,7 +90,16 @@ def local_ray(aws_env):
     """A Ray of this process only (`address="local"` never joins a cluster already running)."""
     import ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False)
+    # Idle workers are kept for a minute (Ray's default: one second, above one per CPU), so that the
+    # next test's corpus run finds its decode and post-processing workers with torch imported and its
+    # model loaded: warm default-model runs of 3 x 10 s took 10 CPU-seconds each instead of 18
+    # (docs/RESULTS.md, "The test loop"). Only the session's own Ray: a run's own Ray is the product's.
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        _system_config={"idle_worker_killing_time_threshold_ms": 60_000},
+    )
     yield ray
     ray.shutdown()
 
