@@ -59,7 +59,7 @@ def kill_after_first_block(process: subprocess.Popen, output, timeout: float = 3
             assert process.poll() is None, "the run ended before writing anything"
             assert time.monotonic() < deadline, "no block was written in time"
             time.sleep(0.1)
-        # The model actor among them: a first listing once missed it (one failed run in about ten), so look again.
+        # The kill must catch the model actor at work: look until Ray's processes list it.
         ray_processes = ray_descendants(process.pid)
         while not any("DiarizeForward" in title for title in still_running(ray_processes)):
             assert process.poll() is None, "the run ended before the kill"

@@ -188,8 +188,8 @@ def test_dry_run_from_the_command_line_prints_the_report(local_ray, tmp_path, ca
 def test_a_large_all_error_manifest_is_committed_as_it_goes_in_parts_of_many_rows(local_ray, tmp_path, monkeypatch):
     """Commits are counted, not timed (timing is the benchmark's): bad lines and rows whose local
     audio is missing are error rows from the read on, committed `ERROR_ROWS_PER_PART` at a time
-    (500 here, 10,000 by default), never a model batch at a time; the watcher sees the committed
-    parts grow in many steps before the run returns. (6,000 rows: the million-row driver is the
+    (500 here, 10,000 by default), never a model batch at a time; the watcher sees some of the
+    parts committed before the run returns. (6,000 rows: the million-row driver is the
     benchmark's, `benchmarks/`.)"""
     monkeypatch.setattr("pipeline.corpus.plan.ERROR_ROWS_PER_PART", 500)
     rows = 6_000
@@ -206,7 +206,7 @@ def test_a_large_all_error_manifest_is_committed_as_it_goes_in_parts_of_many_row
                 seen.add(part.name)
             if not seen_while_running or seen_while_running[-1] != len(seen):
                 seen_while_running.append(len(seen))
-            stop.wait(0.05)
+            stop.wait(0.01)
 
     stop = threading.Event()
     watcher = threading.Thread(target=watch, args=(stop,))
@@ -222,7 +222,9 @@ def test_a_large_all_error_manifest_is_committed_as_it_goes_in_parts_of_many_row
     sizes = [pq.ParquetFile(part).metadata.num_rows for part in parts]
     assert sum(sizes) == rows
     assert len(parts) == 12 and min(sizes) >= 400, sizes  # many commits, each of many rows
-    assert len(seen_while_running) >= 5, seen_while_running  # they landed as the run went
+    # they landed as the run went: the watcher saw the run with some parts and not yet all (the
+    # parts of error rows come in a burst, so the count of steps seen depends on the host's speed)
+    assert any(0 < seen < len(parts) for seen in seen_while_running), seen_while_running
     assert not (output / "rttm").exists() or not list((output / "rttm").iterdir())
 
 
