@@ -43,7 +43,7 @@ format: $(STAMP)
 # runs it in one process.
 TEST_WORKERS ?= 2
 test: lint browser
-	$(PYTHON) -m pytest -q -ra $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
+	$(PYTHON) -m pytest -q -ra --durations=25 $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 
 clean:
 	rm -rf outputs data/sample

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import socket
@@ -16,6 +17,15 @@ import pytest
 # as a terminal's would be.
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+# pytest-xdist's workers (`make test`: two) share the machine's cores, so each worker's torch gets
+# its share of threads instead of every core: two workers with two threads each on two cores spent
+# 10-20 % more CPU-seconds waiting on each other (docs/RESULTS.md, "The test loop"). Set before any
+# test module imports torch, and inherited by the worker's Ray and the CLIs it starts; a model
+# actor still chooses its own threads (`--actor-threads`), as in a user's run.
+TEST_THREADS = max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+if "PYTEST_XDIST_WORKER" in os.environ:  # not in xdist's controller, whose environment the workers inherit
+    os.environ.setdefault("OMP_NUM_THREADS", str(TEST_THREADS))
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -193,13 +203,13 @@ def file_of(nodeid: str) -> str:
 
 
 def pytest_collection_modifyitems(config, items):
-    last = config.cache.get(FILE_SECONDS, {})
+    last = config.cache.get(FILE_SECONDS, {}) if getattr(config, "cache", None) else {}  # -p no:cacheprovider
     items.sort(key=lambda item: -last.get(file_of(item.nodeid), 0.0))  # stable: a file's tests stay together
 
 
 def pytest_sessionfinish(session):
     if hasattr(session.config, "workerinput"):  # an xdist worker: the controller, which saw every report, writes
         return
-    if _file_seconds and session.config.cache is not None:
+    if _file_seconds and getattr(session.config, "cache", None) is not None:
         merged = {**session.config.cache.get(FILE_SECONDS, {}), **_file_seconds}
         session.config.cache.set(FILE_SECONDS, merged)

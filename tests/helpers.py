@@ -5,6 +5,7 @@ from pathlib import Path
 
 import psutil
 import torch
+from conftest import TEST_THREADS
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -18,7 +19,7 @@ def cpu_model():
     """The default (overlap-aware) model on CPU."""
     from pipeline import load_model
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(TEST_THREADS)  # silero_vad's import sets 1 for the whole process
     model = load_model("default", device="cpu")
     _LOADED_CONFIGS[id(model)] = model.config
     return model
@@ -29,7 +30,7 @@ def ge2e_model():
     """The light GE2E model (Silero VAD + GE2E + NME-SC) on CPU."""
     from pipeline import load_model
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(TEST_THREADS)  # silero_vad's import sets 1 for the whole process
     model = load_model("ge2e", device="cpu")
     _LOADED_CONFIGS[id(model)] = model.config
     return model
