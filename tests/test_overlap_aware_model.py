@@ -107,12 +107,10 @@ def test_speaker_embeddings_are_returned_under_the_segments_names():
         assert abs(float(np.linalg.norm(centroid)) - 1.0) < 1e-4
 
 
-def _one_chunk(model, embeddings, part_embeddings, segmentation, speech=None, overlap=None, pair=None):
+def _one_chunk(model, embeddings, part_embeddings, segmentation, speech=None):
     """`model._activity` of a one-chunk, 10 s recording, voices = the first two unit vectors."""
     output = OverlapAwareForward(
         speech=speech,
-        overlap=overlap,
-        pair=pair,
         uniq_id="one",
         offset=0.0,
         num_speakers=0,
@@ -176,31 +174,6 @@ def test_speech_the_argmax_misses_but_the_posterior_hears_goes_to_the_nearest_sp
     assert not _one_chunk(model, embeddings, part_embeddings, segmentation, speech)[first[-30:]].any()
     model.config = replace(model.config, speech_onset=None)
     assert not _one_chunk(model, embeddings, part_embeddings, segmentation, speech)[second].any()
-
-
-def test_overlap_the_argmax_misses_but_the_pair_posterior_hears_adds_the_second_voice():
-    """A second voice under the first: the argmax says one speaker where p(two speakers) is 0.4.
-    With `overlap_onset` at 0.3 those frames hear the most likely pair, both voices; off (the
-    default), only the first; frames whose pair posterior stays under the onset keep one voice."""
-    from dataclasses import replace
-
-    model = copy.copy(cpu_model())  # its config is changed below: the session's model stays as it is
-    segmentation, embeddings, part_embeddings = _empty_chunk(model)
-    first, second = np.flatnonzero(model.frame_part.numpy() == 0), np.flatnonzero(model.frame_part.numpy() == 1)
-    segmentation[0, first, 0] = segmentation[0, second, 1] = 1  # voice 0, then voice 1, by the argmax
-    embeddings[0, 0, 0] = part_embeddings[0, 0, 0] = np.eye(192)[0]
-    embeddings[0, 0, 1] = part_embeddings[0, 0, 1] = part_embeddings[0, 1, 1] = np.eye(192)[1]
-    overlap, pair = np.zeros((1, model.chunk_frames), np.uint8), np.zeros((1, model.chunk_frames, 3), np.uint8)
-    pair[0, first, :2] = 1  # the most likely pair: local speakers 0 and 1
-    overlap[0, first[-20:]] = 102  # p = 0.4: voice 1 starts under voice 0's last words
-    overlap[0, first[:20]] = 51  # p = 0.2
-    assert model.config.overlap_onset is None
-    speaking = _one_chunk(model, embeddings, part_embeddings, segmentation, overlap=overlap, pair=pair)
-    assert speaking[first, 0].all() and not speaking[first, 1].any()
-    model.config = replace(model.config, overlap_onset=0.3)
-    speaking = _one_chunk(model, embeddings, part_embeddings, segmentation, overlap=overlap, pair=pair)
-    assert speaking[first[-20:]].all() and speaking[first, 0].all()
-    assert not speaking[first[:-20], 1].any() and speaking[second, 1].all()
 
 
 def test_a_part_without_its_own_embedding_still_keeps_two_local_speakers_apart():

@@ -114,10 +114,6 @@ class OverlapAwareConfig:
     # docs/journal/2026-12-06-speech-posterior.md.
     speech_onset: float | None = option(0.5, low=0.0, high=1.0, optional=True)
     speech_offset: float | None = option(None, low=0.0, high=1.0, optional=True)
-    # Who overlaps: a chunk frame whose probability of two speakers (the pair classes' sum) is at
-    # least `overlap_onset` hears the most likely pair, even where one speaker's class is the most
-    # likely. None: the most likely class alone (pyannote's).
-    overlap_onset: float | None = option(None, low=0.0, high=1.0, optional=True)
     clustering: ChunkClusteringConfig = option(default_factory=ChunkClusteringConfig, nested=True)
     # NeMo's names. The frames the speaker-count selection keeps are above 0.5 (`speaker_activity`),
     # so onset/offset 0.5 are pyannote's top-k selection as is.

@@ -67,7 +67,6 @@ from pipeline.models.overlap_aware.config import (
 from pipeline.models.overlap_aware.onnx_runtime import OnnxNetworks, onnx_runtime_available
 from pipeline.models.overlap_aware.segmentation import (
     MAX_SPEAKERS_PER_CHUNK,
-    POWERSET_MAPPING,
     SegmentationModel,
     powerset_to_multilabel,
 )
@@ -98,8 +97,6 @@ class OverlapAwareForward(ForwardItem):
     part_embeddings: np.ndarray  # (C, Q, L, D) float32, per part of a piece: these are assigned
     half_embeddings: Optional[np.ndarray] = None  # (C, 2Q, L, D) float16 per half part (`refine_boundaries`)
     speech: Optional[np.ndarray] = None  # (C, F) uint8, 255 x p(speech) = 1 - p(non-speech class)
-    overlap: Optional[np.ndarray] = None  # (C, F) uint8, 255 x p(two speakers): the pair classes' sum
-    pair: Optional[np.ndarray] = None  # (C, F, L) uint8 activity of the most likely pair class
 
 
 def inherit_from_nearest_piece(assignment: np.ndarray) -> np.ndarray:
@@ -283,8 +280,6 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
         local, size = MAX_SPEAKERS_PER_CHUNK, self.embedding_size
         segmentation = np.zeros((total, self.chunk_frames, local), np.uint8)
         speech = np.zeros((total, self.chunk_frames), np.uint8)
-        overlap = np.zeros((total, self.chunk_frames), np.uint8)
-        pair = np.zeros((total, self.chunk_frames, local), np.uint8)
         embeddings = np.full((total, self.pieces, local, size), np.nan, np.float32)
         part_embeddings = np.full((total, self.parts, local, size), np.nan, np.float32)
         half_embeddings = (
@@ -298,7 +293,7 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
                 torch.as_tensor(offsets[group]),
                 torch.as_tensor(lengths, device=audio.device),
             )
-            activity, speech_probability, overlap_probability, pair_activity = self._segment(chunks)
+            activity, speech_probability = self._segment(chunks)
             pieces, parts, halves = self._embed_local_speakers(
                 chunks, activity, torch.as_tensor(owned[group], device=chunks.device)
             )
@@ -308,8 +303,6 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
                 half_embeddings[group] = halves.to(torch.float16).cpu().numpy()
             segmentation[group] = activity.to(torch.uint8).cpu().numpy()
             speech[group] = (speech_probability * 255).round().to(torch.uint8).cpu().numpy()
-            overlap[group] = (overlap_probability * 255).round().to(torch.uint8).cpu().numpy()
-            pair[group] = pair_activity.to(torch.uint8).cpu().numpy()
             release_freed_memory()  # the group's freed tensors, not kept in the heap (`memory`)
         bounds = np.cumsum([0] + [len(s) for s in starts])
         return [
@@ -324,8 +317,6 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
                 part_embeddings=part_embeddings[bounds[b] : bounds[b + 1]],
                 half_embeddings=None if half_embeddings is None else half_embeddings[bounds[b] : bounds[b + 1]],
                 speech=speech[bounds[b] : bounds[b + 1]],
-                overlap=overlap[bounds[b] : bounds[b + 1]],
-                pair=pair[bounds[b] : bounds[b + 1]],
             )
             for b in range(len(lengths))
         ]
@@ -361,18 +352,15 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
             self._onnx = OnnxNetworks(self.segmentation, self.embedding)
         return self._onnx
 
-    def _segment(self, chunks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(G, frames, local speakers) bool activity (the powerset's most likely class); (G, frames)
-        the probability that anyone speaks (1 - the non-speech class's) and that two do (the pair
-        classes'); (G, frames, local speakers) bool activity of the most likely pair class."""
+    def _segment(self, chunks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(G, frames, local speakers) bool activity (the powerset's most likely class), and (G, frames)
+        the probability that anyone speaks (1 - the non-speech class's)."""
         onnx = self.onnx_networks(chunks.device)
         if onnx is not None:
             log_probs = onnx.segment(chunks)
         else:
             log_probs = self.segmentation(chunks.to(next(self.segmentation.parameters()).dtype))
-        pairs = log_probs[..., 1 + MAX_SPEAKERS_PER_CHUNK :].float().exp()  # after non-speech and the singles
-        best_pair = POWERSET_MAPPING.to(pairs.device)[1 + MAX_SPEAKERS_PER_CHUNK + pairs.argmax(-1)] > 0.5
-        return powerset_to_multilabel(log_probs) > 0.5, 1 - log_probs[..., 0].exp(), pairs.sum(-1), best_pair
+        return powerset_to_multilabel(log_probs) > 0.5, 1 - log_probs[..., 0].exp()
 
     def _embed_local_speakers(
         self, chunks: torch.Tensor, activity: torch.Tensor, owned: torch.Tensor
@@ -583,14 +571,6 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
         # frame that one of its two chunks calls certain speech and the other silence averages to 0.5.
         return hysteresis(probability, np.nextafter(onset, 0.0), np.nextafter(offset, 0.0))
 
-    def overlap_frames(self, output: OverlapAwareForward) -> np.ndarray | None:
-        """(C, F) bool: the chunk frames whose probability of two speakers is at least `overlap_onset`,
-        or None when it is off (or the forward item has no overlap posterior)."""
-        onset = self.config.overlap_onset
-        if onset is None or output.overlap is None or output.pair is None:
-            return None
-        return np.asarray(output.overlap) >= np.ceil(onset * 255)
-
     def _activity(
         self, output: OverlapAwareForward, segmentation: np.ndarray, centroids: np.ndarray, num_frames: int
     ) -> np.ndarray:
@@ -620,9 +600,6 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
         timeline = max(num_frames, int(first.max() + frames) if chunks else 0)
         index = (first[:, None] + np.arange(frames)[None]).ravel()  # (C*F,)
         coverage = np.bincount(index, minlength=timeline)[:num_frames].clip(1)
-        overlapped = self.overlap_frames(output)
-        if overlapped is not None:  # those frames hear the most likely pair, whatever the argmax said
-            segmentation = np.where(overlapped[..., None], np.asarray(output.pair, np.float32), segmentation)
         count = np.bincount(index, weights=segmentation.sum(-1).ravel(), minlength=timeline)[:num_frames]
         count = np.rint(count / coverage).astype(np.int64)
         speech = self.speech_frames(output, index, coverage, timeline, num_frames)
