@@ -114,9 +114,6 @@ class OverlapAwareConfig:
     # docs/journal/2026-12-06-speech-posterior.md.
     speech_onset: float | None = option(0.5, low=0.0, high=1.0, optional=True)
     speech_offset: float | None = option(None, low=0.0, high=1.0, optional=True)
-    # An unknown count is at least the most local speakers one chunk holds with this many seconds
-    # each (the segmentation tells voices apart within a chunk). None: no such bound.
-    chunk_speaker_seconds: float | None = option(None, low=0.0, optional=True)
     clustering: ChunkClusteringConfig = option(default_factory=ChunkClusteringConfig, nested=True)
     # NeMo's names. The frames the speaker-count selection keeps are above 0.5 (`speaker_activity`),
     # so onset/offset 0.5 are pyannote's top-k selection as is.

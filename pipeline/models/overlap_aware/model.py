@@ -504,11 +504,6 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
         if not trusted.any():
             trusted = embedded
         known, low, high = bounds
-        if not known and self.config.chunk_speaker_seconds is not None:
-            # a chunk whose local speakers each speak long enough holds that many different voices
-            spoken_in_chunk = segmentation.sum(1) * self.frame_seconds  # (C, L)
-            vouched = int((spoken_in_chunk >= self.config.chunk_speaker_seconds).sum(1).max(initial=0))
-            low = max(low, min(vouched, high))
         counted = (solo >= self.config.count_active_ratio * piece_frames[None, :, None])[trusted]  # the count's voters
         centroids, labels = cluster_centroids(embeddings[trusted], self.config.clustering, known, low, high, counted)
         activity = self._activity(output, segmentation, centroids, num_frames)
