@@ -22,10 +22,12 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
 # its share of threads instead of every core: two workers with two threads each on two cores spent
 # 10-20 % more CPU-seconds waiting on each other (docs/RESULTS.md, "The test loop"). Set before any
 # test module imports torch, and inherited by the worker's Ray and the CLIs it starts; a model
-# actor still chooses its own threads (`--actor-threads`), as in a user's run.
-TEST_THREADS = max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+# actor still chooses its own threads (`--actor-threads`), as in a user's run. An OMP_NUM_THREADS
+# given to `make test` wins (`OMP_NUM_THREADS=2 make test` is the comparison's other side).
 if "PYTEST_XDIST_WORKER" in os.environ:  # not in xdist's controller, whose environment the workers inherit
-    os.environ.setdefault("OMP_NUM_THREADS", str(TEST_THREADS))
+    share = (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, share)))
+TEST_THREADS = int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)  # torch's default: every core
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
