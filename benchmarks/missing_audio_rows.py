@@ -2,6 +2,11 @@
 commits, how soon the first, the driver's peak RSS.
 
     PYTHONPATH=. python benchmarks/missing_audio_rows.py 20000 [WORKDIR]
+    PYTHONPATH=. python benchmarks/missing_audio_rows.py 5000 --s3   # on moto's S3 server on loopback
+
+With `--s3` the manifest and the audio paths are on S3 (an S3 API on 127.0.0.1, as the tests use):
+a missing remote file is found by its decode task, not by the read (one request a row would be
+the read's), so these rows travel with the labelled ones.
 
 An older commit: from a worktree of it, with this script copied in (PYTHONPATH=that worktree)."""
 
@@ -18,13 +23,34 @@ import ray
 
 from pipeline.corpus import run_corpus
 
-rows = int(sys.argv[1])
-work = sys.argv[2] if len(sys.argv) > 2 else tempfile.mkdtemp(prefix="missing-rows-")
+on_s3 = "--s3" in sys.argv
+arguments = [a for a in sys.argv[1:] if a != "--s3"]
+rows = int(arguments[0])
+work = arguments[1] if len(arguments) > 1 else tempfile.mkdtemp(prefix="missing-rows-")
 os.makedirs(work, exist_ok=True)
-m = os.path.join(work, "manifest.jsonl")
-with open(m, "w") as f:
-    for i in range(rows):
-        f.write(json.dumps({"audio_filepath": f"missing/{i}.wav"}) + "\n")
+lines = "".join(json.dumps({"audio_filepath": f"missing/{i}.wav"}) + "\n" for i in range(rows))
+storage = {}
+if on_s3:
+    import socket
+
+    import s3fs
+    from moto.server import ThreadedMotoServer
+
+    for name, value in {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        os.environ[name] = value
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    ThreadedMotoServer(ip_address="127.0.0.1", port=port).start()
+    storage = {"endpoint_url": f"http://127.0.0.1:{port}"}
+    s3 = s3fs.S3FileSystem(**storage)
+    s3.mkdir("bench")
+    s3.pipe("bench/manifest.jsonl", lines.encode())
+    m = "s3://bench/manifest.jsonl"
+else:
+    m = os.path.join(work, "manifest.jsonl")
+    with open(m, "w") as f:
+        f.write(lines)
 out = os.path.join(work, "run")
 shutil.rmtree(out, ignore_errors=True)
 commits = []
@@ -44,7 +70,7 @@ def watch():
 ray.init(address="local", include_dashboard=False, log_to_driver=False)
 threading.Thread(target=watch, daemon=True).start()
 t = time.perf_counter()
-s = run_corpus([m], out, model="ge2e")
+s = run_corpus([m], out, model="ge2e", storage_options=storage)
 e = time.perf_counter()
 stop.set()
 print(
