@@ -206,7 +206,9 @@ def file_of(nodeid: str) -> str:
 
 def pytest_collection_modifyitems(config, items):
     last = config.cache.get(FILE_SECONDS, {}) if getattr(config, "cache", None) else {}  # -p no:cacheprovider
-    items.sort(key=lambda item: -last.get(file_of(item.nodeid), 0.0))  # stable: a file's tests stay together
+    # A fresh checkout (CI) has no durations yet: the files with `slow` tests go first.
+    slow = {file_of(item.nodeid) for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: (-last.get(file_of(item.nodeid), 0.0), file_of(item.nodeid) not in slow))  # stable
 
 
 def pytest_sessionfinish(session):
