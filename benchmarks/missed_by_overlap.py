@@ -12,28 +12,25 @@ import argparse
 import numpy as np
 
 from benchmarks.data import add_data_argument
-from benchmarks.splits import CORPORA, split_manifests
+from benchmarks.splits import add_split_arguments, split_manifests
 from pipeline.io.manifest import read_manifest
-from pipeline.io.rttm import parse_segment
+from pipeline.io.rttm import parse_segment, read_rttm, read_uem
 from pipeline.models.registry import load_model
 
 STEP = 0.01
 
 
 def talkers(turns, frames: int) -> np.ndarray:
-    """(frames,) how many of `turns` ((start, end) seconds) cover each 10 ms frame."""
+    """(frames,) how many of `turns` (with `start`, `end` in seconds) cover each 10 ms frame."""
     count = np.zeros(frames, np.int64)
-    for start, end in turns:
-        count[int(start / STEP) : int(end / STEP)] += 1
+    for turn in turns:
+        count[int(turn.start / STEP) : int(turn.end / STEP)] += 1
     return count
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--split", choices=("dev", "test"), default="dev")
-    parser.add_argument("--corpus", choices=CORPORA, default="ami")
-    parser.add_argument("--model", default="default")
-    parser.add_argument("--dest", default="outputs/benchmarks/splits")
+    add_split_arguments(parser)
     add_data_argument(parser)
     args = parser.parse_args(argv)
     model = load_model(args.model, device="cpu")
@@ -42,17 +39,14 @@ def main(argv=None) -> None:
     hypotheses = model.diarize(manifest, num_workers=0)
     speech, missed, silent = np.zeros(5), np.zeros(5), np.zeros(5)  # per reference talker count, 4+ together
     for row, segments in zip(rows, hypotheses):
-        reference = [line.split() for line in open(row.rttm_filepath, encoding="utf-8") if line.strip()]
-        turns = [(float(f[3]), float(f[3]) + float(f[4])) for f in reference]
-        hypothesis = [(parse_segment(s).start, parse_segment(s).end) for s in segments]
-        frames = int(max([end for _, end in turns + hypothesis] + [1.0]) / STEP) + 1
+        reference = [turn for turns in read_rttm(row.rttm_filepath).values() for turn in turns]
+        hypothesis = [parse_segment(segment) for segment in segments]
+        frames = int(max([turn.end for turn in reference + hypothesis] + [1.0]) / STEP) + 1
         scored = np.zeros(frames, bool)
-        for line in open(row.uem_filepath, encoding="utf-8") if row.uem_filepath else ():
-            start, end = map(float, line.split()[2:4])
-            scored[int(start / STEP) : int(end / STEP)] = True
-        if not row.uem_filepath:
-            scored[:] = True
-        said, heard = talkers(turns, frames), talkers(hypothesis, frames)
+        regions = [r for rs in read_uem(row.uem_filepath).values() for r in rs] if row.uem_filepath else [(0, None)]
+        for start, end in regions:
+            scored[int(start / STEP) : None if end is None else int(end / STEP)] = True
+        said, heard = talkers(reference, frames), talkers(hypothesis, frames)
         for k in range(1, 5):
             at = scored & (said >= k if k == 4 else said == k)
             speech[k] += said[at].sum() * STEP

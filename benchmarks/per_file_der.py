@@ -8,16 +8,13 @@ from __future__ import annotations
 import argparse
 
 from benchmarks.benchmark import diarize_and_score
-from benchmarks.splits import CORPORA, split_manifests
+from benchmarks.splits import add_split_arguments, split_manifests
 from pipeline.models.registry import load_model
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--split", choices=("dev", "test"), default="dev")
-    parser.add_argument("--corpus", choices=CORPORA, default="ami")
-    parser.add_argument("--model", default="default")
-    parser.add_argument("--dest", default="outputs/benchmarks/splits")
+    add_split_arguments(parser)
     args = parser.parse_args(argv)
     model = load_model(args.model, device="cpu")
     manifest = split_manifests(args.split, args.dest, corpora=(args.corpus,))[args.corpus]

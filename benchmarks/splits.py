@@ -52,6 +52,16 @@ FAR_FIELD_SPLITS = {
 }
 CORPORA = ("ami", "simulated", "short", "far_field")
 
+
+def add_split_arguments(parser) -> None:
+    """`--split`, `--corpus`, `--model` and `--dest` of the per-corpus diagnoses (`per_file_der`,
+    `missed_by_overlap`)."""
+    parser.add_argument("--split", choices=("dev", "test"), default="dev")
+    parser.add_argument("--corpus", choices=CORPORA, default="ami")
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--dest", default="outputs/benchmarks/splits")
+
+
 # More dev data for the count estimate, whose choices swing on a handful of files in 20: dev only
 # (`python -m benchmarks.tuning --more`), with seeds of their own.
 MORE_DEV_SPLITS = {
