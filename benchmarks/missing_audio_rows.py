@@ -2,7 +2,7 @@
 commits, how soon the first, the driver's peak RSS.
 
     PYTHONPATH=. python benchmarks/missing_audio_rows.py 20000 [WORKDIR]
-    PYTHONPATH=. python benchmarks/missing_audio_rows.py 5000 --s3   # on moto's S3 server on loopback
+    PYTHONPATH=. python benchmarks/missing_audio_rows.py 2000 --s3   # on moto's S3 server on loopback
 
 With `--s3` the manifest and the audio paths are on S3 (an S3 API on 127.0.0.1, as the tests use):
 a missing remote file is found by its decode task, not by the read (one request a row would be
