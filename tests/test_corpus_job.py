@@ -17,7 +17,7 @@ import urllib.request
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import REPO, copied_ami_corpus, free_port, in_process_segments, segments_by_recording
+from conftest import FAST_MODEL, REPO, copied_ami_corpus, free_port, in_process_segments, segments_by_recording
 
 NAMES = ("trñ00", "trn02", "trn03")
 
@@ -123,11 +123,13 @@ def test_job_submit_labels_the_corpus(ray_head, tmp_path):
         str(output),
         "--batch-size",
         "2",
+        "--model",
+        FAST_MODEL,  # the job's submission and its cluster are under test; the default model is on Ray elsewhere
     ]
     finished = submit_when_agent_ready(submit)
     assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
     assert "3 input rows: 3 ok, 0 errors" in finished.stdout
-    assert segments_by_recording(pq.read_table(output / "segments")) == in_process_segments(*NAMES)
+    assert segments_by_recording(pq.read_table(output / "segments")) == in_process_segments(*NAMES, model=FAST_MODEL)
     assert sorted(p.name for p in (output / "rttm").iterdir()) == sorted(f"{name}.rttm" for name in NAMES)
 
 

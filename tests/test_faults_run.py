@@ -101,58 +101,66 @@ def test_an_output_entry_that_is_a_symlink_is_refused(local_ray, manifest, tmp_p
     assert not (output / LEASE_NAME).exists()
 
 
+def alive_model_actors() -> list[str]:
+    """The model actors alive on the session's Ray (its GCS answers without a dashboard)."""
+    from ray._private import state
+
+    return [
+        actor["ActorClassName"]
+        for actor in state.actors().values()
+        if "DiarizeForward" in actor["ActorClassName"] and actor["State"] != "DEAD"
+    ]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_a_stopped_cli_leaves_no_ray_process_and_no_lease(tmp_path, signum, session_ray_address):
-    """The CLI with its own local Ray, stopped once its model actor works: exit 128 + signal, no
-    traceback, the resume command last, no Ray process and no lease left. After Ctrl-C, the printed
-    command (on the session's Ray) finishes the corpus, its stderr only progress lines (Ray's own
-    lines go to the run's log)."""
+@pytest.mark.parametrize(
+    "signum, on_session_ray",
+    [(signal.SIGTERM, True), (signal.SIGINT, False)],
+    ids=["SIGTERM-joined-ray", "SIGINT-own-ray"],
+)
+def test_a_stopped_cli_leaves_no_ray_process_and_no_lease(tmp_path, signum, on_session_ray, session_ray_address):
+    """The CLI stopped once its model actor works: exit 128 + signal, no traceback, the resume
+    command last, no model actor or Ray process and no lease left. SIGTERM is what `ray job stop`
+    and Kubernetes send a driver on a running cluster: that CLI joins the session's Ray. Ctrl-C is
+    a user's at a terminal: that CLI starts a local Ray of its own, whose every process must end
+    with it; then the printed command (on the session's Ray) finishes the corpus, its stderr only
+    progress lines (Ray's own lines go to the run's log)."""
     rows = [{**with_absolute_paths(r), "offset": 5.0 * k, "duration": 5.0} for k in range(4) for r in ami_rows(*NAMES)]
     manifest = write_jsonl(tmp_path / "manifest.jsonl", rows)
     output = tmp_path / "output"
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["PATH"] = f"{os.path.dirname(sys.executable)}{os.pathsep}{env.get('PATH', '')}"
+    command = [sys.executable, "-m", "pipeline", "diarize", "--manifest", str(manifest), "--output", str(output)]
+    command += ["--model", FAST_MODEL, "--batch-size", "1", "--progress-interval", "1"]
+    if on_session_ray:
+        command += ["--address", session_ray_address]
     cli = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pipeline",
-            "diarize",
-            "--manifest",
-            str(manifest),
-            "--output",
-            str(output),
-            "--model",
-            FAST_MODEL,
-            "--batch-size",
-            "1",
-            "--progress-interval",
-            "1",
-        ],
-        cwd=REPO,
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+        command, cwd=REPO, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
+
+    def model_actor_started() -> bool:
+        if on_session_ray:
+            return bool(alive_model_actors())
+        return any("DiarizeForward" in " ".join(p.cmdline()) for p in ray_descendants(cli.pid))
+
     ray_processes: list[psutil.Process] = []
     try:
         deadline = time.monotonic() + 240
-        while not any("DiarizeForward" in " ".join(p.cmdline()) for p in ray_descendants(cli.pid)):
+        while not model_actor_started():
             assert cli.poll() is None, f"the run ended before its model actor started: {cli.stderr.read()[-2000:]}"
             assert time.monotonic() < deadline, "no model actor started in time"
             time.sleep(0.5)
         time.sleep(2)
-        ray_processes = ray_descendants(cli.pid)
-        assert any("DashboardAgent" in " ".join(p.cmdline()) for p in ray_processes)
+        if not on_session_ray:
+            ray_processes = ray_descendants(cli.pid)
+            assert any("DashboardAgent" in " ".join(p.cmdline()) for p in ray_processes)
         os.kill(cli.pid, signum)  # the CLI only, as `kill PID` does
         _, stderr = cli.communicate(timeout=120)
         deadline = time.monotonic() + 30
-        while still_running(ray_processes) and time.monotonic() < deadline:
+        while (still_running(ray_processes) or alive_model_actors()) and time.monotonic() < deadline:
             time.sleep(0.5)
         assert still_running(ray_processes) == [], "Ray processes outlived the CLI"
+        assert alive_model_actors() == [], "the CLI's model actor outlived it on the cluster"
         assert cli.returncode == 128 + signum, stderr[-2000:]  # 143 for SIGTERM (ray job stop), 130 for Ctrl-C
         lines = stderr.strip().splitlines()
         assert lines[-2].startswith("interrupted: committed recordings are kept"), stderr[-2000:]
