@@ -114,11 +114,6 @@ class OverlapAwareConfig:
     # docs/journal/2026-12-06-speech-posterior.md.
     speech_onset: float | None = option(0.5, low=0.0, high=1.0, optional=True)
     speech_offset: float | None = option(None, low=0.0, high=1.0, optional=True)
-    # A frame's speakers come from the chunk nearest its centre; where that chunk hears fewer local
-    # speakers than the frame's count, the other covering chunks' speakers fill it, their activity
-    # weighted by this (0: only the nearest chunk's speakers are kept, as pyannote's owner-less
-    # average is at 1).
-    other_chunks_weight: float = option(0.0, low=0.0, high=1.0)
     clustering: ChunkClusteringConfig = option(default_factory=ChunkClusteringConfig, nested=True)
     # NeMo's names. The frames the speaker-count selection keeps are above 0.5 (`speaker_activity`),
     # so onset/offset 0.5 are pyannote's top-k selection as is.

@@ -595,8 +595,6 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
         first = np.rint(np.asarray(output.chunk_starts) / self.frame_seconds).astype(np.int64)
         # frames another chunk owns stay unassigned there: that chunk decides them
         owned = self.owned_frames(first, frames)
-        others = self.config.other_chunks_weight
-        other_assignment = np.where(owned[:, :, None], -1, assignment) if others > 0 else None
         assignment = np.where(owned[:, :, None], assignment, -1)
 
         timeline = max(num_frames, int(first.max() + frames) if chunks else 0)
@@ -608,21 +606,18 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
         if speech is not None:  # the posterior decides whether anyone speaks, the count how many
             count = np.where(speech, np.maximum(count, 1), 0)
         num_clusters = len(centroids)
+        # activity of each cluster: its local speakers' frames, summed over the chunks
         width = max(num_clusters, 1)
-
-        def share(assigned: np.ndarray, deciding: np.ndarray) -> np.ndarray:
-            # activity of each cluster: its local speakers' frames, over the `deciding` chunks of a frame
-            chunk, frame, speaker = np.nonzero((assigned >= 0) & (segmentation > 0))
-            cells = index.reshape(chunks, frames)[chunk, frame] * width + assigned[chunk, frame, speaker]
-            summed = np.bincount(cells, minlength=timeline * width).reshape(timeline, width)[:num_frames, :num_clusters]
-            return (
-                summed.astype(np.float32)
-                / np.bincount(index, weights=deciding.ravel(), minlength=timeline)[:num_frames].clip(1)[:, None]
-            )
-
-        score = share(assignment, owned)
-        if other_assignment is not None:
-            score += others * share(other_assignment, ~owned)
+        chunk, frame, speaker = np.nonzero((assignment >= 0) & (segmentation > 0))
+        cells = index.reshape(chunks, frames)[chunk, frame] * width + assignment[chunk, frame, speaker]
+        score = (
+            np.bincount(cells, minlength=timeline * width)
+            .reshape(timeline, width)[:num_frames, :num_clusters]
+            .astype(np.float32)
+        )
+        score /= np.bincount(index, weights=owned.ravel(), minlength=timeline)[:num_frames].clip(1)[
+            :, None
+        ]  # share of the deciding chunks
         if speech is not None:
             score = with_nearest_scores(score, count > 0)
         rank = np.argsort(np.argsort(-score, axis=1, kind="stable"), axis=1, kind="stable")
