@@ -75,6 +75,10 @@ class SimulationConfig:
     drr_db_range: tuple[float, float] = (0.0, 10.0)  # direct-to-reverberant ratio, one per speaker (distance)
     babble_snr_db: float | None = None  # speech over babble of other speakers of the pool; None: none
     babble_talkers: int = 5
+    # Speakers who say one short thing (a backchannel, a word): each has a single turn of
+    # `minor_turn_sec_range`, as in meetings where a participant listens; the last of the first round.
+    minor_speakers: int = 0
+    minor_turn_sec_range: tuple[float, float] = (0.3, 1.5)
 
     def __post_init__(self):
         if self.num_speakers < 1:
@@ -87,6 +91,8 @@ class SimulationConfig:
             raise ValueError(f"gain_db_range must be low <= high, got {self.gain_db_range}")
         if self.noise_color not in NOISE_COLORS:
             raise ValueError(f"noise_color must be one of {NOISE_COLORS}, got {self.noise_color!r}")
+        if not 0 <= self.minor_speakers < self.num_speakers:
+            raise ValueError(f"minor_speakers must be in [0, num_speakers), got {self.minor_speakers}")
         if self.duration_sec < self.turn_sec_range[0] * self.num_speakers:
             raise ValueError(f"{self.duration_sec} s is too short for {self.num_speakers} speakers")
 
@@ -233,14 +239,17 @@ def _place_turns(
     placed_regions = np.zeros((0, 2), dtype=np.int64)
     last_end = {speaker: -min_pause for speaker in speakers}
     cursor, current, previous_extent = 0, None, 0
+    minor = set(speakers[len(speakers) - config.minor_speakers :]) if config.minor_speakers else set()
+    talkers = [s for s in speakers if s not in minor]  # after the first round
     while True:
         if len(placements) < len(speakers):
             speaker = speakers[len(placements)]
         else:
-            others = [s for s in speakers if s != current] or speakers
+            others = [s for s in talkers if s != current] or talkers
             speaker = others[int(rng.integers(len(others)))]
         source = load_source(str(rng.choice(files[speaker])), min_pause, min_speech)
-        regions = _crop_regions(source.regions, _frames(rng.uniform(*config.turn_sec_range)), min_speech, rng)
+        turn_range = config.minor_turn_sec_range if speaker in minor else config.turn_sec_range
+        regions = _crop_regions(source.regions, _frames(rng.uniform(*turn_range)), min_speech, rng)
         pause = _frames(rng.exponential(config.mean_pause_sec)) if config.mean_pause_sec > 0 else 0
         overlap_event = rng.uniform(*OVERLAP_EVENT_SEC) * FRAMES_PER_SEC
 
@@ -436,17 +445,20 @@ def write_corpus(
     id_prefix: str = "sim",
     vary: bool = False,
     conditions=None,
+    minor_speakers_range: tuple[int, int] | None = None,
 ) -> str:
     """Write `<id>.wav` (PCM 16), `<id>.rttm` and a NeMo `manifest.jsonl` (paths relative to it).
 
     Each conversation is `base_config` with its own seed, and, when the ranges are given, its own
     speaker count (inclusive range) and duration drawn from `seed`; with `vary`, its own overlap,
     gains, noise and file format too (`varied_conditions`); `conditions` is another such function of
-    the generator (`far_field_conditions`)."""
+    the generator (`far_field_conditions`); with `minor_speakers_range`, that many of its speakers
+    (fewer than all) say one short thing each (`SimulationConfig.minor_speakers`)."""
     conditions = conditions or (varied_conditions if vary else None)
     os.makedirs(out_dir, exist_ok=True)
     rng = np.random.default_rng(seed)
     conditions_rng = np.random.default_rng([seed, 1])  # its own stream: `vary` leaves the rest as it was
+    minor_rng = np.random.default_rng([seed, 2])  # and the listeners theirs
     rows = []
     for index in range(num_conversations):
         changes = {"seed": int(rng.integers(2**31))}
@@ -454,6 +466,9 @@ def write_corpus(
             changes["num_speakers"] = int(rng.integers(speakers_range[0], speakers_range[1] + 1))
         if duration_range is not None:
             changes["duration_sec"] = round(float(rng.uniform(*duration_range)), 2)
+        if minor_speakers_range is not None:
+            drawn = int(minor_rng.integers(minor_speakers_range[0], minor_speakers_range[1] + 1))
+            changes["minor_speakers"] = min(drawn, changes.get("num_speakers", base_config.num_speakers) - 1)
         audio_format = "16k"
         if conditions is not None:
             varied, audio_format = conditions(conditions_rng)

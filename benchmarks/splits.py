@@ -9,7 +9,9 @@ So every tuning run reads the `dev` split only, and every accuracy claim names t
 - Simulated conversations: `SIMULATED_SPLITS[split]`, drawn only from that split's speakers, with
   varied overlap, gains, noise and formats (some 8 kHz, some 44.1 kHz stereo), one seed per split;
   short calls; far-field conversations (reverberation, quiet talkers, babble of the split's other
-  speakers, lower SNRs: `simulate.far_field_conditions`).
+  speakers, lower SNRs: `simulate.far_field_conditions`); meetings where one or two participants
+  only listen and say one short thing (0.3-1.5 s), as in AMI excerpts whose known count includes
+  them (`SimulatedSplit.minor_speakers_range`).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class SimulatedSplit:
     duration_range: tuple[float, float] = (60.0, 180.0)
     seed: int = 0
     far_field: bool = False  # `simulate.far_field_conditions` instead of `varied_conditions`
+    minor_speakers_range: tuple[int, int] | None = None  # speakers with one short turn (`SimulationConfig`)
 
 
 SIMULATED_SPLITS = {"dev": SimulatedSplit(seed=1001), "test": SimulatedSplit(seed=2002)}
@@ -50,7 +53,12 @@ FAR_FIELD_SPLITS = {
     "dev": SimulatedSplit(duration_range=(60.0, 120.0), seed=1031, far_field=True),
     "test": SimulatedSplit(duration_range=(60.0, 120.0), seed=2042, far_field=True),
 }
-CORPORA = ("ami", "simulated", "short", "far_field")
+# Meetings with listeners: a known count then names speakers who leave almost nothing to embed.
+LISTENERS_SPLITS = {
+    "dev": SimulatedSplit(speakers_range=(3, 5), duration_range=(30.0, 60.0), seed=1051, minor_speakers_range=(1, 2)),
+    "test": SimulatedSplit(speakers_range=(3, 5), duration_range=(30.0, 60.0), seed=2062, minor_speakers_range=(1, 2)),
+}
+CORPORA = ("ami", "simulated", "short", "far_field", "listeners")
 
 
 def add_split_arguments(parser) -> None:
@@ -105,6 +113,7 @@ def split_manifests(
         "simulated": lambda: simulated_manifest(split, dest_dir),
         "short": lambda: simulated_manifest(split, dest_dir, SHORT_SIMULATED_SPLITS[split]),
         "far_field": lambda: simulated_manifest(split, dest_dir, FAR_FIELD_SPLITS[split]),
+        "listeners": lambda: simulated_manifest(split, dest_dir, LISTENERS_SPLITS[split]),
     }
     manifests = {name: makers[name]() for name in corpora}
     if more:
@@ -119,7 +128,7 @@ def simulated_manifest(
     the corpus is a pure function of the spec)."""
     source_dir = source_dir or librispeech_dir()
     spec = spec or SIMULATED_SPLITS[check_split(split)]
-    kind = "far" if spec.far_field else "sim"
+    kind = "far" if spec.far_field else "lis" if spec.minor_speakers_range else "sim"
     folder = os.path.join(dest_dir, f"{kind}-{split}-{spec.num}-seed{spec.seed}")
     manifest = os.path.join(folder, "manifest.jsonl")
     if not os.path.exists(manifest):
@@ -134,6 +143,7 @@ def simulated_manifest(
             id_prefix=f"{kind}-{split}",
             vary=True,
             conditions=far_field_conditions if spec.far_field else None,
+            minor_speakers_range=spec.minor_speakers_range,
         )
     return manifest
 

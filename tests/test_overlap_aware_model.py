@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
@@ -74,15 +75,53 @@ def test_forward_never_writes_into_the_batch_audio():
     assert torch.equal(batch["audio"], before)
 
 
+def exactly_counting(model):
+    """A copy of `model` that takes a known count as the number of speakers (NeMo's oracle count)."""
+    exact = copy.copy(model)
+    exact.config = dataclasses.replace(model.config, known_count="exact")
+    return exact
+
+
 def test_known_count_and_bounds_are_respected():
     model = cpu_model()
     path = str(OVERLAPPED)
     (two,) = model.diarize(path, num_workers=0, verbose=False, num_speakers=2)
     (at_least_three,) = model.diarize(path, num_workers=0, verbose=False, min_num_speakers=3)
     (at_most_one,) = model.diarize(path, num_workers=0, verbose=False, max_num_speakers=1)
+    (five,) = exactly_counting(model).diarize(path, num_workers=0, verbose=False, num_speakers=5)
     assert len(speakers_of(two)) == 2
     assert len(speakers_of(at_least_three)) >= 3
     assert len(speakers_of(at_most_one)) == 1
+    assert len(speakers_of(five)) == 5
+
+
+def test_a_listener_s_word_does_not_split_the_talker_a_known_count_names():
+    """One talker and two listeners who say one short thing each (a simulated meeting of the test
+    half's speakers): forced to three speakers, the clustering has nothing of the listeners to find
+    and splits the talker; by default, clusters that close are taken for one voice and the count
+    is estimated up to the one given, which leaves the talker whole."""
+    from benchmarks.data import librispeech_speakers
+    from benchmarks.simulate import SimulationConfig, simulate_conversation
+    from pipeline.scoring.metrics import ScoringItem, score_corpus
+
+    config = SimulationConfig(
+        num_speakers=3, minor_speakers=2, duration_sec=40.0, seed=11, speaker_pool=librispeech_speakers("test")
+    )
+    conversation = simulate_conversation(config, "meeting")
+    talker_seconds = {}
+    for turn in conversation.turns:
+        talker_seconds[turn.speaker] = talker_seconds.get(turn.speaker, 0.0) + turn.end - turn.start
+    assert sorted(talker_seconds.values())[1] < 2.0 < max(talker_seconds.values())  # two listeners, one talker
+    model = cpu_model()
+    (guarded,) = model.diarize(conversation.audio, num_workers=0, verbose=False, num_speakers=3)
+    (exact,) = exactly_counting(model).diarize(conversation.audio, num_workers=0, verbose=False, num_speakers=3)
+
+    def der(segments):
+        item = ScoringItem("meeting", conversation.turns, [parse_segment(s) for s in segments])
+        return score_corpus([item], collar=0.25)[1]["der"]
+
+    assert len(speakers_of(exact)) == 3
+    assert der(guarded) < 0.5 * der(exact), (der(guarded), der(exact))
 
 
 def test_tensor_outputs_are_per_frame_activity_in_speaker_order():

