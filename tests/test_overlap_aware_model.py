@@ -102,15 +102,14 @@ def test_a_listener_s_word_does_not_split_the_talker_a_known_count_names():
     is estimated up to the one given, which leaves the talker whole."""
     from benchmarks.data import librispeech_speakers
     from benchmarks.simulate import SimulationConfig, simulate_conversation
+    from pipeline.export.report import speech_per_speaker
     from pipeline.scoring.metrics import ScoringItem, score_corpus
 
     config = SimulationConfig(
         num_speakers=3, minor_speakers=2, duration_sec=40.0, seed=11, speaker_pool=librispeech_speakers("test")
     )
     conversation = simulate_conversation(config, "meeting")
-    talker_seconds = {}
-    for turn in conversation.turns:
-        talker_seconds[turn.speaker] = talker_seconds.get(turn.speaker, 0.0) + turn.end - turn.start
+    talker_seconds = speech_per_speaker(conversation.turns)
     assert sorted(talker_seconds.values())[1] < 2.0 < max(talker_seconds.values())  # two listeners, one talker
     model = cpu_model()
     (guarded,) = model.diarize(conversation.audio, num_workers=0, verbose=False, num_speakers=3)

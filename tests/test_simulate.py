@@ -15,6 +15,7 @@ from benchmarks.simulate import (
     speech_regions,
     write_corpus,
 )
+from pipeline.export.report import speech_per_speaker
 from pipeline.io.audio import SAMPLE_RATE
 from pipeline.io.manifest import read_manifest
 from pipeline.io.rttm import Turn, read_rttm
@@ -110,9 +111,7 @@ def test_every_speaker_speaks_under_their_librispeech_id(num_speakers):
 
 def test_listeners_say_one_short_thing_and_the_others_talk():
     conversation = simulate_conversation(dataclasses.replace(CONFIG, num_speakers=4, minor_speakers=2))
-    seconds = {}
-    for turn in conversation.turns:
-        seconds[turn.speaker] = seconds.get(turn.speaker, 0.0) + turn.end - turn.start
+    seconds = speech_per_speaker(conversation.turns)
     quiet, talkers = sorted(seconds.values())[:2], sorted(seconds.values())[2:]
     assert len(seconds) == 4 and all(0 < s <= CONFIG.minor_turn_sec_range[1] for s in quiet), seconds
     assert sum(talkers) > 0.7 * sum(seconds.values())
