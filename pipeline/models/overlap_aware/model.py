@@ -152,6 +152,13 @@ def refine_boundaries(assignment: np.ndarray, halves: np.ndarray, centroids: np.
     return labels
 
 
+def closest_other(centroids: np.ndarray) -> np.ndarray:
+    """(clusters,) each unit centroid's cosine similarity to the nearest other one."""
+    similarity = centroids @ centroids.T
+    np.fill_diagonal(similarity, -1.0)
+    return similarity.max(1)
+
+
 def with_nearest_scores(score: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     """`score` (frames, clusters) where frames that are `wanted` but scored by no cluster (speech the
     posterior hears and no local speaker's argmax does) take the scores of the nearest scored frame."""
@@ -509,9 +516,7 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
         counted = (solo >= self.config.count_active_ratio * piece_frames[None, :, None])[trusted]  # the count's voters
         centroids, labels = cluster_centroids(embeddings[trusted], self.config.clustering, known, low, high, counted)
         if known and self.config.known_count == "unless_split" and len(centroids) > 1:
-            similarity = centroids @ centroids.T
-            np.fill_diagonal(similarity, -1.0)
-            if similarity.max() > self.config.known_split_similarity:  # forcing the count split a voice
+            if closest_other(centroids).max() > self.config.known_split_similarity:  # forcing the count split a voice
                 known, low, high = None, min(low, known), known  # estimated, up to the count
                 centroids, labels = cluster_centroids(
                     embeddings[trusted], self.config.clustering, known, low, high, counted
@@ -535,9 +540,8 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
             centroids, labels, activity = without(centroids, np.flatnonzero(stray))
         while not known and len(centroids) > max(low, 1):
             spoken = (activity > 0.5).sum(0) * self.frame_seconds
-            similarity = centroids @ centroids.T
-            np.fill_diagonal(similarity, -1.0)
-            split = (spoken < self.config.split_speaker_seconds) & (similarity.max(1) > self.config.split_similarity)
+            near = closest_other(centroids) > self.config.split_similarity
+            split = (spoken < self.config.split_speaker_seconds) & near
             if not split.any():
                 break
             centroids, labels, activity = without(centroids, np.flatnonzero(split)[np.argmin(spoken[split])])
