@@ -3,6 +3,12 @@ Ray (the first run also pays for starting workers), with the driver's time in ea
 `run_corpus`. What a Jupyter user pays per small trial run, and most of what the test suite pays.
 
     python benchmarks/small_run_overhead.py --model ge2e --repeats 3
+    python benchmarks/small_run_overhead.py --model ge2e --timeline     # + Ray's timeline of the last run
+    python benchmarks/small_run_overhead.py --model ge2e --timeline --preload pipeline.corpus.stages
+
+`--timeline` lists the last run's tasks and actor methods (the model actor's `__init__`, its forward,
+the decode and post-processing tasks), seconds from that run's start; `--preload` has Ray's workers
+import these modules as they start (Ray's `preload_python_modules`).
 
 An older commit is measured by the same script from a worktree of it, on that worktree's code:
     git worktree add /tmp/old 6cd016e && cp benchmarks/small_run_overhead.py /tmp/old/benchmarks/
@@ -24,6 +30,9 @@ AMI = Path(__file__).resolve().parents[2] / "shared" / "data" / "ami-excerpts"
 # Timed steps of run_corpus. `read_inputs` and `assign_ids` only build lazy datasets: their Ray work
 # (reading, the id groupby) runs in run_corpus's own `materialize()` calls, reported as "rest".
 STEPS = ("row_counts", "diarize_rows", "write_output_manifest", "run_summary")
+# Ray's bookkeeping around every call and Ray Data's own actors, left out of the timeline.
+BOOKKEEPING = ("task:deserialize", "task:store_outputs", "task:execute", "submit_task")
+RAY_DATA_ACTORS = ("Autoscaling", "ActorLocationTracker", "_StatsActor")
 
 
 def main() -> None:
@@ -34,6 +43,8 @@ def main() -> None:
         "--ami", type=Path, default=AMI, help="the AMI excerpts folder (default: ../shared/data/ami-excerpts)"
     )
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--timeline", action="store_true", help="print Ray's timeline of the last run")
+    parser.add_argument("--preload", default="", help="comma-separated modules Ray's workers import as they start")
     args = parser.parse_args()
 
     import ray
@@ -58,7 +69,8 @@ def main() -> None:
 
     for name in STEPS:
         setattr(plan, name, timed(name))  # run_corpus looks them up in the module at call time
-    ray.init(address="local", num_cpus=2, include_dashboard=False)
+    preload = {"preload_python_modules": args.preload.split(",")} if args.preload else {}
+    ray.init(address="local", num_cpus=2, include_dashboard=False, _system_config=preload)
     rows = [
         json.loads(line)
         for line in (args.ami / "manifest.jsonl").read_text(encoding="utf-8").splitlines()
@@ -70,11 +82,25 @@ def main() -> None:
         manifest = Path(folder) / "manifest.jsonl"
         manifest.write_text(json.dumps(row, ensure_ascii=False) + "\n", encoding="utf-8")
         for repeat in range(args.repeats):
-            began = time.perf_counter()
+            began, last_start = time.perf_counter(), time.time()
             pipeline.run_corpus(str(manifest), f"{folder}/run{repeat}", model=args.model, batch_size=2)
             seconds["run_corpus"].append(time.perf_counter() - began)
     seconds["rest"] = [total - sum(seconds[name][i] for name in STEPS) for i, total in enumerate(seconds["run_corpus"])]
     print(json.dumps({name: [round(s, 2) for s in values] for name, values in seconds.items()}))
+    if args.timeline:
+        print_timeline(ray.timeline(), since=last_start)
+
+
+def print_timeline(events: list[dict], since: float) -> None:
+    """Ray's timeline events (Chrome trace, microseconds) from `since` (epoch seconds) on."""
+    for event in sorted(
+        (e for e in events if e.get("ph") == "X" and e.get("ts", 0) >= since * 1e6), key=lambda e: e["ts"]
+    ):
+        what = event.get("cat", "")  # "task::<stage or actor class>"
+        if what.startswith(BOOKKEEPING) or any(actor in what for actor in RAY_DATA_ACTORS):
+            continue
+        at, lasted = event["ts"] / 1e6 - since, event.get("dur", 0) / 1e6
+        print(f"{at:7.2f} s  +{lasted:5.2f} s  {what.removeprefix('task::')[:60]}  {event['name'].split('.')[-1]}")
 
 
 if __name__ == "__main__":
