@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from pipeline.corpus.options import model_argument
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
@@ -30,12 +32,21 @@ def main(argv=None) -> int:
     parser.add_argument("--work", default="/tmp/speaker-linking")
     parser.add_argument("--model", default="ge2e")
     parser.add_argument(
+        "--model-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        type=model_argument,
+        help="option of the model's factory (repeatable), e.g. known_split_apart_similarity=1.0",
+    )
+    parser.add_argument(
         "--thresholds", type=float, nargs="+", default=None, help="default: the linking_threshold the model declares"
     )
     parser.add_argument("--min-speech-seconds", type=float, default=None)
     parser.add_argument("--collar", type=float, default=0.25)
     parser.add_argument("--json", default=None, help="append the results as JSON lines to this file")
     args = parser.parse_args(argv)
+    model_kwargs = dict(args.model_arg)
 
     import pipeline
     from benchmarks.splits import RECURRING_SPLITS, recurring_manifest, recurring_pool
@@ -45,11 +56,19 @@ def main(argv=None) -> int:
 
     spec = RECURRING_SPLITS[args.split]
     manifest = recurring_manifest(args.split, os.path.join(args.work, "corpora"), spec)
-    output = os.path.join(args.work, "runs", f"{args.split}-{args.model.replace(':', '_')}")
+    arguments = "".join(f"-{key}={value}" for key, value in sorted(model_kwargs.items()))
+    output = os.path.join(args.work, "runs", f"{args.split}-{args.model.replace(':', '_')}{arguments}")
     connect_ray(None, local_options={"include_dashboard": False}, log_to_driver=False)
     if not os.path.exists(os.path.join(output, "summary.json")):
         started = time.perf_counter()
-        summary = pipeline.run_corpus(manifest, output, model=args.model, batch_size=4, resume=os.path.exists(output))
+        summary = pipeline.run_corpus(
+            manifest,
+            output,
+            model=args.model,
+            model_kwargs=model_kwargs,
+            batch_size=4,
+            resume=os.path.exists(output),
+        )
         print(
             f"diarized {summary['ok']} recordings ({summary['audio_hours'] * 60:.1f} min) "
             f"in {time.perf_counter() - started:.0f} s",
