@@ -123,37 +123,6 @@ def test_a_listener_s_word_does_not_split_the_talker_a_known_count_names():
     assert der(guarded) < 0.5 * der(exact), (der(guarded), der(exact))
 
 
-def test_clusters_are_heard_together_only_as_two_local_speakers_of_one_chunk():
-    from pipeline.models.overlap_aware.model import heard_together
-
-    labels = np.full((3, 4, 3), -1)  # (chunks, pieces, local speakers)
-    labels[0, :2, 0], labels[0, 2:, 0] = 0, 1  # one local speaker: cluster 0, then 1
-    labels[1, :, 0], labels[1, :, 1] = 0, 2  # two local speakers: clusters 0 and 2
-    labels[2, 0, 0], labels[2, 1, 0], labels[2, 0, 2] = 1, 2, 1  # cluster 1 on two, cluster 2 on one of them
-    assert heard_together(labels, 3).tolist() == [[0, 0, 1], [0, 1, 1], [1, 1, 0]]
-
-
-@pytest.mark.parametrize(
-    "similarity, two_local_speakers, split",
-    [(0.82, True, True), (0.78, False, True), (0.78, True, False), (0.7, False, False)],
-)
-def test_a_forced_count_split_a_voice_when_two_clusters_are_close_or_close_and_never_heard_together(
-    similarity, two_local_speakers, split
-):
-    """`known_split_similarity` (0.8) on its own; `known_split_apart_similarity` (0.76) for two
-    clusters that are never two local speakers of one chunk, as the halves of one voice are."""
-    model = cpu_model()
-    angle = np.arccos(similarity)
-    centroids = np.array([[1.0, 0.0], [np.cos(angle), np.sin(angle)]], dtype=np.float32)
-    trusted = np.zeros((2, 2, 3), dtype=bool)
-    trusted[:, :, 0] = True
-    labels = np.array([0, 1, 0, 0])  # chunk 0: cluster 0 then 1 on one local speaker; chunk 1: cluster 0
-    if two_local_speakers:
-        trusted[1, 0, 1] = True
-        labels = np.array([0, 1, 0, 1, 0])  # chunk 1: clusters 0 and 1 on two local speakers
-    assert model.split_a_voice(centroids, labels, trusted) is split
-
-
 def test_tensor_outputs_are_per_frame_activity_in_speaker_order():
     model = cpu_model()
     segments, (frames,) = model.diarize(str(OVERLAPPED), num_workers=0, verbose=False, include_tensor_outputs=True)

@@ -159,17 +159,6 @@ def closest_other(centroids: np.ndarray) -> np.ndarray:
     return similarity.max(1)
 
 
-def heard_together(labels: np.ndarray, clusters: int) -> np.ndarray:
-    """(clusters, clusters) in how many chunks two clusters are two different local speakers, from
-    `labels` (chunks, pieces, local speakers): each embedding's cluster, -1 where none. A voice that
-    a forced count split in two is one local speaker wherever it speaks, so its halves never are."""
-    present = (labels[..., None] == np.arange(clusters)).any(1)  # (chunks, local, clusters)
-    heard = present.sum(1)  # (chunks, clusters): on how many local speakers
-    same = np.einsum("clk,clj->ckj", present, present, dtype=np.int64)  # on the same local speaker
-    together = heard[:, :, None] * heard[:, None, :] - same > 0
-    return together.sum(0)
-
-
 def with_nearest_scores(score: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     """`score` (frames, clusters) where frames that are `wanted` but scored by no cluster (speech the
     posterior hears and no local speaker's argmax does) take the scores of the nearest scored frame."""
@@ -526,11 +515,12 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
         known, low, high = bounds
         counted = (solo >= self.config.count_active_ratio * piece_frames[None, :, None])[trusted]  # the count's voters
         centroids, labels = cluster_centroids(embeddings[trusted], self.config.clustering, known, low, high, counted)
-        if known and self.config.known_count == "unless_split" and self.split_a_voice(centroids, labels, trusted):
-            known, low, high = None, min(low, known), known  # estimated, up to the count
-            centroids, labels = cluster_centroids(
-                embeddings[trusted], self.config.clustering, known, low, high, counted
-            )
+        if known and self.config.known_count == "unless_split" and len(centroids) > 1:
+            if closest_other(centroids).max() > self.config.known_split_similarity:  # forcing the count split a voice
+                known, low, high = None, min(low, known), known  # estimated, up to the count
+                centroids, labels = cluster_centroids(
+                    embeddings[trusted], self.config.clustering, known, low, high, counted
+                )
         activity = self._activity(output, segmentation, centroids, num_frames)
 
         def without(centroids: np.ndarray, dropped: np.ndarray):  # the others take the dropped clusters' local speakers
@@ -556,22 +546,6 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
                 break
             centroids, labels, activity = without(centroids, np.flatnonzero(split)[np.argmin(spoken[split])])
         return activity, embeddings[trusted], labels
-
-    def split_a_voice(self, centroids: np.ndarray, labels: np.ndarray, trusted: np.ndarray) -> bool:
-        """Whether forcing a known count split a voice: two of its clusters are closer than
-        `known_split_similarity`, or closer than `known_split_apart_similarity` and never two local
-        speakers of one chunk (`heard_together`). `labels`: the cluster of each `trusted` embedding."""
-        if len(centroids) < 2:
-            return False
-        similarity = centroids @ centroids.T
-        np.fill_diagonal(similarity, -1.0)
-        grid = np.full(trusted.shape, -1)
-        grid[trusted] = labels
-        apart = heard_together(grid, len(centroids)) == 0
-        return bool(
-            (similarity > self.config.known_split_similarity).any()
-            or ((similarity > self.config.known_split_apart_similarity) & apart).any()
-        )
 
     def assignment_embeddings(self, output: OverlapAwareForward, segmentation: np.ndarray) -> np.ndarray:
         """(chunks, parts, 3, D) what each local speaker of each part is assigned by: its part's
