@@ -31,14 +31,7 @@ def main(argv=None) -> int:
     parser.add_argument("--split", choices=["dev", "test"], required=True)
     parser.add_argument("--work", default="/tmp/speaker-linking")
     parser.add_argument("--model", default="ge2e")
-    parser.add_argument(
-        "--model-arg",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        type=model_argument,
-        help="option of the model's factory (repeatable), e.g. known_split_apart_similarity=1.0",
-    )
+    parser.add_argument("--model-arg", action="append", default=[], type=model_argument, metavar="KEY=VALUE")
     parser.add_argument(
         "--thresholds", type=float, nargs="+", default=None, help="default: the linking_threshold the model declares"
     )
@@ -51,6 +44,7 @@ def main(argv=None) -> int:
     import pipeline
     from benchmarks.splits import RECURRING_SPLITS, recurring_manifest, recurring_pool
     from pipeline.corpus.ray_session import connect_ray
+    from pipeline.errors import UsageError
     from pipeline.linking.run import DEFAULT_MIN_SPEECH_SECONDS, link_run, model_threshold
     from pipeline.scoring.evaluate import evaluate_global_run
 
@@ -61,14 +55,17 @@ def main(argv=None) -> int:
     connect_ray(None, local_options={"include_dashboard": False}, log_to_driver=False)
     if not os.path.exists(os.path.join(output, "summary.json")):
         started = time.perf_counter()
-        summary = pipeline.run_corpus(
-            manifest,
-            output,
-            model=args.model,
-            model_kwargs=model_kwargs,
-            batch_size=4,
-            resume=os.path.exists(output),
-        )
+        try:
+            summary = pipeline.run_corpus(
+                manifest,
+                output,
+                model=args.model,
+                model_kwargs=model_kwargs,
+                batch_size=4,
+                resume=os.path.exists(output),
+            )
+        except UsageError as error:  # a misspelt --model-arg: one line, as the CLI gives
+            parser.error(str(error))
         print(
             f"diarized {summary['ok']} recordings ({summary['audio_hours'] * 60:.1f} min) "
             f"in {time.perf_counter() - started:.0f} s",
