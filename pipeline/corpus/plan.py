@@ -38,7 +38,7 @@ from pipeline.corpus.lease import OutputInUse, OutputLease
 from pipeline.corpus.options import RunOptions
 from pipeline.corpus.outputs import OutputLayout, OutputWriteFailed
 from pipeline.corpus.progress import CommitProgress
-from pipeline.corpus.ray_session import connect_ray
+from pipeline.corpus.ray_session import connect_ray, release_failed_execution
 from pipeline.corpus.sinks import CorpusSink
 from pipeline.corpus.status import ERROR, OK, ORPHAN
 from pipeline.errors import ModelKeepsFailing, UsageError, causes
@@ -236,7 +236,11 @@ def diarize_rows(
         batch_format="numpy",
         num_cpus=run.task_cpus,
     )
-    labelled.write_datasink(sink)
+    try:
+        labelled.write_datasink(sink)
+    except BaseException as error:  # Ctrl-C in a notebook too
+        release_failed_execution(error)
+        raise
 
 
 def run_failure(error: Exception, output: str) -> Exception:

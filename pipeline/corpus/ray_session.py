@@ -11,6 +11,7 @@ Ray joined by address belongs to its cluster and is never stopped here."""
 from __future__ import annotations
 
 import atexit
+import gc
 import os
 import signal
 import threading
@@ -63,3 +64,35 @@ def stop_local_ray() -> None:
         ours = []
     ray.shutdown()
     end(ours)
+
+
+def release_failed_execution(error: BaseException) -> None:
+    """End the model actors of a run that failed or was interrupted, now, while `error` is still held.
+
+    On a failure Ray Data shuts its executor down without killing the actor pool: the actors end when
+    the last handle to them goes. The error's tracebacks reach Ray Data's finished frames (the
+    executor thread's among them, through each frame's caller), whose locals hold those handles, so
+    the actors (each with its CPUs or GPU) lived as long as the caller kept the error (pytest,
+    IPython's `sys.last_value`) and then until a garbage collection: the next run in the same
+    session waited for their resources (ray-project/ray#24948). Finished frames give up their locals
+    (tracebacks keep their lines; frames still running are left as they are) and the cycles are
+    collected."""
+    seen: list[BaseException] = []
+    pending: list[BaseException | None] = [error]
+    while pending:
+        exception = pending.pop()
+        if exception is None or any(exception is known for known in seen):
+            continue
+        seen.append(exception)
+        pending += [exception.__cause__, exception.__context__, *getattr(exception, "exceptions", ())]
+        trace = exception.__traceback__
+        while trace is not None:
+            frame = trace.tb_frame
+            while frame is not None:
+                try:
+                    frame.clear()
+                except RuntimeError:  # still running: this call's own callers
+                    pass
+                frame = frame.f_back
+            trace = trace.tb_next
+    gc.collect()
