@@ -238,7 +238,7 @@ def diarize_rows(
     )
     try:
         labelled.write_datasink(sink)
-    except BaseException as error:  # Ctrl-C in a notebook too
+    except BaseException as error:  # a stage's failure; Ctrl-C too (its error did not keep the actors)
         release_failed_execution(error)
         raise
 

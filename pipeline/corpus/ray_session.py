@@ -67,7 +67,7 @@ def stop_local_ray() -> None:
 
 
 def release_failed_execution(error: BaseException) -> None:
-    """End the model actors of a run that failed or was interrupted, now, while `error` is still held.
+    """End the model actors of a run that failed, now, while `error` is still held.
 
     On a failure Ray Data shuts its executor down without killing the actor pool: the actors end when
     the last handle to them goes. The error's tracebacks reach Ray Data's finished frames (the
