@@ -91,8 +91,8 @@ def release_failed_execution(error: BaseException) -> None:
             while frame is not None:
                 try:
                     frame.clear()
-                except RuntimeError:  # still running: this call's own callers
-                    pass
+                except RuntimeError:  # still running (this call's callers): so are the frames above it
+                    break
                 frame = frame.f_back
             trace = trace.tb_next
     gc.collect()
