@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,7 +32,6 @@ def main(argv=None) -> None:
     import pipeline
     from pipeline.errors import ModelKeepsFailing
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `tests.plugin_models` on the driver
     ray.init(address="local", num_cpus=2, include_dashboard=False)
     folder = Path(tempfile.mkdtemp())
     rows = [

@@ -15,6 +15,7 @@ import gc
 import os
 import signal
 import threading
+import traceback
 
 import ray
 
@@ -85,14 +86,11 @@ def release_failed_execution(error: BaseException) -> None:
             continue
         seen.append(exception)
         pending += [exception.__cause__, exception.__context__, *getattr(exception, "exceptions", ())]
-        trace = exception.__traceback__
-        while trace is not None:
-            frame = trace.tb_frame
+        for frame, _ in traceback.walk_tb(exception.__traceback__):
             while frame is not None:
                 try:
                     frame.clear()
                 except RuntimeError:  # still running (this call's callers): so are the frames above it
                     break
                 frame = frame.f_back
-            trace = trace.tb_next
     gc.collect()
