@@ -5,10 +5,16 @@ Ray (the first run also pays for starting workers), with the driver's time in ea
     python benchmarks/small_run_overhead.py --model ge2e --repeats 3
     python benchmarks/small_run_overhead.py --model ge2e --timeline     # + Ray's timeline of the last run
     python benchmarks/small_run_overhead.py --model ge2e --timeline --preload pipeline.corpus.stages
+    PYTHONPATH=. python benchmarks/small_run_overhead.py --model ge2e --resume     # + a resume of each run
+    RAY_DATA_PARQUET_FOOTER_NUM_ACTORS=32 PYTHONPATH=. python benchmarks/small_run_overhead.py --model ge2e --resume
 
 `--timeline` lists the last run's tasks and actor methods (the model actor's `__init__`, its forward,
 the decode and post-processing tasks), seconds from that run's start; `--preload` has Ray's workers
-import these modules as they start (Ray's `preload_python_modules`).
+import these modules as they start (Ray's `preload_python_modules`). `--resume` resumes each finished
+run once (it has nothing left to do: what every resume pays before its first row); `run_cpu_s` and
+`resume_cpu_s` are the whole machine's CPU-seconds (/proc/stat, Ray's processes included: run it alone).
+A resume reads the run's parts on one footer-reading actor (`pipeline.corpus.outputs.footer_readers_for`);
+`RAY_DATA_PARQUET_FOOTER_NUM_ACTORS=32` gives Ray Data's own pool, as before that.
 
 An older commit is measured by the same script from a worktree of it, on that worktree's code:
     git worktree add /tmp/old 6cd016e && cp benchmarks/small_run_overhead.py /tmp/old/benchmarks/
@@ -45,14 +51,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--timeline", action="store_true", help="print Ray's timeline of the last run")
     parser.add_argument("--preload", default="", help="comma-separated modules Ray's workers import as they start")
+    parser.add_argument("--resume", action="store_true", help="also time a resume of each finished run")
     args = parser.parse_args()
 
     import ray
 
     import pipeline
     import pipeline.corpus.plan as plan
+    from benchmarks.warm_workers import machine_cpu_seconds
 
     seconds: dict[str, list[float]] = defaultdict(list)
+    steps_of = {"run": seconds, "resume": defaultdict(list)}  # the steps are reported for the runs only
+    timing = "run"
 
     def timed(name):
         step = getattr(plan, name)
@@ -63,7 +73,7 @@ def main() -> None:
             try:
                 return step(*a, **k)
             finally:
-                seconds[name].append(time.perf_counter() - began)
+                steps_of[timing][name].append(time.perf_counter() - began)
 
         return wrapper
 
@@ -82,10 +92,18 @@ def main() -> None:
         manifest = Path(folder) / "manifest.jsonl"
         manifest.write_text(json.dumps(row, ensure_ascii=False) + "\n", encoding="utf-8")
         for repeat in range(args.repeats):
-            began, last_start = time.perf_counter(), time.time()
+            began, last_start, cpu = time.perf_counter(), time.time(), machine_cpu_seconds()
             pipeline.run_corpus(str(manifest), f"{folder}/run{repeat}", model=args.model, batch_size=2)
             seconds["run_corpus"].append(time.perf_counter() - began)
-    seconds["rest"] = [total - sum(seconds[name][i] for name in STEPS) for i, total in enumerate(seconds["run_corpus"])]
+            seconds["run_cpu_s"].append(machine_cpu_seconds() - cpu)
+            if args.resume:
+                timing, began, cpu = "resume", time.perf_counter(), machine_cpu_seconds()
+                pipeline.run_corpus(str(manifest), f"{folder}/run{repeat}", model=args.model, batch_size=2, resume=True)
+                seconds["resume"].append(time.perf_counter() - began)
+                seconds["resume_cpu_s"].append(machine_cpu_seconds() - cpu)
+                timing = "run"
+    runs = len(seconds["run_corpus"])
+    seconds["rest"] = [seconds["run_corpus"][i] - sum(seconds[name][i] for name in STEPS) for i in range(runs)]
     print(json.dumps({name: [round(s, 2) for s in values] for name, values in seconds.items()}))
     if args.timeline:
         print_timeline(ray.timeline(), since=last_start)

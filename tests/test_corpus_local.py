@@ -90,12 +90,22 @@ def test_summary_json_has_counts_config_and_versions(finished_run):
     assert summary["config"]["model"] == "default" and "ray" in summary["versions"]
 
 
+def footer_readers() -> int:
+    """Ray Data's Parquet footer-reading actors the session's Ray has created so far (its GCS keeps the dead)."""
+    from ray._private import state
+
+    return sum(actor["ActorClassName"] == "FooterReader" for actor in state.actors().values())
+
+
 def test_resume_of_a_finished_run_adds_nothing(finished_run):
+    """...and reads its recordings parts on one footer-reading actor (Ray Data's default pool: 32)."""
     import pipeline
 
     manifest, output, _ = finished_run
+    before = footer_readers()
     summary = pipeline.run_corpus([str(manifest)], str(output), batch_size=2, resume=True)
     assert (summary["processed_this_run"], summary["skipped_by_resume"], summary["recorded_rows"]) == (0, 3, 3)
+    assert footer_readers() - before == 1
 
 
 def test_rerun_without_resume_refuses_to_mix_outputs(finished_run):

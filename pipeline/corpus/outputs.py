@@ -70,6 +70,29 @@ class DamagedOutput(UsageError):
     """A committed part cannot be read (truncated, overwritten): named, with the repair."""
 
 
+# Ray Data's Parquet reader lists its files on a pool of footer-reading actors, one process each, 32
+# unless `RAY_DATA_PARQUET_FOOTER_NUM_ACTORS` says otherwise (read when `read_parquet` is called), and
+# hands them 10 footers at a time. A resume reads the run's own parts, whose number it knows: one actor
+# per 10 parts, up to Ray's default, instead of 32 actors queued on a laptop's Ray for two parts (a
+# small resume: 2.0 against 3.9-4.8 CPU-seconds, docs/journal/2026-12-06-the-house.md).
+FOOTER_READER_VARIABLE = "RAY_DATA_PARQUET_FOOTER_NUM_ACTORS"
+FOOTERS_PER_READER, MOST_FOOTER_READERS = 10, 32
+
+
+@contextlib.contextmanager
+def footer_readers_for(parts: int):
+    """Ray Data's footer-reader pool sized to `parts` files while a `read_parquet` is planned; a
+    value the user set in the environment is left as it is."""
+    if FOOTER_READER_VARIABLE in os.environ:
+        yield
+        return
+    os.environ[FOOTER_READER_VARIABLE] = str(min(MOST_FOOTER_READERS, max(1, -(-parts // FOOTERS_PER_READER))))
+    try:
+        yield
+    finally:
+        os.environ.pop(FOOTER_READER_VARIABLE, None)
+
+
 class OutputLayout:
     def __init__(self, uri: str, storage_options: dict | None = None):
         self.uri = uri.rstrip("/")
@@ -300,7 +323,8 @@ class OutputLayout:
         parts = self.recorded_parts()
         if not parts:
             return None
-        recorded = ray.data.read_parquet(parts, filesystem=self.fs, schema=RECORDINGS_SCHEMA)
+        with footer_readers_for(len(parts)):
+            recorded = ray.data.read_parquet(parts, filesystem=self.fs, schema=RECORDINGS_SCHEMA)
         recorded = recorded.filter(expr=col("status") == OK) if ok_only else recorded
         return recorded.select_columns(list(columns)) if columns else recorded
 
