@@ -108,6 +108,22 @@ def test_resume_of_a_finished_run_adds_nothing(finished_run):
     assert footer_readers() - before == 1
 
 
+def test_the_footer_reader_pool_follows_the_parts_unless_the_user_sized_it(monkeypatch):
+    import os
+
+    from pipeline.corpus.outputs import FOOTER_READER_VARIABLE, footer_readers_for
+
+    monkeypatch.delenv(FOOTER_READER_VARIABLE, raising=False)
+    for parts, readers in ((1, "1"), (10, "1"), (11, "2"), (315, "32"), (100_000, "32")):
+        with footer_readers_for(parts):
+            assert os.environ[FOOTER_READER_VARIABLE] == readers
+        assert FOOTER_READER_VARIABLE not in os.environ
+    monkeypatch.setenv(FOOTER_READER_VARIABLE, "7")
+    with footer_readers_for(1):
+        assert os.environ[FOOTER_READER_VARIABLE] == "7"
+    assert os.environ[FOOTER_READER_VARIABLE] == "7"
+
+
 def test_rerun_without_resume_refuses_to_mix_outputs(finished_run):
     import pipeline
 

@@ -73,8 +73,8 @@ class DamagedOutput(UsageError):
 # Ray Data's Parquet reader lists its files on a pool of footer-reading actors, one process each, 32
 # unless `RAY_DATA_PARQUET_FOOTER_NUM_ACTORS` says otherwise (read when `read_parquet` is called), and
 # hands them 10 footers at a time. A resume reads the run's own parts, whose number it knows: one actor
-# per 10 parts, up to Ray's default, instead of 32 actors queued on a laptop's Ray for two parts (a
-# small resume: 2.0 against 3.9-4.8 CPU-seconds, docs/journal/2026-12-06-the-house.md).
+# per 10 parts, up to Ray's default, instead of 32 actors queued on a laptop's Ray for one part (a
+# one-file resume: 4.7-7.2 against 7.3-9.4 CPU-seconds, `benchmarks/small_run_overhead.py --resume`).
 FOOTER_READER_VARIABLE = "RAY_DATA_PARQUET_FOOTER_NUM_ACTORS"
 FOOTERS_PER_READER, MOST_FOOTER_READERS = 10, 32
 
