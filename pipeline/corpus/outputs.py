@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import os
 import posixpath
 import re
@@ -86,7 +87,7 @@ def footer_readers_for(parts: int):
     if FOOTER_READER_VARIABLE in os.environ:
         yield
         return
-    os.environ[FOOTER_READER_VARIABLE] = str(min(MOST_FOOTER_READERS, max(1, -(-parts // FOOTERS_PER_READER))))
+    os.environ[FOOTER_READER_VARIABLE] = str(min(MOST_FOOTER_READERS, max(1, math.ceil(parts / FOOTERS_PER_READER))))
     try:
         yield
     finally:

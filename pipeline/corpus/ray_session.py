@@ -78,13 +78,13 @@ def release_failed_execution(error: BaseException) -> None:
     session waited for their resources (ray-project/ray#24948). Finished frames give up their locals
     (tracebacks keep their lines; frames still running are left as they are) and the cycles are
     collected."""
-    seen: list[BaseException] = []
+    seen: set[int] = set()  # ids: an exception graph may hold the same error twice, or a cycle
     pending: list[BaseException | None] = [error]
     while pending:
         exception = pending.pop()
-        if exception is None or any(exception is known for known in seen):
+        if exception is None or id(exception) in seen:
             continue
-        seen.append(exception)
+        seen.add(id(exception))
         pending += [exception.__cause__, exception.__context__, *getattr(exception, "exceptions", ())]
         for frame, _ in traceback.walk_tb(exception.__traceback__):
             while frame is not None:
