@@ -77,6 +77,23 @@ def forward_outputs(model, manifest: str) -> tuple[list, list[dict[str, Any]], f
     return rows, outputs, seconds
 
 
+def cached_forward_outputs(
+    model, manifest: str, dest: str, corpus: str, model_name: str, options: dict[str, Any]
+) -> tuple[list, list, float]:
+    """`forward_outputs`, kept under `dest/forward-cache/` per (corpus, model, forward options). The
+    forward pass depends only on the audio, the forward options and the model code: delete the cache
+    folder after changing `_diarize_forward`."""
+    cache = os.path.join(dest, "forward-cache", f"{corpus}-{model_name}-{json.dumps(options, sort_keys=True)}.pkl")
+    if os.path.exists(cache):
+        with open(cache, "rb") as f:
+            return pickle.load(f)
+    rows, outputs, seconds = forward_outputs(model, manifest)
+    os.makedirs(os.path.dirname(cache), exist_ok=True)
+    with open(cache, "wb") as f:
+        pickle.dump((rows, outputs, seconds), f)
+    return rows, outputs, seconds
+
+
 def score_outputs(model, rows, outputs, estimate: bool) -> dict:
     config = DiarizeConfig(postprocessing_params=model.default_postprocessing, _internal=InternalDiarizeConfig())
     items = [replace(o, num_speakers=0) if estimate else o for o in outputs]
@@ -170,19 +187,7 @@ def main(argv=None) -> None:
         )
     corpora, forward_seconds = {}, {}
     for corpus, manifest in split_manifests(args.split, args.dest, args.more).items():
-        cache = os.path.join(
-            args.dest, "forward-cache", f"{corpus}-{args.model}-{json.dumps(options, sort_keys=True)}.pkl"
-        )
-        # The forward pass depends only on the audio, the forward options and the model code: delete
-        # the cache folder after changing `_diarize_forward`.
-        if os.path.exists(cache):
-            with open(cache, "rb") as f:
-                rows, outputs, seconds = pickle.load(f)
-        else:
-            rows, outputs, seconds = forward_outputs(model, manifest)
-            os.makedirs(os.path.dirname(cache), exist_ok=True)
-            with open(cache, "wb") as f:
-                pickle.dump((rows, outputs, seconds), f)
+        rows, outputs, seconds = cached_forward_outputs(model, manifest, args.dest, corpus, args.model, options)
         corpora[corpus], forward_seconds[corpus] = (rows, outputs), seconds
     results = sweep(model, corpora, grid)
     print(json.dumps({"forward_seconds": forward_seconds, **options}))

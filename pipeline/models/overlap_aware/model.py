@@ -493,16 +493,13 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
             )
         return results
 
-    def speaker_activity(
-        self, output: OverlapAwareForward, bounds: tuple[int | None, int, int]
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(frames, speakers) activity of one recording in [0, 1], above 0.5 where the speaker-count
-        selection keeps the speaker (the value grows with the share of covering chunks that hear
-        it); with the embeddings the clustering was trained on and their cluster (= column) labels."""
+    def clustering_voters(self, output: OverlapAwareForward) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """What the clustering reads of one recording: its piece embeddings (chunks, pieces, 3, D), which
+        of them are trusted (a local speaker alone in its piece for `min_active_ratio` of it; all
+        embedded ones when none is) and, per trusted embedding, whether it votes on an estimated count
+        (alone for `count_active_ratio`)."""
         segmentation = np.asarray(output.segmentation, dtype=np.float32)  # (C, F, L)
         embeddings = np.asarray(output.embeddings, dtype=np.float32)  # (C, P, L, D)
-        num_frames = int(math.ceil(output.num_samples / SAMPLE_RATE / self.frame_seconds))
-        chunks, frames, local = segmentation.shape
         pieces = embeddings.shape[1]
         frame_piece = self.frame_piece.cpu().numpy()
         piece_frames = np.bincount(frame_piece, minlength=pieces)
@@ -512,8 +509,19 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
         trusted = embedded & (solo >= self.config.min_active_ratio * piece_frames[None, :, None])
         if not trusted.any():
             trusted = embedded
+        counted = (solo >= self.config.count_active_ratio * piece_frames[None, :, None])[trusted]
+        return embeddings, trusted, counted
+
+    def speaker_activity(
+        self, output: OverlapAwareForward, bounds: tuple[int | None, int, int]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(frames, speakers) activity of one recording in [0, 1], above 0.5 where the speaker-count
+        selection keeps the speaker (the value grows with the share of covering chunks that hear
+        it); with the embeddings the clustering was trained on and their cluster (= column) labels."""
+        segmentation = np.asarray(output.segmentation, dtype=np.float32)  # (C, F, L)
+        num_frames = int(math.ceil(output.num_samples / SAMPLE_RATE / self.frame_seconds))
+        embeddings, trusted, counted = self.clustering_voters(output)
         known, low, high = bounds
-        counted = (solo >= self.config.count_active_ratio * piece_frames[None, :, None])[trusted]  # the count's voters
         centroids, labels = cluster_centroids(embeddings[trusted], self.config.clustering, known, low, high, counted)
         if known and self.config.known_count == "unless_split" and len(centroids) > 1:
             if closest_other(centroids).max() > self.config.known_split_similarity:  # forcing the count split a voice
