@@ -15,6 +15,7 @@ scored (`evaluate_global_run`, collar 0.25 s, overlap scored) at every threshold
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -38,6 +39,8 @@ def main(argv=None) -> int:
     parser.add_argument("--min-speech-seconds", type=float, default=None)
     parser.add_argument("--collar", type=float, default=0.25)
     parser.add_argument("--json", default=None, help="append the results as JSON lines to this file")
+    parser.add_argument("--seed", type=int, default=None, help="another corpus of the split (default: the split's own)")
+    parser.add_argument("--pool", type=int, default=None, help="speakers the corpus draws from (default: 12)")
     args = parser.parse_args(argv)
     model_kwargs = dict(args.model_arg)
 
@@ -48,10 +51,12 @@ def main(argv=None) -> int:
     from pipeline.linking.run import DEFAULT_MIN_SPEECH_SECONDS, link_run, model_threshold
     from pipeline.scoring.evaluate import evaluate_global_run
 
-    spec = RECURRING_SPLITS[args.split]
+    own = RECURRING_SPLITS[args.split]
+    spec = dataclasses.replace(own, seed=args.seed or own.seed, pool_size=args.pool or own.pool_size)
+    corpus = "" if spec == own else f"-{spec.seed}x{spec.pool_size}"  # the split's own corpus keeps its old folder
     manifest = recurring_manifest(args.split, os.path.join(args.work, "corpora"), spec)
     arguments = "".join(f"-{key}={value}" for key, value in sorted(model_kwargs.items()))
-    output = os.path.join(args.work, "runs", f"{args.split}-{args.model.replace(':', '_')}{arguments}")
+    output = os.path.join(args.work, "runs", f"{args.split}{corpus}-{args.model.replace(':', '_')}{arguments}")
     connect_ray(None, local_options={"include_dashboard": False}, log_to_driver=False)
     if not os.path.exists(os.path.join(output, "summary.json")):
         started = time.perf_counter()
@@ -85,7 +90,7 @@ def main(argv=None) -> int:
         linked = link_run(output, threshold=threshold, min_speech_seconds=min_speech, fresh=True)
         _, overall = evaluate_global_run(output, collar=args.collar)
         print(
-            f"{threshold:9.3f} {overall['per_recording_der']:11.2%} {overall['global_der']:10.2%} "
+            f"{linked['threshold']:9.3f} {overall['per_recording_der']:11.2%} {overall['global_der']:10.2%} "
             f"{overall['der_increase'] * 100:+8.2f} "
             f"{overall['link_purity']:7.3f} {overall['link_coverage']:8.3f} "
             f"{overall['global_speakers']:>7}/{overall['reference_speakers']:<6} "
@@ -96,7 +101,8 @@ def main(argv=None) -> int:
             record = {
                 "split": args.split,
                 "model": args.model,
-                "threshold": threshold,
+                "threshold": linked["threshold"],
+                "threshold_source": linked["threshold_source"],
                 "min_speech_seconds": min_speech,
                 **{
                     k: overall[k]

@@ -371,7 +371,8 @@ def run_link_speakers(args: argparse.Namespace) -> int:
             if summary["kept_links"]
             else ""
         )
-        + f"threshold {summary['threshold']}, {summary['global_rttms_written']} global RTTMs written, "
+        + f"threshold {summary['threshold']} ({summary['threshold_source']}), "
+        f"{summary['global_rttms_written']} global RTTMs written, "
         f"{summary['wall_seconds']:.1f} s\n"
         f"outputs: {args.output.rstrip('/')}  "
         "(speaker_links.parquet, global_speakers.parquet, global_rttm/, linking.json)"

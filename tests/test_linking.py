@@ -288,7 +288,7 @@ def test_the_fast_ahc_merges_exactly_as_the_textbook_greedy_one():
 
 def test_each_model_links_at_its_own_dev_threshold_and_an_unknown_one_is_told_to_choose():
     # the thresholds each model declares, chosen on the dev split (docs/RESULTS.md)
-    assert model_threshold("ge2e") == 0.82
-    assert model_threshold("default") == 0.64, "CAM++ and GE2E similarities are on different scales"
+    assert model_threshold("ge2e") == 0.84
+    assert model_threshold("default") == 0.68, "CAM++ and GE2E similarities are on different scales"
     with pytest.raises(UsageError, match="pass --threshold"):
         model_threshold("my_package.models:MyDiarizer")

@@ -174,9 +174,10 @@ def test_relinking_an_unchanged_run_changes_nothing(grown_run):
     output = grown_run["output"]
     before = pq.read_table(output / "speaker_links.parquet")
     summary = link_run(str(output))
-    assert summary["threshold"] == model_threshold(GE2E) == 0.82, (
+    assert summary["threshold"] == model_threshold(GE2E) == 0.84, (
         "without --threshold, the one the run's model declares"
     )
+    assert summary["threshold_source"] == "declared by model 'ge2e', chosen on its dev split"
     assert summary["global_rttms_written"] == 0 and summary["new_global_speakers"] == 0
     assert pq.read_table(output / "speaker_links.parquet").equals(before)
 
@@ -204,7 +205,11 @@ def test_link_speakers_from_the_command_line_and_its_one_line_errors(grown_run, 
 
     output = grown_run["output"]
     assert main(["link-speakers", "--output", str(output), "--min-speech-seconds", "2"]) == 0
-    assert "global speakers" in capfd.readouterr().out
+    printed = capfd.readouterr().out
+    assert "global speakers" in printed
+    assert "threshold 0.84 (declared by model 'ge2e', chosen on its dev split)" in printed
+    assert main(["link-speakers", "--output", str(output), "--threshold", "0.84"]) == 0
+    assert "threshold 0.84 (given (--threshold))" in capfd.readouterr().out
     assert main(["link-speakers", "--output", str(output), "--threshold", "3"]) == 2
     assert "error: --threshold must be a cosine similarity" in capfd.readouterr().err
     assert main(["link-speakers", "--output", str(tmp_path / "nothing")]) == 2

@@ -184,8 +184,9 @@ def link_run(
                 f"{output}/speakers/ is empty: the run's model gives no speaker embeddings "
                 "(InternalDiarizeConfig.speaker_embeddings), so there is nothing to link"
             )
+        source = "given (--threshold)"
         if threshold is None:
-            threshold = model_threshold(model)
+            threshold, source = model_threshold(model), f"declared by model {model!r}, chosen on its dev split"
         previous, state = ({}, {}) if fresh else read_previous(layout)
         uniq_ids = table.column("uniq_id").to_pylist()
         speakers = table.column("speaker").to_pylist()
@@ -260,6 +261,7 @@ def link_run(
         new_ids = sum(1 for i in set(result.labels.tolist()) if i >= 0 and i not in kept_names)
         summary = {
             "threshold": threshold,
+            "threshold_source": source,
             "min_speech_seconds": min_speech_seconds,
             "speakers": len(uniq_ids),
             "linked": int((result.labels >= 0).sum()),
