@@ -519,9 +519,9 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
         """(frames, speakers) activity of one recording in [0, 1], above 0.5 where the speaker-count
         selection keeps the speaker (the value grows with the share of covering chunks that hear
         it); with the embeddings the clustering was trained on and their cluster (= column) labels."""
-        segmentation = np.asarray(output.segmentation, dtype=np.float32)  # (C, F, L)
-        num_frames = int(math.ceil(output.num_samples / SAMPLE_RATE / self.frame_seconds))
         embeddings, trusted, counted = self.clustering_voters(output)
+        segmentation = np.asarray(output.segmentation, dtype=np.float32)  # (C, F, L), after the voters' copy is freed
+        num_frames = int(math.ceil(output.num_samples / SAMPLE_RATE / self.frame_seconds))
         known, low, high = bounds
         centroids, labels = cluster_centroids(embeddings[trusted], self.config.clustering, known, low, high, counted)
         if known and self.config.known_count == "unless_split" and len(centroids) > 1:
