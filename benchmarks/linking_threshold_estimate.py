@@ -61,18 +61,21 @@ def main(argv=None) -> int:
     parser.add_argument("--pools", type=int, nargs="+", default=[12, 24, 12])
     parser.add_argument("--grid", type=float, nargs="+", default=None, help="default: around the model's own")
     args = parser.parse_args(argv)
-
-    import pyarrow.dataset as ds
+    if len(args.seeds) != len(args.pools):
+        parser.error(f"--seeds and --pools pair up: {len(args.seeds)} seeds, {len(args.pools)} pools")
 
     import pipeline
     from benchmarks.splits import RECURRING_SPLITS, recurring_manifest
+    from pipeline.corpus.outputs import OutputLayout
     from pipeline.corpus.ray_session import connect_ray
     from pipeline.linking import DEFAULT_MIN_SPEECH_SECONDS
-    from pipeline.linking.run import centroid_matrix, link_run
+    from pipeline.linking.run import centroid_matrix, link_run, read_speakers
     from pipeline.models.registry import linking_threshold
     from pipeline.scoring.evaluate import evaluate_global_run
 
     declared = linking_threshold(args.model)
+    if args.grid is None and declared is None:
+        parser.error(f"model {args.model!r} declares no linking_threshold to sweep around: pass --grid")
     grid = args.grid or [round(declared + d, 3) for d in np.arange(-0.1, 0.121, 0.02)]
     connect_ray(None, local_options={"include_dashboard": False}, log_to_driver=False)
     for seed, pool in zip(args.seeds, args.pools):
@@ -81,7 +84,7 @@ def main(argv=None) -> int:
         output = os.path.join(args.work, "runs", f"dev-{seed}x{pool}-{args.model}")
         if not os.path.exists(os.path.join(output, "summary.json")):
             pipeline.run_corpus(manifest, output, model=args.model, batch_size=4, resume=os.path.exists(output))
-        table = ds.dataset(os.path.join(output, "speakers"), format="parquet").to_table()
+        table, _, _ = read_speakers(OutputLayout(output))
         linked = table.column("speech_seconds").to_numpy() >= DEFAULT_MIN_SPEECH_SECONDS
         codes = table.column("uniq_id").combine_chunks().dictionary_encode().indices.to_numpy().astype(np.int64)
         similarities = within_recording_similarities(centroid_matrix(table)[linked], codes[linked])

@@ -52,7 +52,11 @@ def main(argv=None) -> int:
     from pipeline.scoring.evaluate import evaluate_global_run
 
     own = RECURRING_SPLITS[args.split]
-    spec = dataclasses.replace(own, seed=args.seed or own.seed, pool_size=args.pool or own.pool_size)
+    spec = dataclasses.replace(
+        own,
+        seed=own.seed if args.seed is None else args.seed,
+        pool_size=own.pool_size if args.pool is None else args.pool,
+    )
     corpus = "" if spec == own else f"-{spec.seed}x{spec.pool_size}"  # the split's own corpus keeps its old folder
     manifest = recurring_manifest(args.split, os.path.join(args.work, "corpora"), spec)
     arguments = "".join(f"-{key}={value}" for key, value in sorted(model_kwargs.items()))
