@@ -580,13 +580,7 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
         return blend
 
     def speech_frames(
-        self,
-        output: OverlapAwareForward,
-        index: np.ndarray,
-        coverage: np.ndarray,
-        timeline: int,
-        num_frames: int,
-        window: np.ndarray,
+        self, output: OverlapAwareForward, index: np.ndarray, coverage: np.ndarray, timeline: int, num_frames: int
     ) -> np.ndarray | None:
         """(frames,) bool: speech by the averaged posterior with hysteresis (`speech_onset`), or None
         when it is off (or the forward item has no posterior)."""
@@ -594,21 +588,11 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
         if onset is None or output.speech is None:
             return None
         offset = onset if self.config.speech_offset is None else min(self.config.speech_offset, onset)
-        weights = (np.asarray(output.speech, np.float32) * window).ravel() / 255
+        weights = np.asarray(output.speech, np.float32).ravel() / 255
         probability = np.bincount(index, weights=weights, minlength=timeline)[:num_frames] / coverage
         # NeMo's binarisation (`postprocessing.hysteresis`), with speech at or above the thresholds: a
         # frame that one of its two chunks calls certain speech and the other silence averages to 0.5.
         return hysteresis(probability, np.nextafter(onset, 0.0), np.nextafter(offset, 0.0))
-
-    def count_window(self, frames: int) -> np.ndarray:
-        """(frames,) weight of a chunk's frame in the count and speech posterior."""
-        if self.config.count_window == "hamming":
-            return np.hamming(frames)
-        window = np.ones(frames)
-        if self.config.count_window == "warm_up":  # pyannote's 10 % at each edge, kept only where no other chunk hears
-            edge = int(round(0.1 * frames))
-            window[:edge] = window[frames - edge :] = 1e-3
-        return window
 
     def _activity(
         self, output: OverlapAwareForward, segmentation: np.ndarray, centroids: np.ndarray, num_frames: int
@@ -638,12 +622,10 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
 
         timeline = max(num_frames, int(first.max() + frames) if chunks else 0)
         index = (first[:, None] + np.arange(frames)[None]).ravel()  # (C*F,)
-        window = self.count_window(frames)
-        coverage = np.bincount(index, weights=np.tile(window, chunks), minlength=timeline)[:num_frames]
-        coverage = np.where(coverage > 0, coverage, 1.0)
-        count = np.bincount(index, weights=(segmentation.sum(-1) * window).ravel(), minlength=timeline)[:num_frames]
+        coverage = np.bincount(index, minlength=timeline)[:num_frames].clip(1)
+        count = np.bincount(index, weights=segmentation.sum(-1).ravel(), minlength=timeline)[:num_frames]
         count = np.rint(count / coverage).astype(np.int64)
-        speech = self.speech_frames(output, index, coverage, timeline, num_frames, window)
+        speech = self.speech_frames(output, index, coverage, timeline, num_frames)
         if speech is not None:  # the posterior decides whether anyone speaks, the count how many
             count = np.where(speech, np.maximum(count, 1), 0)
         num_clusters = len(centroids)
