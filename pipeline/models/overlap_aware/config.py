@@ -122,8 +122,6 @@ class OverlapAwareConfig:
     # docs/journal/2026-12-06-speech-posterior.md.
     speech_onset: float | None = option(0.5, low=0.0, high=1.0, optional=True)
     speech_offset: float | None = option(None, low=0.0, high=1.0, optional=True)
-    # EXPERIMENT: segmentation-only chunks every this many seconds decide the count and speech posterior.
-    count_step_seconds: float | None = option(None, low=0.1, high=CHUNK_SECONDS, optional=True)
     clustering: ChunkClusteringConfig = option(default_factory=ChunkClusteringConfig, nested=True)
     # NeMo's names. The frames the speaker-count selection keeps are above 0.5 (`speaker_activity`),
     # so onset/offset 0.5 are pyannote's top-k selection as is.

@@ -99,9 +99,6 @@ class OverlapAwareForward(ForwardItem):
     part_embeddings: np.ndarray  # (C, Q, L, D) float32, per part of a piece: these are assigned
     half_embeddings: Optional[np.ndarray] = None  # (C, 2Q, L, D) float16 per half part (`refine_boundaries`)
     speech: Optional[np.ndarray] = None  # (C, F) uint8, 255 x p(speech) = 1 - p(non-speech class)
-    count_chunk_starts: Optional[np.ndarray] = None  # (C2,) seconds: chunks every `count_step_seconds`
-    count_activity: Optional[np.ndarray] = None  # (C2, F) uint8 active local speakers
-    count_speech: Optional[np.ndarray] = None  # (C2, F) uint8 255 x p(speech)
 
 
 def inherit_from_nearest_piece(assignment: np.ndarray) -> np.ndarray:
@@ -318,7 +315,6 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
             speech[group] = (speech_probability * 255).round().to(torch.uint8).cpu().numpy()
             release_freed_memory()  # the group's freed tensors, not kept in the heap (`memory`)
         bounds = np.cumsum([0] + [len(s) for s in starts])
-        counted = self._count_chunks(audio, lengths, chunk_batch)
         return [
             OverlapAwareForward(
                 uniq_id=batch.uniq_ids[b],
@@ -331,42 +327,7 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
                 part_embeddings=part_embeddings[bounds[b] : bounds[b + 1]],
                 half_embeddings=None if half_embeddings is None else half_embeddings[bounds[b] : bounds[b + 1]],
                 speech=speech[bounds[b] : bounds[b + 1]],
-                **({} if counted is None else counted[b]),
             )
-            for b in range(len(lengths))
-        ]
-
-    def _count_chunks(self, audio: torch.Tensor, lengths: list[int], chunk_batch: int) -> list[dict] | None:
-        step = self.config.count_step_seconds
-        if step is None:
-            return None
-        step_samples = max(1, int(round(step * SAMPLE_RATE)))
-        starts = [
-            np.arange(1 + max(0, math.ceil((n - self.chunk_samples) / step_samples)), dtype=np.int64) * step_samples
-            for n in lengths
-        ]
-        recording = np.concatenate([np.full(len(s), b) for b, s in enumerate(starts)])
-        offsets = np.concatenate(starts)
-        counts = np.zeros((len(offsets), self.chunk_frames), np.uint8)
-        speech = np.zeros((len(offsets), self.chunk_frames), np.uint8)
-        for first in range(0, len(offsets), chunk_batch):
-            group = slice(first, first + chunk_batch)
-            chunks = self._cut_chunks(
-                audio,
-                torch.as_tensor(recording[group]),
-                torch.as_tensor(offsets[group]),
-                torch.as_tensor(lengths, device=audio.device),
-            )
-            activity, probability = self._segment(chunks)
-            counts[group] = activity.sum(-1).to(torch.uint8).cpu().numpy()
-            speech[group] = (probability * 255).round().to(torch.uint8).cpu().numpy()
-        bounds = np.cumsum([0] + [len(s) for s in starts])
-        return [
-            {
-                "count_chunk_starts": starts[b] / SAMPLE_RATE,
-                "count_activity": counts[bounds[b] : bounds[b + 1]],
-                "count_speech": speech[bounds[b] : bounds[b + 1]],
-            }
             for b in range(len(lengths))
         ]
 
@@ -619,15 +580,15 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
         return blend
 
     def speech_frames(
-        self, posterior: np.ndarray | None, index: np.ndarray, coverage: np.ndarray, timeline: int, num_frames: int
+        self, output: OverlapAwareForward, index: np.ndarray, coverage: np.ndarray, timeline: int, num_frames: int
     ) -> np.ndarray | None:
         """(frames,) bool: speech by the averaged posterior with hysteresis (`speech_onset`), or None
         when it is off (or the forward item has no posterior)."""
         onset = self.config.speech_onset
-        if onset is None or posterior is None:
+        if onset is None or output.speech is None:
             return None
         offset = onset if self.config.speech_offset is None else min(self.config.speech_offset, onset)
-        weights = np.asarray(posterior, np.float32).ravel() / 255
+        weights = np.asarray(output.speech, np.float32).ravel() / 255
         probability = np.bincount(index, weights=weights, minlength=timeline)[:num_frames] / coverage
         # NeMo's binarisation (`postprocessing.hysteresis`), with speech at or above the thresholds: a
         # frame that one of its two chunks calls certain speech and the other silence averages to 0.5.
@@ -661,18 +622,10 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
 
         timeline = max(num_frames, int(first.max() + frames) if chunks else 0)
         index = (first[:, None] + np.arange(frames)[None]).ravel()  # (C*F,)
-        if output.count_activity is not None and len(output.count_activity):
-            count_first = np.rint(np.asarray(output.count_chunk_starts) / self.frame_seconds).astype(np.int64)
-            count_index = (count_first[:, None] + np.arange(frames)[None]).ravel()
-            count_timeline = max(num_frames, int(count_first.max() + frames))
-            active, posterior = np.asarray(output.count_activity, np.float32), output.count_speech
-        else:
-            count_index, count_timeline = index, timeline
-            active, posterior = segmentation.sum(-1), output.speech
-        coverage = np.bincount(count_index, minlength=count_timeline)[:num_frames].clip(1)
-        count = np.bincount(count_index, weights=active.ravel(), minlength=count_timeline)[:num_frames]
+        coverage = np.bincount(index, minlength=timeline)[:num_frames].clip(1)
+        count = np.bincount(index, weights=segmentation.sum(-1).ravel(), minlength=timeline)[:num_frames]
         count = np.rint(count / coverage).astype(np.int64)
-        speech = self.speech_frames(posterior, count_index, coverage, count_timeline, num_frames)
+        speech = self.speech_frames(output, index, coverage, timeline, num_frames)
         if speech is not None:  # the posterior decides whether anyone speaks, the count how many
             count = np.where(speech, np.maximum(count, 1), 0)
         num_clusters = len(centroids)
