@@ -209,7 +209,7 @@ def test_link_speakers_from_the_command_line_and_its_one_line_errors(grown_run, 
     assert "global speakers" in printed
     assert "threshold 0.84 (declared by model 'ge2e', chosen on its dev split)" in printed
     assert main(["link-speakers", "--output", str(output), "--threshold", "0.84"]) == 0
-    assert "threshold 0.84 (given (--threshold))" in capfd.readouterr().out
+    assert "threshold 0.84 (given by the caller)" in capfd.readouterr().out
     assert main(["link-speakers", "--output", str(output), "--threshold", "3"]) == 2
     assert "error: --threshold must be a cosine similarity" in capfd.readouterr().err
     assert main(["link-speakers", "--output", str(tmp_path / "nothing")]) == 2

@@ -184,7 +184,7 @@ def link_run(
                 f"{output}/speakers/ is empty: the run's model gives no speaker embeddings "
                 "(InternalDiarizeConfig.speaker_embeddings), so there is nothing to link"
             )
-        source = "given (--threshold)"
+        source = "given by the caller"  # --threshold, or link_run(threshold=...)
         if threshold is None:
             threshold, source = model_threshold(model), f"declared by model {model!r}, chosen on its dev split"
         previous, state = ({}, {}) if fresh else read_previous(layout)
