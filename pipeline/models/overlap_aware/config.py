@@ -81,9 +81,6 @@ class OverlapAwareConfig:
     # Where a local speaker's consecutive parts go to two clusters, the half part on either side of
     # the change may follow the other cluster (embeddings of the halves come from the same CAM++
     # pass), unless it is closer to its own by more than -`boundary_margin` (a difference of cosines).
-    # Resegmentation with the final centroids: each cluster's centroid is re-estimated from the
-    # assignment embeddings it won, and the assignment redone, this many times (0: once, as clustered).
-    reassign_rounds: int = option(0, low=0, high=10, integer=True)
     refine_boundaries: bool = option(True, choices=(True, False))
     boundary_margin: float = option(-0.05, low=-2.0, high=2.0)
     embedding_final_relu: bool = option(

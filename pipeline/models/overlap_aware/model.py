@@ -605,17 +605,6 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
         assignment = assign_local_speakers(embeddings.reshape(chunks * parts, local, -1), centroids).reshape(
             chunks, parts, local
         )
-        for _ in range(self.config.reassign_rounds if len(centroids) > 1 else 0):
-            won = assignment >= 0
-            vectors = normalize_rows(embeddings[won])
-            sums = np.zeros_like(centroids, dtype=np.float64)
-            np.add.at(sums, assignment[won], vectors)
-            centroids = np.where(
-                (np.bincount(assignment[won], minlength=len(centroids)) > 0)[:, None], normalize_rows(sums), centroids
-            ).astype(np.float32)
-            assignment = assign_local_speakers(embeddings.reshape(chunks * parts, local, -1), centroids).reshape(
-                chunks, parts, local
-            )
         assignment = inherit_from_nearest_piece(assignment)
         if self.config.refine_boundaries and output.half_embeddings is not None:
             halves = refine_boundaries(
