@@ -22,26 +22,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def within_recording_pairs(recordings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Index pairs (i, j) of every two rows of one recording (`recordings`: a code per row)."""
-    order = np.argsort(recordings, kind="stable")
-    codes = recordings[order]
-    firsts, seconds = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
-    for offset in range(1, len(codes)):
-        same = np.flatnonzero(codes[offset:] == codes[:-offset])
-        if len(same) == 0:  # sorted: no recording has more than `offset` rows
-            break
-        firsts.append(order[same])
-        seconds.append(order[same + offset])
-    return np.concatenate(firsts), np.concatenate(seconds)
-
-
-def within_recording_similarities(centroids: np.ndarray, recordings: np.ndarray) -> np.ndarray:
-    """Cosine similarities of the unit centroids of different speakers of one recording."""
-    first, second = within_recording_pairs(np.asarray(recordings))
-    return np.einsum("ij,ij->i", centroids[first], centroids[second])
-
-
 def estimators(similarities: np.ndarray) -> dict[str, float]:
     """Candidate thresholds from the within-recording similarities: high quantiles, and a robust
     centre plus k robust spreads (median and IQR / 1.349: the bulk of the pairs, not their top, which
@@ -70,6 +50,7 @@ def main(argv=None) -> int:
     from pipeline.corpus.ray_session import connect_ray
     from pipeline.linking import DEFAULT_MIN_SPEECH_SECONDS
     from pipeline.linking.run import centroid_matrix, link_run, read_speakers
+    from pipeline.linking.threshold import within_recording_similarities
     from pipeline.models.registry import linking_threshold
     from pipeline.scoring.evaluate import evaluate_global_run
 
@@ -87,7 +68,7 @@ def main(argv=None) -> int:
         table, _, _ = read_speakers(OutputLayout(output))
         linked = table.column("speech_seconds").to_numpy() >= DEFAULT_MIN_SPEECH_SECONDS
         codes = table.column("uniq_id").combine_chunks().dictionary_encode().indices.to_numpy().astype(np.int64)
-        similarities = within_recording_similarities(centroid_matrix(table)[linked], codes[linked])
+        similarities = within_recording_similarities(centroid_matrix(table), codes, np.flatnonzero(linked))
 
         def increase(threshold: float, output: str = output) -> float:
             link_run(output, threshold=threshold, fresh=True)

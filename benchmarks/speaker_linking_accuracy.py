@@ -5,8 +5,9 @@ within ±U(0, 8) dB per conversation).
 
     # choose on dev:
     python benchmarks/speaker_linking_accuracy.py --split dev --model ge2e --thresholds 0.70 0.72 ... 0.90
-    # report on test at the model's default:
+    # report on test at the model's default (its declared threshold, else one learnt from the corpus):
     python benchmarks/speaker_linking_accuracy.py --split test --model ge2e
+    python benchmarks/speaker_linking_accuracy.py --split test --model ge2e --thresholds estimate
 
 Each split's corpus is written once under `--work`, diarized once by a corpus run on a local Ray
 (`--model`, default `ge2e`), then linked from scratch (`link_run(fresh=True)`) and
@@ -22,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+from pipeline.cli import linking_threshold_argument
 from pipeline.corpus.options import model_argument
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -34,7 +36,12 @@ def main(argv=None) -> int:
     parser.add_argument("--model", default="ge2e")
     parser.add_argument("--model-arg", action="append", default=[], type=model_argument, metavar="KEY=VALUE")
     parser.add_argument(
-        "--thresholds", type=float, nargs="+", default=None, help="default: the linking_threshold the model declares"
+        "--thresholds",
+        type=linking_threshold_argument,
+        nargs="+",
+        default=None,
+        help="numbers, or 'estimate' (learnt from the run's own speakers); default: the linking_threshold the "
+        "model declares, else estimated",
     )
     parser.add_argument("--min-speech-seconds", type=float, default=None)
     parser.add_argument("--collar", type=float, default=0.25)
@@ -48,7 +55,7 @@ def main(argv=None) -> int:
     from benchmarks.splits import RECURRING_SPLITS, recurring_manifest, recurring_pool
     from pipeline.corpus.ray_session import connect_ray
     from pipeline.errors import UsageError
-    from pipeline.linking.run import DEFAULT_MIN_SPEECH_SECONDS, link_run, model_threshold
+    from pipeline.linking.run import DEFAULT_MIN_SPEECH_SECONDS, link_run
     from pipeline.scoring.evaluate import evaluate_global_run
 
     own = RECURRING_SPLITS[args.split]
@@ -90,7 +97,7 @@ def main(argv=None) -> int:
         f"{'purity':>7} {'coverage':>8} {'global/ref spk':>14} {'link s':>6}"
     )
     print(header)
-    for threshold in args.thresholds or [model_threshold(args.model)]:
+    for threshold in args.thresholds or [None]:
         linked = link_run(output, threshold=threshold, min_speech_seconds=min_speech, fresh=True)
         _, overall = evaluate_global_run(output, collar=args.collar)
         print(
@@ -98,7 +105,8 @@ def main(argv=None) -> int:
             f"{overall['der_increase'] * 100:+8.2f} "
             f"{overall['link_purity']:7.3f} {overall['link_coverage']:8.3f} "
             f"{overall['global_speakers']:>7}/{overall['reference_speakers']:<6} "
-            f"{linked['wall_seconds']:6.1f}",
+            f"{linked['wall_seconds']:6.1f}"
+            + ("" if isinstance(threshold, float) else f"  ({linked['threshold_source']})"),
             flush=True,
         )
         if args.json:

@@ -100,6 +100,18 @@ def common_options() -> argparse.ArgumentParser:
     return common
 
 
+def linking_threshold_argument(text: str) -> float | str:
+    """`link-speakers --threshold`: a number, or 'estimate'."""
+    from pipeline.linking import ESTIMATE
+
+    if text.strip().lower() == ESTIMATE:
+        return ESTIMATE
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a number nor {ESTIMATE!r}") from None
+
+
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser = Parser(prog=prog, description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"corpus-diarization {package_version()}")
@@ -164,10 +176,11 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     link.add_argument("--output", required=True, metavar="URI", help="the run's output folder")
     link.add_argument(
         "--threshold",
-        type=float,
+        type=linking_threshold_argument,
         default=None,
-        help="mean cosine similarity at which two groups of speakers merge (default: the linking_threshold "
-        "the run's model declares, chosen on the dev split)",
+        help="mean cosine similarity at which two groups of speakers merge, or 'estimate': learnt from the "
+        "similarities of the speakers of one recording (default: the linking_threshold the run's model "
+        "declares, chosen on the dev split, else estimated)",
     )
     link.add_argument(
         "--min-speech-seconds",

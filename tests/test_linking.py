@@ -4,6 +4,7 @@ scoring arithmetic (`pipeline.scoring.metrics`) against pyannote on a literally 
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 
 import numpy as np
@@ -13,7 +14,7 @@ from benchmarks.synthetic_speakers import purity_coverage, synthetic_centroids
 from pipeline.errors import UsageError
 from pipeline.io.rttm import Turn
 from pipeline.linking.algorithm import Groups, constrained_ahc, link_centroids, repair_conflicts
-from pipeline.linking.run import model_threshold
+from pipeline.linking.threshold import linking_threshold_for, within_recording_pairs, within_recording_similarities
 from pipeline.speakers import speaker_centroids
 
 
@@ -286,9 +287,43 @@ def test_the_fast_ahc_merges_exactly_as_the_textbook_greedy_one():
             assert ours == textbook(data.centroids, data.recordings, 0.8)
 
 
-def test_each_model_links_at_its_own_dev_threshold_and_an_unknown_one_is_told_to_choose():
+def test_each_model_links_at_its_own_dev_threshold_and_one_that_declares_none_at_one_learnt_from_the_corpus():
+    data = synthetic_centroids(400, 40, dim=64, seed=3)
+    linked = np.ones(len(data.centroids), bool)
+
+    def threshold(given, model, rows=linked):
+        return linking_threshold_for(given, model, data.centroids, data.recordings, rows)
+
     # the thresholds each model declares, chosen on the dev split (docs/RESULTS.md)
-    assert model_threshold("ge2e") == 0.84
-    assert model_threshold("default") == 0.68, "CAM++ and GE2E similarities are on different scales"
+    assert threshold(None, "ge2e").value == 0.84
+    assert threshold(None, "default").value == 0.68, "CAM++ and GE2E similarities are on different scales"
+    assert (threshold(0.5, "ge2e").value, threshold(0.5, "ge2e").source) == (0.5, "given by the caller")
+    # a model that declares none: the 95th percentile of the similarities of two speakers of one recording
+    learnt = threshold(None, "my_package.models:MyDiarizer")
+    pairs = [
+        float(data.centroids[i] @ data.centroids[j])
+        for i, j in itertools.combinations(range(len(data.centroids)), 2)
+        if data.recordings[i] == data.recordings[j]
+    ]
+    assert learnt.pairs == len(pairs) and learnt.value == pytest.approx(np.quantile(pairs, 0.95), abs=1e-4)
+    assert "95th percentile" in learnt.source and "'my_package.models:MyDiarizer' declares no" in learnt.source
+    assert threshold("estimate", "ge2e").value == learnt.value, "asked for, whatever the model declares"
+    # with too few recordings of two speakers there is nothing to learn from: the fix in one line
     with pytest.raises(UsageError, match="pass --threshold"):
-        model_threshold("my_package.models:MyDiarizer")
+        threshold(None, "my_package.models:MyDiarizer", rows=np.arange(len(linked)) < 6)
+
+
+def test_within_recording_pairs_are_every_two_speakers_of_one_recording_and_a_sample_above_the_cap():
+    rng = np.random.default_rng(0)
+    recordings = rng.integers(0, 50, 300)  # unsorted codes, up to 15 speakers a recording
+    first, second = within_recording_pairs(recordings)
+    expected = {(i, j) for i, j in itertools.combinations(range(len(recordings)), 2) if recordings[i] == recordings[j]}
+    assert set(zip(first.tolist(), second.tolist())) == expected and len(first) == len(expected)
+    centroids = unit(rng.standard_normal((300, 8)))
+    rows = np.flatnonzero(rng.random(300) < 0.5)  # the linked speakers only, the matrix indexed in place
+    kept = set(rows.tolist())
+    inside = sorted(float(centroids[i] @ centroids[j]) for i, j in expected if i in kept and j in kept)
+    every = within_recording_similarities(centroids, recordings, rows)
+    assert sorted(every) == pytest.approx(inside, abs=1e-6)
+    sample = within_recording_similarities(centroids, recordings, rows, max_pairs=50)
+    assert len(sample) == 50 and set(np.round(sample, 5)) <= set(np.round(every, 5))

@@ -169,12 +169,13 @@ def test_global_speakers_table_counts_recordings_and_hours(grown_run):
 
 
 def test_relinking_an_unchanged_run_changes_nothing(grown_run):
-    from pipeline.linking.run import link_run, model_threshold
+    from pipeline.linking.run import link_run
+    from pipeline.models.registry import linking_threshold
 
     output = grown_run["output"]
     before = pq.read_table(output / "speaker_links.parquet")
     summary = link_run(str(output))
-    assert summary["threshold"] == model_threshold(GE2E) == 0.84, (
+    assert summary["threshold"] == linking_threshold(GE2E) == 0.84, (
         "without --threshold, the one the run's model declares"
     )
     assert summary["threshold_source"] == "declared by model 'ge2e', chosen on its dev split"
@@ -212,8 +213,32 @@ def test_link_speakers_from_the_command_line_and_its_one_line_errors(grown_run, 
     assert "threshold 0.84 (given by the caller)" in capfd.readouterr().out
     assert main(["link-speakers", "--output", str(output), "--threshold", "3"]) == 2
     assert "error: --threshold must be a cosine similarity" in capfd.readouterr().err
+    with pytest.raises(SystemExit) as usage:  # argparse's own exit
+        main(["link-speakers", "--output", str(output), "--threshold", "three"])
+    assert usage.value.code == 2 and "'three' is neither a number nor 'estimate'" in capfd.readouterr().err
     assert main(["link-speakers", "--output", str(tmp_path / "nothing")]) == 2
     assert "holds no corpus run" in capfd.readouterr().err
+
+
+def test_a_threshold_learnt_from_the_corpus_is_printed_with_its_pairs_and_links_it(grown_run, tmp_path, capfd):
+    """`--threshold estimate` (what a model that declares no threshold gets): learnt from the run's own
+    pairs of speakers of one recording, said so, and on this corpus as good as the declared one."""
+    import shutil
+
+    from pipeline.cli import main
+
+    output = shutil.copytree(grown_run["output"], tmp_path / "run")  # the module's other tests keep their links
+    assert main(["link-speakers", "--output", str(output), "--threshold", "estimate", "--fresh"]) == 0
+    printed = capfd.readouterr().out
+    state = json.loads((output / "linking.json").read_text())
+    assert state["threshold_pairs"] >= 10 and 0.5 < state["threshold"] < 1.0
+    assert (
+        f"threshold {state['threshold']} (estimated from this corpus: the 95th percentile of "
+        f"{state['threshold_pairs']} similarities between two speakers of one recording; asked for" in printed
+    )
+    assert main(["evaluate", "--output", str(output), "--global"]) == 0
+    summary = json.loads((output / "eval" / "global_summary.json").read_text())
+    assert summary["der_increase"] <= 0.05 and summary["link_purity"] >= 0.9
 
 
 def test_a_model_without_embeddings_leaves_speakers_empty_and_says_so(local_ray, tmp_path, capfd):

@@ -27,9 +27,9 @@ from pipeline.corpus.outputs import OutputLayout
 from pipeline.corpus.ray_session import connect_ray
 from pipeline.errors import UsageError
 from pipeline.io.rttm import Turn, rttm_text
-from pipeline.linking import DEFAULT_MIN_SPEECH_SECONDS
+from pipeline.linking import DEFAULT_MIN_SPEECH_SECONDS, ESTIMATE
 from pipeline.linking.algorithm import BLOCK_SIZE, EXACT_MAX, EarlierLinkingBroken, LinkResult, link_centroids
-from pipeline.models.registry import linking_threshold
+from pipeline.linking.threshold import linking_threshold_for
 from pipeline.signals import exit_on_sigterm
 
 GLOBAL_ID_PREFIX = "G"
@@ -137,21 +137,9 @@ def write_global_rttms(
     return len(turns)
 
 
-def model_threshold(model: str) -> float:
-    """The linking threshold `model` declares for its embeddings (chosen on a dev split; a
-    UsageError naming the fix when it declares none)."""
-    threshold = linking_threshold(model)
-    if threshold is None:
-        raise UsageError(
-            f"model {model!r} declares no linking_threshold for its embeddings: pass --threshold, "
-            "chosen on a dev corpus with benchmarks/speaker_linking_accuracy.py --model"
-        )
-    return threshold
-
-
 def link_run(
     output: str,
-    threshold: float | None = None,
+    threshold: float | str | None = None,
     min_speech_seconds: float = DEFAULT_MIN_SPEECH_SECONDS,
     storage_options: dict | None = None,
     address: str | None = None,
@@ -164,11 +152,14 @@ def link_run(
     A rerun keeps every global id given before (`fresh=True` forgets them and links from scratch),
     links the speakers added since (a `--resume` that grew the run) and rewrites only the global
     RTTMs that changed. Holds the output's lease, so it never runs beside a corpus run on it.
-    `threshold=None` takes the threshold the model that wrote `speakers/` declares (`linking_threshold`)."""
+    `threshold=None` takes the threshold the model that wrote `speakers/` declares (`linking_threshold`),
+    else one learnt from the corpus; `threshold="estimate"` learns it whatever the model declares
+    (`pipeline.linking.threshold`)."""
 
     started = time.perf_counter()
-    if threshold is not None and not (math.isfinite(threshold) and -1.0 <= threshold <= 1.0):
-        raise UsageError(f"--threshold must be a cosine similarity in [-1, 1], got {threshold}")
+    if threshold is not None and threshold != ESTIMATE:
+        if isinstance(threshold, str) or not (math.isfinite(threshold) and -1.0 <= threshold <= 1.0):
+            raise UsageError(f"--threshold must be a cosine similarity in [-1, 1] or {ESTIMATE!r}, got {threshold}")
     if not (math.isfinite(min_speech_seconds) and min_speech_seconds >= 0):
         raise UsageError(f"--min-speech-seconds must be >= 0, got {min_speech_seconds}")
     layout = OutputLayout(output, storage_options)
@@ -184,9 +175,6 @@ def link_run(
                 f"{output}/speakers/ is empty: the run's model gives no speaker embeddings "
                 "(InternalDiarizeConfig.speaker_embeddings), so there is nothing to link"
             )
-        source = "given by the caller"  # --threshold, or link_run(threshold=...)
-        if threshold is None:
-            threshold, source = model_threshold(model), f"declared by model {model!r}, chosen on its dev split"
         previous, state = ({}, {}) if fresh else read_previous(layout)
         uniq_ids = table.column("uniq_id").to_pylist()
         speakers = table.column("speaker").to_pylist()
@@ -205,12 +193,13 @@ def link_run(
                 existing[row] = index
                 kept_names[index] = name
         linked = (speech >= min_speech_seconds) | (existing >= 0)
+        chosen = linking_threshold_for(threshold, model, centroids, recordings, linked)
         connect_ray(address, local_options={"include_dashboard": False}, log_to_driver=False)
         try:
             result = link_centroids(
                 centroids,
                 recordings,
-                threshold,
+                chosen.value,
                 linked,
                 existing,
                 exact_max=exact_max,
@@ -260,8 +249,9 @@ def link_run(
         layout.write_table(layout.path(LINKS_FILE), links)
         new_ids = sum(1 for i in set(result.labels.tolist()) if i >= 0 and i not in kept_names)
         summary = {
-            "threshold": threshold,
-            "threshold_source": source,
+            "threshold": chosen.value,
+            "threshold_source": chosen.source,
+            "threshold_pairs": chosen.pairs,
             "min_speech_seconds": min_speech_seconds,
             "speakers": len(uniq_ids),
             "linked": int((result.labels >= 0).sum()),
