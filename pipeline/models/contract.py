@@ -24,7 +24,7 @@ output processing in CPU tasks, on another copy of the model built by the same f
 - What the pipeline needs to know of a model it reads from class attributes (`ModelTraits`), never
   from the model's name: `frame_seconds` (the step of its per-frame activity), `embedding_size` (of
   its speaker centroids; None without embeddings) and `linking_threshold` (the cosine similarity at
-  which `link-speakers` merges its speakers, chosen on a dev split; None: the user passes one) and
+  which `link-speakers` merges its speakers, chosen on a dev split; None: one learnt from the corpus) and
   `exclusive_output` (True when its output processing gives one-speaker-at-a-time turns itself for
   `diarcfg.exclusive`, as a pyannote pipeline does; else the pipeline derives them from the turns and
   activity).
