@@ -178,6 +178,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         "--threshold",
         type=linking_threshold_argument,
         default=None,
+        metavar="T|estimate",
         help="mean cosine similarity at which two groups of speakers merge, or 'estimate': learnt from the "
         "similarities of the speakers of one recording (default: the linking_threshold the run's model "
         "declares, chosen on the dev split, else estimated)",
