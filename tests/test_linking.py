@@ -319,6 +319,9 @@ def test_within_recording_pairs_are_every_two_speakers_of_one_recording_and_a_sa
     first, second = within_recording_pairs(recordings)
     expected = {(i, j) for i, j in itertools.combinations(range(len(recordings)), 2) if recordings[i] == recordings[j]}
     assert set(zip(first.tolist(), second.tolist())) == expected and len(first) == len(expected)
+    rank = [int((recordings[:i] == recordings[i]).sum()) for i in range(len(recordings))]  # place in its recording
+    capped = set(zip(*(side.tolist() for side in within_recording_pairs(recordings, max_ranks=3))))
+    assert capped == {(i, j) for i, j in expected if rank[j] - rank[i] <= 3} != expected
     centroids = unit(rng.standard_normal((300, 8)))
     rows = np.flatnonzero(rng.random(300) < 0.5)  # the linked speakers only, the matrix indexed in place
     kept = set(rows.tolist())

@@ -26,6 +26,9 @@ ESTIMATE_QUANTILE = 0.95
 MIN_PAIRS = 10  # fewer pairs of two speakers of one recording say too little of the model's scale
 MAX_PAIRS = 200_000  # a seeded sample above this: the quantile needs no more, the memory stays bounded
 BLOCK_PAIRS = 50_000  # pairs per matrix product (two (block, D) float32 slices)
+# A recording's speakers are paired up to this many apart in its rows: every pair of recordings with up to
+# 65 speakers, and no more than 64 n pairs (and passes) for a corpus a model gave thousands in one recording.
+MAX_RANKS = 64
 
 
 @dataclass(frozen=True)
@@ -35,12 +38,13 @@ class LinkingThreshold:
     pairs: int | None = None  # within-recording speaker pairs it was learnt from (None: not learnt)
 
 
-def within_recording_pairs(recordings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Index pairs (i, j), i before j, of every two rows of one recording (`recordings`: a code per row)."""
+def within_recording_pairs(recordings: np.ndarray, max_ranks: int = MAX_RANKS) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs (i, j), i before j, of two rows of one recording (`recordings`: a code per row): every
+    such pair, in recordings of up to `max_ranks` + 1 rows."""
     order = np.argsort(recordings, kind="stable")
     codes = np.asarray(recordings)[order]
     firsts, seconds = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
-    for offset in range(1, len(codes)):  # one pass per rank apart within a recording, not per row
+    for offset in range(1, min(len(codes), max_ranks + 1)):  # one pass per rank apart, not per row
         same = np.flatnonzero(codes[offset:] == codes[:-offset])
         if len(same) == 0:  # sorted: no recording has more than `offset` rows
             break
