@@ -1,25 +1,20 @@
 """`evaluate` runs on the Ray it is pointed at (`--address`, else `RAY_ADDRESS`, which `ray job
 submit` sets inside a job), not on a private local Ray.
 
-A Ray head is started with `ray start --head --block`; a driver that joins it leaves its log,
-`python-core-driver-<job>_<pid>.log`, in the head's session folder, which is how the test tells
+The Ray pointed at is the test session's own (`local_ray`): a driver that joins it leaves its log,
+`python-core-driver-<job>_<pid>.log`, in that Ray's session folder, which is how the test tells
 which Ray the `evaluate` process used."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-import psutil
 import pytest
-from conftest import AMI, REPO, ami_rows, free_port, with_absolute_paths, write_jsonl
+from conftest import AMI, REPO, ami_rows, with_absolute_paths, write_jsonl
 
 from pipeline.corpus.inputs import manifest_items
 from pipeline.corpus.outputs import OutputLayout
@@ -31,47 +26,11 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def ray_head():
-    """A Ray cluster of one node, in a process group of its own; stopped by process id."""
-    temp_dir = tempfile.mkdtemp(prefix="rh", dir="/tmp")  # short: Ray's socket paths must fit
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env["RAY_AUTH_MODE"] = (
-        "disabled"  # else `ray start` turns token auth on when ~/.ray/auth_token exists (docs/cluster.md)
-    )
-    ray_cli = str(Path(sys.executable).with_name("ray"))
-    head = subprocess.Popen(
-        [
-            ray_cli,
-            "start",
-            "--head",
-            "--block",
-            f"--port={port}",
-            "--num-cpus=1",
-            "--include-dashboard=false",
-            f"--temp-dir={temp_dir}",
-            "--disable-usage-stats",
-        ],
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 120
-    while not list(Path(temp_dir).glob("session_latest/logs/raylet.out")):
-        assert head.poll() is None and time.monotonic() < deadline, "the Ray head did not start"
-        time.sleep(0.5)
-    time.sleep(3)
-    processes = psutil.Process(head.pid).children(recursive=True)
-    yield f"127.0.0.1:{port}", Path(temp_dir)
-    os.killpg(head.pid, signal.SIGKILL)  # `ray start --block` took 30 s to end on SIGTERM; nothing to flush here
-    head.wait()
-    for process in processes:
-        try:
-            process.kill()
-        except psutil.Error:
-            pass
-    shutil.rmtree(temp_dir, ignore_errors=True)
+def given_ray(session_ray_address):
+    """The address of the session's Ray and its session folder."""
+    from ray._private.worker import _global_node
+
+    return session_ray_address, Path(_global_node.get_session_dir_path())
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +66,6 @@ def finished_run(tmp_path_factory):
 
 def evaluate(output, *flags: str, env_extra: dict | None = None) -> tuple[subprocess.CompletedProcess, int]:
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env["RAY_AUTH_MODE"] = "disabled"  # the head's mode: a client asking for a token would wait for ever
     env.update(env_extra or {})
     process = subprocess.Popen(
         [sys.executable, "-m", "pipeline", "evaluate", "--output", str(output), *flags],
@@ -125,22 +83,22 @@ def evaluate(output, *flags: str, env_extra: dict | None = None) -> tuple[subpro
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr), process.pid
 
 
-def joined(temp_dir: Path, pid: int) -> bool:
-    return bool(list(temp_dir.glob(f"session_*/logs/python-core-driver-*_{pid}.log")))
+def joined(session_dir: Path, pid: int) -> bool:
+    return bool(list(session_dir.glob(f"logs/python-core-driver-*_{pid}.log")))
 
 
 @pytest.mark.parametrize("how", ["--address", "RAY_ADDRESS"])
-def test_evaluate_runs_on_the_given_ray(ray_head, finished_run, how):
-    address, temp_dir = ray_head
+def test_evaluate_runs_on_the_given_ray(given_ray, finished_run, how):
+    address, session_dir = given_ray
     flags = ["--address", address] if how == "--address" else []
     run, pid = evaluate(finished_run, *flags, env_extra={"RAY_ADDRESS": address} if how == "RAY_ADDRESS" else None)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "OVERALL (1)" in run.stdout and " 0.00%" in run.stdout
-    assert joined(temp_dir, pid), f"evaluate (pid {pid}) did not join the Ray at {address}"
+    assert joined(session_dir, pid), f"evaluate (pid {pid}) did not join the Ray at {address}"
 
 
-def test_without_an_address_evaluate_starts_its_own_ray(ray_head, finished_run):
-    _, temp_dir = ray_head
+def test_without_an_address_evaluate_starts_its_own_ray(given_ray, finished_run):
+    _, session_dir = given_ray
     run, pid = evaluate(finished_run)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert not joined(temp_dir, pid)
+    assert not joined(session_dir, pid)
