@@ -222,7 +222,7 @@ def test_link_speakers_from_the_command_line_and_its_one_line_errors(grown_run, 
 
 def test_a_threshold_learnt_from_the_corpus_is_printed_with_its_pairs_and_links_it(grown_run, tmp_path, capfd):
     """`--threshold estimate` (what a model that declares no threshold gets): learnt from the run's own
-    pairs of speakers of one recording, said so, and on this corpus as good as the declared one."""
+    pairs of speakers of one recording, said so, and scored within the bounds the declared one is held to."""
     import shutil
 
     from pipeline.cli import main
