@@ -25,7 +25,7 @@ import traceback
 from typing import Sequence
 
 from pipeline.corpus.options import RunOptions
-from pipeline.errors import PipelineError, causes
+from pipeline.errors import PipelineError, UsageError, causes
 from pipeline.io.storage import add_storage_arguments, storage_options_from_args
 from pipeline.signals import Terminated, interrupt_on_sigterm
 
@@ -244,6 +244,29 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     add_storage_arguments(report)
     report.set_defaults(handler=run_report)
 
+    manifest = commands.add_parser(
+        "manifest",
+        parents=[common],
+        help="write a NeMo manifest for audio that has none (folders, globs, files), references paired by name",
+    )
+    manifest.add_argument(
+        "audio", nargs="+", metavar="AUDIO", help="audio files, folders (searched at any depth) or globs"
+    )
+    manifest.add_argument(
+        "--output",
+        dest="manifest_output",
+        required=True,
+        help="the manifest to write: *.jsonl (or .jsonl.gz), local or URI",
+    )
+    manifest.add_argument(
+        "--rttm", nargs="+", default=[], metavar="URI", help="reference RTTMs (files, folders, globs), paired by name"
+    )
+    manifest.add_argument("--uem", nargs="+", default=[], metavar="URI", help="scoring UEMs, paired the same way")
+    manifest.add_argument("--num-speakers", type=int, default=None, help="every row's known speaker count")
+    manifest.add_argument("--force", action="store_true", help="replace an existing --output")
+    add_storage_arguments(manifest)
+    manifest.set_defaults(handler=run_manifest)
+
     fetch = commands.add_parser("fetch-sample", parents=[common], help="download the small sample corpus")
     fetch.add_argument("--dest", required=True, help="folder to write the sample into")
     fetch.set_defaults(handler=run_fetch_sample)
@@ -443,6 +466,30 @@ def run_report(args: argparse.Namespace) -> int:
 
     options = storage_options_from_args(args)
     print(f"report: {write_report(args.output, args.dest, storage_options=options, score=not args.no_score)}")
+    return 0
+
+
+def run_manifest(args: argparse.Namespace) -> int:
+    from pipeline.console import CONSOLE
+    from pipeline.io.audio_listing import audio_manifest_rows, check_manifest_output, write_audio_manifest
+
+    options = storage_options_from_args(args)
+    if args.num_speakers is not None and args.num_speakers < 1:
+        raise UsageError(f"--num-speakers {args.num_speakers}: give a count of at least 1, or leave it out to estimate")
+    check_manifest_output(args.manifest_output, args.force, options)
+    manifest = audio_manifest_rows(args.audio, args.rttm, args.uem, args.num_speakers, options)
+    write_audio_manifest(manifest, args.manifest_output, options)
+    references = (
+        f"{manifest.with_reference('rttm_filepath')} with an RTTM, {manifest.with_reference('uem_filepath')} with a UEM"
+    )
+    print(f"manifest: {len(manifest.rows)} recordings ({references}) -> {args.manifest_output}")
+    for kind, unpaired in (("RTTM", manifest.unpaired_rttms), ("UEM", manifest.unpaired_uems)):
+        if unpaired:
+            print(
+                f"warning: {len(unpaired)} {kind} file(s) named after no audio file, e.g. {unpaired[0]}",
+                file=CONSOLE.out,
+            )
+    print(f"next: python -m pipeline diarize --manifest {shlex.quote(args.manifest_output)} --output OUTPUT")
     return 0
 
 

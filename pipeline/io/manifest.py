@@ -17,10 +17,32 @@ from typing import Any, Iterable, Iterator
 
 import fsspec
 
+from pipeline.errors import UsageError
 from pipeline.io.ids import assign_group_ids, candidate_id, recording_hash, row_keys
-from pipeline.io.storage import filesystem, is_local
+from pipeline.io.storage import filesystem
 
 MANIFEST_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz", ".json.zst", ".jsonl.zst")
+# What libsndfile decodes, and the containers people also keep speech in. Audio given where a manifest
+# belongs is refused by name; `python -m pipeline manifest` lists these (a file the decoder cannot read
+# becomes an error row that says so, rather than a file silently left out).
+AUDIO_SUFFIXES = (
+    ".wav",
+    ".flac",
+    ".mp3",
+    ".ogg",
+    ".oga",
+    ".opus",
+    ".aif",
+    ".aiff",
+    ".au",
+    ".sph",
+    ".w64",
+    ".rf64",
+    ".caf",
+    ".m4a",
+    ".aac",
+    ".webm",
+)
 _PATH_FIELDS = ("audio_filepath", "rttm_filepath", "uem_filepath", "ctm_filepath")
 _KNOWN_FIELDS = {
     "audio_filepath",
@@ -237,21 +259,40 @@ def rows_from_paths(paths: Iterable[str]) -> list[ManifestRow]:
 GLOB_CHARACTERS = "*?["
 
 
+def is_audio_name(path: str) -> bool:
+    return path.lower().endswith(AUDIO_SUFFIXES)
+
+
+def not_a_manifest(uri: str, what: str) -> UsageError:
+    """The line for audio given where a manifest belongs: the command that writes one for it."""
+    return UsageError(
+        f"--manifest {uri}: {what}; --manifest takes NeMo manifests (JSON Lines). Write one for the audio with: "
+        f"python -m pipeline manifest '{uri}' --output manifest.jsonl"
+    )
+
+
 def expand_manifests(uris: Iterable[str], options: dict | None = None) -> list[str]:
-    """Manifest URIs with globs expanded (sorted), local paths made absolute; a pattern that matches
-    nothing, or a manifest that does not exist, is a FileNotFoundError naming it."""
+    """Manifest URIs with globs expanded (sorted), a folder to the manifests in it (`*.jsonl`, `*.json`
+    and their compressed names, sorted), local paths made absolute. A pattern that matches nothing, or a
+    manifest that does not exist, is a FileNotFoundError naming it; audio, or a folder without a
+    manifest, a UsageError naming `python -m pipeline manifest`, which writes one for it."""
     expanded: list[str] = []
     for uri in uris:
         fs, pattern = filesystem(uri, options)
-        if not any(c in uri for c in GLOB_CHARACTERS):
-            if not fs.exists(pattern):
-                raise FileNotFoundError(f"manifest not found: {uri}")
-            expanded.append(os.path.abspath(uri) if "://" not in uri else uri)
-            continue
-        matches = sorted(fs.glob(pattern))
-        if not matches:
-            raise FileNotFoundError(f"no manifest matches {uri}")
-        expanded.extend(
-            match if is_local(uri) and "://" not in uri else fs.unstrip_protocol(match) for match in matches
-        )
+        if any(c in uri for c in GLOB_CHARACTERS):
+            matches = sorted(fs.glob(pattern))
+            if not matches:
+                raise FileNotFoundError(f"no manifest matches {uri}")
+        elif fs.isdir(pattern):
+            matches = sorted(m for m in fs.ls(pattern, detail=False) if m.lower().endswith(MANIFEST_SUFFIXES))
+            if not matches:
+                raise not_a_manifest(uri, "a folder with no manifest (*.jsonl) in it")
+        elif fs.exists(pattern):
+            matches = [pattern]
+        else:
+            raise FileNotFoundError(f"manifest not found: {uri}")
+        audio = [m for m in matches if is_audio_name(m)]
+        if audio:
+            raise not_a_manifest(uri, f"{posixpath.basename(audio[0])} is audio")
+        expanded.extend(os.path.abspath(m) if "://" not in uri else fs.unstrip_protocol(m) for m in matches)
     return expanded

@@ -1,0 +1,124 @@
+"""A NeMo diarization manifest for audio that has none (`python -m pipeline manifest`).
+
+The audio under folders, globs or single files (local or object storage), one row per file, with
+its RTTM and UEM references paired by file name as NeMo's
+`scripts/speaker_tasks/pathfiles_to_diarize_manifest.py` pairs them (`a/x.wav` with `refs/x.rttm`).
+Rows are NeMo's: `offset` 0, `duration` null (to the end of the file), `label` "infer", `text` "-".
+Torch-free, like the corpus driver (`pipeline.io.manifest.expand_manifests` refuses audio given as a
+manifest and names this command)."""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from dataclasses import dataclass
+from typing import Iterable
+
+import fsspec
+
+from pipeline.errors import UsageError
+from pipeline.io.manifest import AUDIO_SUFFIXES, GLOB_CHARACTERS, MANIFEST_SUFFIXES, is_audio_name
+from pipeline.io.storage import filesystem, options_for
+
+
+def stem(path: str) -> str:
+    """The name that pairs an audio file with its references: `x` for `.../x.wav` and `.../x.rttm`."""
+    return posixpath.splitext(posixpath.basename(path.rstrip("/")))[0]
+
+
+def list_files(uris: Iterable[str], keep, kind: str, options: dict | None = None) -> list[str]:
+    """The files `uris` name, in order, each once: a glob's matches and a folder's files (at any depth)
+    for which `keep(name)` holds, and a file named outright whatever its name. Local paths come back
+    absolute, object-store ones as full URIs. A URI that names nothing is a UsageError."""
+    found: dict[str, None] = {}
+    for uri in uris:
+        fs, path = filesystem(uri, options)
+        if any(c in uri for c in GLOB_CHARACTERS):
+            matches = [m for m in fs.glob(path) if keep(m) and not fs.isdir(m)]
+        elif fs.isdir(path):
+            matches = [m for m in fs.find(path) if keep(m)]
+        elif fs.exists(path):
+            matches = [path]
+        else:
+            raise UsageError(f"not found: {uri}")
+        if not matches:
+            raise UsageError(f"no {kind} in {uri}")
+        for match in sorted(matches):
+            found[posixpath.abspath(match) if "://" not in uri else fs.unstrip_protocol(match)] = None
+    return list(found)
+
+
+def by_stem(paths: list[str], kind: str, flag: str) -> dict[str, str]:
+    """{stem: path}; two references of one name cannot be told apart, so that is a UsageError."""
+    paired: dict[str, str] = {}
+    for path in paths:
+        name = stem(path)
+        if name in paired:
+            raise UsageError(f"two {kind} files are named {name!r} ({paired[name]}, {path}): {flag} can pair only one")
+        paired[name] = path
+    return paired
+
+
+@dataclass
+class AudioManifest:
+    """What `write_audio_manifest` wrote: the rows, and the references that matched no audio."""
+
+    rows: list[dict]
+    unpaired_rttms: list[str]
+    unpaired_uems: list[str]
+
+    def with_reference(self, field: str) -> int:
+        return sum(1 for row in self.rows if row[field])
+
+
+def audio_manifest_rows(
+    audio: Iterable[str],
+    rttms: Iterable[str] = (),
+    uems: Iterable[str] = (),
+    num_speakers: int | None = None,
+    options: dict | None = None,
+) -> AudioManifest:
+    audio_files = list_files(audio, is_audio_name, f"audio ({', '.join(AUDIO_SUFFIXES[:4])}, ...)", options)
+    rttm = by_stem(list_files(rttms, lambda p: p.lower().endswith(".rttm"), "RTTM file", options), "RTTM", "--rttm")
+    uem = by_stem(list_files(uems, lambda p: p.lower().endswith(".uem"), "UEM file", options), "UEM", "--uem")
+    stems = [stem(path) for path in audio_files]
+    for name in set(rttm) | set(uem):
+        if stems.count(name) > 1:
+            same = [path for path in audio_files if stem(path) == name]
+            raise UsageError(f"two audio files are named {name!r} ({same[0]}, {same[1]}): their reference fits both")
+    rows = [
+        {
+            "audio_filepath": path,
+            "offset": 0.0,
+            "duration": None,
+            "label": "infer",
+            "text": "-",
+            "num_speakers": num_speakers,
+            "rttm_filepath": rttm.get(name),
+            "uem_filepath": uem.get(name),
+        }
+        for path, name in zip(audio_files, stems)
+    ]
+    named = set(stems)
+    return AudioManifest(
+        rows,
+        unpaired_rttms=[p for name, p in rttm.items() if name not in named],
+        unpaired_uems=[p for name, p in uem.items() if name not in named],
+    )
+
+
+def check_manifest_output(output: str, force: bool = False, options: dict | None = None) -> None:
+    """Before any listing (a bucket's can take minutes): a manifest's name, and an existing manifest kept
+    unless `force`, since a run's `--resume` refuses a manifest whose lines changed under it."""
+    if not output.lower().endswith(MANIFEST_SUFFIXES):
+        raise UsageError(f"--output {output}: a manifest is named *.jsonl (or *.jsonl.gz, *.jsonl.zst)")
+    fs, path = filesystem(output, options)
+    if fs.exists(path) and not force:
+        raise UsageError(f"--output {output} exists: pass --force to replace it")
+
+
+def write_audio_manifest(manifest: AudioManifest, output: str, options: dict | None = None) -> None:
+    """JSON Lines, compressed as the name says (`.jsonl.gz`, `.jsonl.zst`)."""
+    with fsspec.open(output, "wt", encoding="utf-8", compression="infer", **options_for(output, options)) as f:
+        for row in manifest.rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
