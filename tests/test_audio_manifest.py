@@ -113,6 +113,16 @@ def test_audio_given_as_a_manifest_is_one_line_naming_the_manifest_command(audio
     assert not output.exists(), "refused before the output was made"
 
 
+def test_audio_under_a_manifest_s_name_is_said_to_be_audio():
+    """A manifest name with audio in it (a copy gone wrong) is one error row saying so, not "UTF-16"."""
+    from pipeline.corpus.inputs import encoding_problem
+
+    head = (AMI / "trn01.wav").read_bytes()[:4096]
+    assert encoding_problem(head, "m.jsonl") == (
+        "m.jsonl: this is WAV audio, not a manifest; write a manifest for the audio with python -m pipeline manifest"
+    )
+
+
 def test_a_folder_of_manifests_is_read_as_the_manifests_in_it(tmp_path):
     for name in ("b.jsonl.gz", "a.jsonl", "README.txt"):
         (tmp_path / name).write_bytes(b"")
