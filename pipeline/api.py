@@ -319,8 +319,14 @@ def check_audio_exists(rows: Sequence[ManifestRow]) -> None:
     missing = []
     for row in rows:
         fs, path = filesystem(row.audio_filepath)
-        if not fs.exists(path):
-            missing.append(row.audio_filepath)
+        if fs.isfile(path):
+            continue
+        if fs.isdir(path):
+            raise IsADirectoryError(
+                f"{row.audio_filepath} is a folder, not an audio file: pass its files, or a manifest of them "
+                f"(python -m pipeline manifest '{row.audio_filepath}' --output manifest.jsonl)"
+            )
+        missing.append(row.audio_filepath)
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise FileNotFoundError(f"audio file not found: {missing[0]}{more}")

@@ -215,6 +215,15 @@ def test_a_missing_audio_file_is_one_error_naming_it(model, tmp_path):
     assert str(raised.value) == f"audio file not found: {missing}"
 
 
+def test_a_folder_given_as_audio_is_one_error_naming_the_manifest_command(model, tmp_path):
+    with pytest.raises(IsADirectoryError) as raised:
+        model.diarize([TRN03, str(tmp_path)], num_workers=0)
+    assert str(raised.value) == (
+        f"{tmp_path} is a folder, not an audio file: pass its files, or a manifest of them "
+        f"(python -m pipeline manifest '{tmp_path}' --output manifest.jsonl)"
+    )
+
+
 def test_post_processing_presets_are_named_from_any_folder(model, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert load_postprocessing_from_yaml("nemo") == PostProcessingParams()  # NeMo's defaults
