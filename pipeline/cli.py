@@ -25,7 +25,7 @@ import traceback
 from typing import Sequence
 
 from pipeline.corpus.options import RunOptions
-from pipeline.errors import PipelineError, UsageError, causes
+from pipeline.errors import PipelineError, causes
 from pipeline.io.storage import add_storage_arguments, storage_options_from_args
 from pipeline.signals import Terminated, interrupt_on_sigterm
 
@@ -471,25 +471,23 @@ def run_report(args: argparse.Namespace) -> int:
 
 def run_manifest(args: argparse.Namespace) -> int:
     from pipeline.console import CONSOLE
-    from pipeline.io.audio_listing import audio_manifest_rows, check_manifest_output, write_audio_manifest
+    from pipeline.io.audio_listing import manifest_for_audio
 
-    options = storage_options_from_args(args)
-    if args.num_speakers is not None and args.num_speakers < 1:
-        raise UsageError(f"--num-speakers {args.num_speakers}: give a count of at least 1, or leave it out to estimate")
-    check_manifest_output(args.manifest_output, args.force, options)
-    manifest = audio_manifest_rows(args.audio, args.rttm, args.uem, args.num_speakers, options)
-    write_audio_manifest(manifest, args.manifest_output, options)
+    output = args.manifest_output
+    manifest = manifest_for_audio(
+        args.audio, output, args.rttm, args.uem, args.num_speakers, args.force, storage_options_from_args(args)
+    )
     references = (
         f"{manifest.with_reference('rttm_filepath')} with an RTTM, {manifest.with_reference('uem_filepath')} with a UEM"
     )
-    print(f"manifest: {len(manifest.rows)} recordings ({references}) -> {args.manifest_output}")
+    print(f"manifest: {len(manifest.rows)} recordings ({references}) -> {output}")
     for kind, unpaired in (("RTTM", manifest.unpaired_rttms), ("UEM", manifest.unpaired_uems)):
         if unpaired:
             print(
                 f"warning: {len(unpaired)} {kind} file(s) named after no audio file, e.g. {unpaired[0]}",
                 file=CONSOLE.out,
             )
-    print(f"next: python -m pipeline diarize --manifest {shlex.quote(args.manifest_output)} --output OUTPUT")
+    print(f"next: python -m pipeline diarize --manifest {shlex.quote(output)} --output OUTPUT")
     return 0
 
 

@@ -92,6 +92,7 @@ def test_audio_on_s3_becomes_a_compressed_manifest_on_s3(s3_endpoint, tmp_path, 
         fs.put(str(source), f"calls/{key}")
     output = "s3://calls/manifests/all.jsonl.gz"
     command = ["manifest", "s3://calls/audio/", "--rttm", "s3://calls/refs/*.rttm", "--output", output]
+    options = {"endpoint_url": s3_endpoint}
     assert main([*command, "--endpoint-url", s3_endpoint]) == 0
     assert "manifest: 2 recordings (1 with an RTTM, 0 with a UEM)" in capfd.readouterr().out
     lines = [json.loads(line) for line in gzip.decompress(fs.cat_file("calls/manifests/all.jsonl.gz")).splitlines()]
@@ -99,6 +100,13 @@ def test_audio_on_s3_becomes_a_compressed_manifest_on_s3(s3_endpoint, tmp_path, 
         row("s3://calls/audio/2026/trn01.wav"),
         row("s3://calls/audio/2026/trn05.wav", "s3://calls/refs/trn05.rttm"),
     ]
+
+    import pipeline  # the same from Python: one URI or a list of them, a glob too
+
+    written = pipeline.manifest_for_audio(
+        "s3://calls/audio/2026/*.wav", output, rttm=["s3://calls/refs/"], force=True, storage_options=options
+    )
+    assert written.rows == lines and written.unpaired_rttms == []
 
 
 @pytest.mark.parametrize("given", ["file", "folder", "glob"])

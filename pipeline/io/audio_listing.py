@@ -21,6 +21,10 @@ from pipeline.io.manifest import AUDIO_SUFFIXES, GLOB_CHARACTERS, MANIFEST_SUFFI
 from pipeline.io.storage import filesystem, options_for
 
 
+def listed(uris: str | Iterable[str]) -> list[str]:
+    return [uris] if isinstance(uris, str) else list(uris)
+
+
 def stem(path: str) -> str:
     """The name that pairs an audio file with its references: `x` for `.../x.wav` and `.../x.rttm`."""
     return posixpath.splitext(posixpath.basename(path.rstrip("/")))[0]
@@ -122,3 +126,24 @@ def write_audio_manifest(manifest: AudioManifest, output: str, options: dict | N
     with fsspec.open(output, "wt", encoding="utf-8", compression="infer", **options_for(output, options)) as f:
         for row in manifest.rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def manifest_for_audio(
+    audio: str | Iterable[str],
+    output: str,
+    rttm: str | Iterable[str] = (),
+    uem: str | Iterable[str] = (),
+    num_speakers: int | None = None,
+    force: bool = False,
+    storage_options: dict | None = None,
+) -> AudioManifest:
+    """Write `output`, a NeMo manifest of the audio under `audio` (files, folders, globs), with the
+    references under `rttm`/`uem` paired by name; what `python -m pipeline manifest` does."""
+    if num_speakers is not None and (
+        isinstance(num_speakers, bool) or int(num_speakers) != num_speakers or num_speakers < 1
+    ):
+        raise UsageError(f"--num-speakers {num_speakers}: give a count of at least 1, or leave it out to estimate")
+    check_manifest_output(output, force, storage_options)
+    manifest = audio_manifest_rows(listed(audio), listed(rttm), listed(uem), num_speakers, storage_options)
+    write_audio_manifest(manifest, output, storage_options)
+    return manifest
