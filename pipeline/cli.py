@@ -477,14 +477,12 @@ def run_manifest(args: argparse.Namespace) -> int:
     manifest = manifest_for_audio(
         args.audio, output, args.rttm, args.uem, args.num_speakers, args.force, storage_options_from_args(args)
     )
-    references = (
-        f"{manifest.with_reference('rttm_filepath')} with an RTTM, {manifest.with_reference('uem_filepath')} with a UEM"
-    )
-    print(f"manifest: {len(manifest.rows)} recordings ({references}) -> {output}")
-    for kind, unpaired in (("RTTM", manifest.unpaired_rttms), ("UEM", manifest.unpaired_uems)):
-        if unpaired:
+    references = f"{manifest.with_reference('rttm')} with an RTTM, {manifest.with_reference('uem')} with a UEM"
+    print(f"manifest: {len(manifest.audio)} recordings ({references}) -> {output}")
+    for kind in ("rttm", "uem"):
+        if unpaired := manifest.unpaired(kind):
             print(
-                f"warning: {len(unpaired)} {kind} file(s) named after no audio file, e.g. {unpaired[0]}",
+                f"warning: {len(unpaired)} {kind.upper()} file(s) named after no audio file, e.g. {unpaired[0]}",
                 file=CONSOLE.out,
             )
     print(f"next: python -m pipeline diarize --manifest {shlex.quote(output)} --output OUTPUT")

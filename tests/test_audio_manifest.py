@@ -106,7 +106,7 @@ def test_audio_on_s3_becomes_a_compressed_manifest_on_s3(s3_endpoint, tmp_path, 
     written = pipeline.manifest_for_audio(
         "s3://calls/audio/2026/*.wav", output, rttm=["s3://calls/refs/"], force=True, storage_options=options
     )
-    assert written.rows == lines and written.unpaired_rttms == []
+    assert list(written.rows()) == lines and written.unpaired("rttm") == []
 
 
 @pytest.mark.parametrize("given", ["file", "folder", "glob"])

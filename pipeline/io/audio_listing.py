@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import posixpath
+from collections import Counter
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import fsspec
 
@@ -65,14 +66,36 @@ def by_stem(paths: list[str], kind: str, flag: str) -> dict[str, str]:
 
 @dataclass
 class AudioManifest:
-    """What `write_audio_manifest` wrote: the rows, and the references that matched no audio."""
+    """The audio found, each file's name, and the references by name: rows are made as they are
+    written, so a million files cost their paths, not a million dicts."""
 
-    rows: list[dict]
-    unpaired_rttms: list[str]
-    unpaired_uems: list[str]
+    audio: list[str]
+    stems: list[str]
+    rttm: dict[str, str]
+    uem: dict[str, str]
+    num_speakers: int | None = None
 
-    def with_reference(self, field: str) -> int:
-        return sum(1 for row in self.rows if row[field])
+    def rows(self) -> Iterator[dict]:
+        for path, name in zip(self.audio, self.stems):
+            yield {
+                "audio_filepath": path,
+                "offset": 0.0,
+                "duration": None,
+                "label": "infer",
+                "text": "-",
+                "num_speakers": self.num_speakers,
+                "rttm_filepath": self.rttm.get(name),
+                "uem_filepath": self.uem.get(name),
+            }
+
+    def with_reference(self, kind: str) -> int:
+        references = self.rttm if kind == "rttm" else self.uem
+        return sum(1 for name in self.stems if name in references)
+
+    def unpaired(self, kind: str) -> list[str]:
+        """The references named after no audio file."""
+        named = set(self.stems)
+        return [path for name, path in (self.rttm if kind == "rttm" else self.uem).items() if name not in named]
 
 
 def audio_manifest_rows(
@@ -86,29 +109,11 @@ def audio_manifest_rows(
     rttm = by_stem(list_files(rttms, lambda p: p.lower().endswith(".rttm"), "RTTM file", options), "RTTM", "--rttm")
     uem = by_stem(list_files(uems, lambda p: p.lower().endswith(".uem"), "UEM file", options), "UEM", "--uem")
     stems = [stem(path) for path in audio_files]
-    for name in set(rttm) | set(uem):
-        if stems.count(name) > 1:
-            same = [path for path in audio_files if stem(path) == name]
-            raise UsageError(f"two audio files are named {name!r} ({same[0]}, {same[1]}): their reference fits both")
-    rows = [
-        {
-            "audio_filepath": path,
-            "offset": 0.0,
-            "duration": None,
-            "label": "infer",
-            "text": "-",
-            "num_speakers": num_speakers,
-            "rttm_filepath": rttm.get(name),
-            "uem_filepath": uem.get(name),
-        }
-        for path, name in zip(audio_files, stems)
-    ]
-    named = set(stems)
-    return AudioManifest(
-        rows,
-        unpaired_rttms=[p for name, p in rttm.items() if name not in named],
-        unpaired_uems=[p for name, p in uem.items() if name not in named],
-    )
+    shared = [name for name, count in Counter(stems).items() if count > 1 and (name in rttm or name in uem)]
+    if shared:
+        same = [path for path, name in zip(audio_files, stems) if name == shared[0]]
+        raise UsageError(f"two audio files are named {shared[0]!r} ({same[0]}, {same[1]}): their reference fits both")
+    return AudioManifest(audio_files, stems, rttm, uem, num_speakers)
 
 
 def check_manifest_output(output: str, force: bool = False, options: dict | None = None) -> None:
@@ -124,7 +129,7 @@ def check_manifest_output(output: str, force: bool = False, options: dict | None
 def write_audio_manifest(manifest: AudioManifest, output: str, options: dict | None = None) -> None:
     """JSON Lines, compressed as the name says (`.jsonl.gz`, `.jsonl.zst`)."""
     with fsspec.open(output, "wt", encoding="utf-8", compression="infer", **options_for(output, options)) as f:
-        for row in manifest.rows:
+        for row in manifest.rows():
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
