@@ -255,6 +255,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     manifest.add_argument(
         "--output",
         dest="manifest_output",
+        metavar="URI",
         required=True,
         help="the manifest to write: *.jsonl (or .jsonl.gz), local or URI",
     )
