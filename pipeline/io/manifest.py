@@ -283,12 +283,12 @@ def expand_manifests(uris: Iterable[str], options: dict | None = None) -> list[s
             matches = sorted(fs.glob(pattern))
             if not matches:
                 raise FileNotFoundError(f"no manifest matches {uri}")
+        elif fs.isfile(pattern):  # first: one request for a manifest on object storage, as before folders
+            matches = [pattern]
         elif fs.isdir(pattern):
             matches = sorted(m for m in fs.ls(pattern, detail=False) if m.lower().endswith(MANIFEST_SUFFIXES))
             if not matches:
                 raise not_a_manifest(uri, "a folder with no manifest (*.jsonl) in it")
-        elif fs.exists(pattern):
-            matches = [pattern]
         else:
             raise FileNotFoundError(f"manifest not found: {uri}")
         audio = [m for m in matches if is_audio_name(m)]
