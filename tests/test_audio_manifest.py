@@ -152,6 +152,9 @@ def test_what_the_manifest_command_refuses(audio_corpus, tmp_path, capfd):
     for extra, reason in refusals.items():
         assert main(["manifest", str(corpus), "--output", str(tmp_path / "m.jsonl"), *extra]) == 2, extra
         assert reason in capfd.readouterr().err, extra
+    named_rttm = str(references / "trn01.rttm")  # what an unquoted `--rttm refs/*.rttm` leaves among the audio
+    assert main(["manifest", str(corpus), named_rttm, "--output", str(tmp_path / "m.jsonl")]) == 2
+    assert f"{named_rttm} is not audio (.wav, .flac, .mp3, .ogg, ...)" in capfd.readouterr().err
     assert main(["manifest", str(corpus), "--output", str(tmp_path / "m.csv")]) == 2
     assert "a manifest is named *.jsonl" in capfd.readouterr().err
     assert main(["manifest", str(references), "--output", str(tmp_path / "m.jsonl")]) == 2

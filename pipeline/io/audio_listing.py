@@ -32,9 +32,9 @@ def stem(path: str) -> str:
 
 
 def list_files(uris: Iterable[str], keep, kind: str, options: dict | None = None) -> list[str]:
-    """The files `uris` name, in order, each once: a glob's matches and a folder's files (at any depth)
-    for which `keep(name)` holds, and a file named outright whatever its name. Local paths come back
-    absolute, object-store ones as full URIs. A URI that names nothing is a UsageError."""
+    """The files `uris` name, in order, each once: the files named, and a glob's matches and a folder's
+    files (at any depth), for which `keep(name)` holds. Local paths come back absolute, object-store ones
+    as full URIs. A URI that names nothing, or a named file that `keep` refuses, is a UsageError."""
     found: dict[str, None] = {}
     for uri in uris:
         fs, path = filesystem(uri, options)
@@ -43,6 +43,8 @@ def list_files(uris: Iterable[str], keep, kind: str, options: dict | None = None
         elif fs.isdir(path):
             matches = [m for m in fs.find(path) if keep(m)]
         elif fs.exists(path):
+            if not keep(path):  # a shell's unquoted `--rttm refs/*.rttm` leaves RTTMs among the audio
+                raise UsageError(f"{uri} is not {kind}")
             matches = [path]
         else:
             raise UsageError(f"not found: {uri}")
