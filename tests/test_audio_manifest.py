@@ -131,6 +131,18 @@ def test_audio_under_a_manifest_s_name_is_said_to_be_audio():
     )
 
 
+def test_audio_files_a_shell_expanded_for_manifest_name_their_folder(audio_corpus, tmp_path, capfd):
+    """`--manifest calls/*.wav` unquoted: many audio files arrive; the command named is for their folder."""
+    corpus, _, _ = audio_corpus
+    audio = [str(corpus / "day1" / "trn01.wav"), str(corpus / "day1" / "room b" / "trn02.flac")]
+    assert main(["diarize", "--manifest", *audio, "--output", str(tmp_path / "run")]) == 2
+    assert capfd.readouterr().err.strip() == (
+        "error: --manifest got 2 audio files among 2 URIs (a shell's unquoted glob?); --manifest takes NeMo "
+        f"manifests (JSON Lines). Write one for the audio with: python -m pipeline manifest '{corpus / 'day1'}' "
+        "--output manifest.jsonl"
+    )
+
+
 def test_a_folder_of_manifests_is_read_as_the_manifests_in_it(tmp_path):
     for name in ("b.jsonl.gz", "a.jsonl", "README.txt"):
         (tmp_path / name).write_bytes(b"")

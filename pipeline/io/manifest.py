@@ -263,11 +263,12 @@ def is_audio_name(path: str) -> bool:
     return path.lower().endswith(AUDIO_SUFFIXES)
 
 
-def not_a_manifest(uri: str, what: str) -> UsageError:
-    """The line for audio given where a manifest belongs: the command that writes one for it."""
+def not_a_manifest(what: str, audio: str) -> UsageError:
+    """The line for audio given where a manifest belongs: what was given, and the command that writes a
+    manifest for `audio`."""
     return UsageError(
-        f"--manifest {uri}: {what}; --manifest takes NeMo manifests (JSON Lines). Write one for the audio with: "
-        f"python -m pipeline manifest '{uri}' --output manifest.jsonl"
+        f"--manifest {what}; --manifest takes NeMo manifests (JSON Lines). Write one for the audio with: "
+        f"python -m pipeline manifest '{audio}' --output manifest.jsonl"
     )
 
 
@@ -276,6 +277,12 @@ def expand_manifests(uris: Iterable[str], options: dict | None = None) -> list[s
     and their compressed names, sorted), local paths made absolute. A pattern that matches nothing, or a
     manifest that does not exist, is a FileNotFoundError naming it; audio, or a folder without a
     manifest, a UsageError naming `python -m pipeline manifest`, which writes one for it."""
+    uris = list(uris)
+    named_audio = [uri for uri in uris if is_audio_name(uri)]
+    if len(named_audio) > 1:  # a shell's unquoted `--manifest calls/*.wav`: the manifest is of their folder
+        folder = posixpath.dirname(os.path.commonprefix([posixpath.dirname(uri) + "/" for uri in named_audio]))
+        given = f"got {len(named_audio)} audio files among {len(uris)} URIs (a shell's unquoted glob?)"
+        raise not_a_manifest(given, folder or ".")
     expanded: list[str] = []
     for uri in uris:
         fs, pattern = filesystem(uri, options)
@@ -288,11 +295,11 @@ def expand_manifests(uris: Iterable[str], options: dict | None = None) -> list[s
         elif fs.isdir(pattern):
             matches = sorted(m for m in fs.ls(pattern, detail=False) if m.lower().endswith(MANIFEST_SUFFIXES))
             if not matches:
-                raise not_a_manifest(uri, "a folder with no manifest (*.jsonl) in it")
+                raise not_a_manifest(f"{uri}: a folder with no manifest (*.jsonl) in it", uri)
         else:
             raise FileNotFoundError(f"manifest not found: {uri}")
         audio = [m for m in matches if is_audio_name(m)]
         if audio:
-            raise not_a_manifest(uri, f"{posixpath.basename(audio[0])} is audio")
+            raise not_a_manifest(f"{uri}: {posixpath.basename(audio[0])} is audio", uri)
         expanded.extend(os.path.abspath(m) if "://" not in uri else fs.unstrip_protocol(m) for m in matches)
     return expanded
