@@ -9,6 +9,7 @@ command lists and names files, it never opens audio."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import os
 import resource
@@ -16,6 +17,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+from benchmarks.loopback_s3 import loopback_s3
 
 
 def make_local(root: str, count: int) -> tuple[str, str]:
@@ -48,33 +51,28 @@ def main() -> None:
     parser.add_argument("--s3", action="store_true")
     args = parser.parse_args()
     root = tempfile.mkdtemp(prefix="audio-manifest-")
-    command = [sys.executable, "-m", "pipeline", "manifest"]
-    if args.s3:
-        import logging
-
-        from moto.server import ThreadedMotoServer
-
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request
-
-        for name, value in {
-            "AWS_ACCESS_KEY_ID": "x",
-            "AWS_SECRET_ACCESS_KEY": "x",
-            "AWS_DEFAULT_REGION": "us-east-1",
-        }.items():
-            os.environ.setdefault(name, value)
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-        server.start()
-        endpoint = f"http://127.0.0.1:{server._server.server_port}"  # noqa: SLF001 - the port it chose
-        audio, references = make_s3(endpoint, args.count)
-        output = "s3://corpus/manifest.jsonl.gz"
-        command += [audio, "--rttm", references, "--output", output, "--endpoint-url", endpoint]
-    else:
-        audio, references = make_local(root, args.count)
-        output = os.path.join(root, "manifest.jsonl.gz")
-        command += [audio, "--rttm", references, "--output", output]
-    start = time.perf_counter()
-    finished = subprocess.run(command, capture_output=True, text=True, check=True)
-    seconds = time.perf_counter() - start
+    with loopback_s3() if args.s3 else contextlib.nullcontext() as endpoint:
+        if endpoint:
+            audio, references = make_s3(endpoint, args.count)
+            output, where = "s3://corpus/manifest.jsonl.gz", ["--endpoint-url", endpoint]
+        else:
+            audio, references = make_local(root, args.count)
+            output, where = os.path.join(root, "manifest.jsonl.gz"), []
+        command = [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "manifest",
+            audio,
+            "--rttm",
+            references,
+            "--output",
+            output,
+            *where,
+        ]
+        start = time.perf_counter()
+        finished = subprocess.run(command, capture_output=True, text=True, check=True)
+        seconds = time.perf_counter() - start
     peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(finished.stdout.strip().splitlines()[0])
     if not args.s3:

@@ -92,26 +92,15 @@ def main() -> None:
         results["python_import_pipeline_seconds"] = round(time.perf_counter() - started, 2)
         results["lease_ms_local"] = round(lease_milliseconds(str(Path(folder) / "leased"), None, 20), 2)
 
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        os.environ.setdefault(name, value)
     import boto3
-    from moto.server import ThreadedMotoServer
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    try:
-        host, port = server._server.server_address[:2]
-        endpoint = f"http://{host}:{port}"
+    from benchmarks.loopback_s3 import loopback_s3
+
+    with loopback_s3() as endpoint:
         boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="lease-bench")
         results["lease_ms_s3_moto"] = round(
             lease_milliseconds("s3://lease-bench/run", {"endpoint_url": endpoint}, 20), 2
         )
-    finally:
-        server.stop()
     print(json.dumps(results, indent=2))
 
 

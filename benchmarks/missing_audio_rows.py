@@ -18,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import ExitStack
 
 import ray
 
@@ -31,22 +32,12 @@ os.makedirs(work, exist_ok=True)
 lines = "".join(json.dumps({"audio_filepath": f"missing/{i}.wav"}) + "\n" for i in range(rows))
 storage = {}
 if on_s3:
-    import socket
-
     import s3fs
-    from moto.server import ThreadedMotoServer
 
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "x",
-        "AWS_SECRET_ACCESS_KEY": "x",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        os.environ[name] = value
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        port = free.getsockname()[1]
-    ThreadedMotoServer(ip_address="127.0.0.1", port=port).start()
-    storage = {"endpoint_url": f"http://127.0.0.1:{port}"}
+    from benchmarks.loopback_s3 import loopback_s3
+
+    s3_server = ExitStack()  # the server runs until the script ends
+    storage = {"endpoint_url": s3_server.enter_context(loopback_s3())}
     s3 = s3fs.S3FileSystem(**storage)
     s3.mkdir("bench")
     s3.pipe("bench/manifest.jsonl", lines.encode())
