@@ -18,7 +18,14 @@ from typing import Iterable, Iterator
 import fsspec
 
 from pipeline.errors import UsageError
-from pipeline.io.manifest import AUDIO_SUFFIXES, GLOB_CHARACTERS, MANIFEST_SUFFIXES, is_audio_name
+from pipeline.io.manifest import (
+    AUDIO_SUFFIXES,
+    GLOB_CHARACTERS,
+    MANIFEST_SUFFIXES,
+    MAX_NUM_SPEAKERS,
+    is_audio_name,
+    speaker_count,
+)
 from pipeline.io.storage import filesystem, options_for
 
 
@@ -146,10 +153,13 @@ def manifest_for_audio(
 ) -> AudioManifest:
     """Write `output`, a NeMo manifest of the audio under `audio` (files, folders, globs), with the
     references under `rttm`/`uem` paired by name; what `python -m pipeline manifest` does."""
-    if num_speakers is not None and (
-        isinstance(num_speakers, bool) or int(num_speakers) != num_speakers or num_speakers < 1
-    ):
-        raise UsageError(f"--num-speakers {num_speakers}: give a count of at least 1, or leave it out to estimate")
+    try:  # the rule every run reads the field by
+        num_speakers = speaker_count(num_speakers)
+    except ValueError:
+        raise UsageError(
+            f"--num-speakers {num_speakers}: give a count of at least 1 and at most {MAX_NUM_SPEAKERS}, "
+            "or leave it out to estimate"
+        ) from None
     check_manifest_output(output, force, storage_options)
     manifest = audio_manifest_rows(listed(audio), listed(rttm), listed(uem), num_speakers, storage_options)
     write_audio_manifest(manifest, output, storage_options)

@@ -142,7 +142,7 @@ def _seconds(value: Any, name: str) -> float | None:
     return number
 
 
-def _speaker_count(value: Any) -> int | None:
+def speaker_count(value: Any) -> int | None:
     if value is None:
         return None
     number = _number(value, "num_speakers")
@@ -176,7 +176,7 @@ def parse_row(record: Any, base_dir: str = "") -> ManifestRow:
         raise ValueError(
             "duration: must be above 0 seconds (0 is a slice with no audio; leave it out for the whole file)"
         )
-    num_speakers = _speaker_count(record.get("num_speakers"))
+    num_speakers = speaker_count(record.get("num_speakers"))
     paths = {
         name: resolve_path(record[name], base_dir) if isinstance(record.get(name), str) and record[name] else None
         for name in _PATH_FIELDS
