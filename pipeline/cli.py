@@ -24,6 +24,7 @@ import time
 import traceback
 from typing import Sequence
 
+from pipeline.console import counted
 from pipeline.corpus.options import RunOptions
 from pipeline.errors import PipelineError, causes
 from pipeline.io.storage import add_storage_arguments, storage_options_from_args
@@ -313,11 +314,11 @@ def run_diarize(args: argparse.Namespace) -> int:
 
 def print_dry_run(report: dict) -> None:
     print(
-        f"dry run: {report['input_rows']} input rows ({report['already_recorded']} already recorded): "
-        f"{report['ok']} ok, {report['errors']} errors\n"
+        f"dry run: {counted(report['input_rows'], 'input row')} ({report['already_recorded']} already recorded): "
+        f"{report['ok']} ok, {counted(report['errors'], 'error')}\n"
         f"{report['audio_hours']:.2f} h of audio in the ok rows"
         + (
-            f" ({report['ok_rows_without_duration']} ok rows give no duration; --check-audio reads it)"
+            f" ({counted(report['ok_rows_without_duration'], 'ok row')} without a duration; --check-audio reads it)"
             if report["ok_rows_without_duration"]
             else ""
         )
@@ -399,18 +400,18 @@ def run_link_speakers(args: argparse.Namespace) -> int:
         fresh=args.fresh,
     )
     print(
-        f"{summary['speakers']} speakers of {summary['recordings']} recordings: {summary['linked']} linked into "
-        f"{summary['global_speakers']} global speakers ({summary['new_global_speakers']} new), "
-        f"{summary['unlinked']} unlinked (< {summary['min_speech_seconds']} s of speech)\n"
+        f"{counted(summary['speakers'], 'speaker')} of {counted(summary['recordings'], 'recording')}: "
+        f"{summary['linked']} linked into {counted(summary['global_speakers'], 'global speaker')} "
+        f"({summary['new_global_speakers']} new), {summary['unlinked']} unlinked "
+        f"(< {summary['min_speech_seconds']} s of speech)\n"
         + (
-            f"{summary['kept_links']} links kept from the earlier linking, "
-            f"{summary['attached_to_existing']} new speakers "
-            f"joined existing global speakers\n"
+            f"{counted(summary['kept_links'], 'link')} kept from the earlier linking, "
+            f"{counted(summary['attached_to_existing'], 'new speaker')} joined existing global speakers\n"
             if summary["kept_links"]
             else ""
         )
         + f"threshold {summary['threshold']} ({summary['threshold_source']}), "
-        f"{summary['global_rttms_written']} global RTTMs written, "
+        f"{counted(summary['global_rttms_written'], 'global RTTM')} written, "
         f"{summary['wall_seconds']:.1f} s\n"
         f"outputs: {args.output.rstrip('/')}  "
         "(speaker_links.parquet, global_speakers.parquet, global_rttm/, linking.json)"
@@ -422,9 +423,9 @@ def print_summary(summary: dict, layout) -> None:
     import pyarrow.compute as pc
 
     print(
-        f"\n{summary['input_rows']} input rows: {summary['ok']} ok, {summary['errors']} errors "
+        f"\n{counted(summary['input_rows'], 'input row')}: {summary['ok']} ok, {counted(summary['errors'], 'error')} "
         f"({summary['skipped_by_resume']} already done, {summary['processed_this_run']} processed this run"
-        + (f", {summary['retried_errors']} of them error rows retried" if summary.get("retried_errors") else "")
+        + (f", {counted(retried, 'error row')} of them retried" if (retried := summary.get("retried_errors")) else "")
         + ")\n"
         f"{summary['audio_hours'] * 3600:.1f} s of audio in {summary['wall_seconds']:.1f} s "
         f"({summary['audio_seconds_per_wall_second']:.1f} audio s per wall s)\n"
@@ -458,7 +459,7 @@ def run_export(args: argparse.Namespace) -> int:
     for uri in written:
         folders[os.path.dirname(uri)] = folders.get(os.path.dirname(uri), 0) + 1
     for folder, count in folders.items():
-        print(f"{count} files in {folder}")
+        print(f"{counted(count, 'file')} in {folder}")
     return 0
 
 
@@ -479,11 +480,12 @@ def run_manifest(args: argparse.Namespace) -> int:
         args.audio, output, args.rttm, args.uem, args.num_speakers, args.force, storage_options_from_args(args)
     )
     references = f"{manifest.with_reference('rttm')} with an RTTM, {manifest.with_reference('uem')} with a UEM"
-    print(f"manifest: {len(manifest.audio)} recordings ({references}) -> {output}")
+    print(f"manifest: {counted(len(manifest.audio), 'recording')} ({references}) -> {output}")
     for kind in ("rttm", "uem"):
         if unpaired := manifest.unpaired(kind):
             print(
-                f"warning: {len(unpaired)} {kind.upper()} file(s) named after no audio file, e.g. {unpaired[0]}",
+                f"warning: {counted(len(unpaired), f'{kind.upper()} file')} named after no audio file, "
+                f"e.g. {unpaired[0]}",
                 file=CONSOLE.out,
             )
     print(f"next: python -m pipeline diarize --manifest {shlex.quote(output)} --output OUTPUT")

@@ -36,6 +36,11 @@ class ConsoleSettings:
 CONSOLE = ConsoleSettings()
 
 
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """`1 recording`, `2 recordings`: the console's counts read as English at every size."""
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
+
+
 def quiet_ray_console() -> None:
     """Ray's driver-side log lines (INFO and WARNING: token authentication, disabled progress bars,
     free CPUs) off the console, errors still shown: a notebook cell or a terminal shows the run's

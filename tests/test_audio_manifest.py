@@ -56,7 +56,7 @@ def test_a_folder_of_audio_becomes_a_manifest_that_a_run_labels_and_scores(local
     printed = capfd.readouterr()
     assert "manifest: 2 recordings (2 with an RTTM, 1 with a UEM)" in printed.out
     assert f"next: python -m pipeline diarize --manifest {manifest} --output OUTPUT" in printed.out
-    assert "1 RTTM file(s) named after no audio file" in printed.err and "trn03.rttm" in printed.err
+    assert "1 RTTM file named after no audio file" in printed.err and "trn03.rttm" in printed.err
     lines = [json.loads(line) for line in manifest.read_text(encoding="utf-8").splitlines()]
     assert lines == [
         row(corpus / "day1" / "room b" / "trn02.flac", references / "trn02.rttm", None, 2),

@@ -142,6 +142,13 @@ def test_version_and_job_programs_name_themselves():
         assert shown.returncode == 0 and shown.stdout.startswith(f"usage: {job}"), shown.stdout[:200]
 
 
+def test_counts_on_the_console_read_as_english_at_one():
+    from pipeline.console import counted
+
+    assert [counted(n, "recording") for n in (0, 1, 2)] == ["0 recordings", "1 recording", "2 recordings"]
+    assert counted(1, "error") == "1 error" and counted(3, "RTTM file") == "3 RTTM files"
+
+
 def test_a_terminal_gets_a_tqdm_bar_that_counts_committed_recordings(tmp_path):
     """The bar on a real pseudo-terminal (120 columns) moves when the sink commits a block."""
     import fcntl

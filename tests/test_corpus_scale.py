@@ -181,7 +181,7 @@ def test_dry_run_from_the_command_line_prints_the_report(local_ray, tmp_path, ca
     )
     assert main(["diarize", "--manifest", str(manifest), "--output", str(tmp_path / "out"), "--dry-run"]) == 0
     printed = capsys.readouterr().out
-    assert "dry run: 2 input rows (0 already recorded): 1 ok, 1 errors" in printed and "audio file not found" in printed
+    assert "dry run: 2 input rows (0 already recorded): 1 ok, 1 error" in printed and "audio file not found" in printed
     assert not (tmp_path / "out").exists()
 
 

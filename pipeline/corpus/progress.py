@@ -16,7 +16,7 @@ from typing import TextIO
 
 from fsspec.implementations.local import LocalFileSystem
 
-from pipeline.console import CONSOLE
+from pipeline.console import CONSOLE, counted
 from pipeline.corpus.outputs import OutputLayout
 
 
@@ -73,7 +73,7 @@ class CommitProgress:
         _, audio_rate = self.rate()
         eta = self.eta()
         return (
-            f"{self.audio_seconds / 3600:.2f} h audio, {self.errors} errors, "
+            f"{self.audio_seconds / 3600:.2f} h audio, {counted(self.errors, 'error')}, "
             f"{audio_rate:.1f} audio s/s, ETA {format_duration(eta) if eta is not None else '?'}"
         )
 

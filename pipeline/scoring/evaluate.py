@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import ray
 
+from pipeline.console import counted
 from pipeline.io.rttm import Turn
 from pipeline.scoring.metrics import ScoringItem, corpus_totals, load_reference, score_corpus
 
@@ -237,7 +238,8 @@ def evaluate_global_run(
     missing = [r["uniq_id"] for r in first if r["missing"]]
     if missing:
         raise UsageError(
-            f"{len(missing)} recordings have no global RTTM (e.g. {missing[0]}): the run grew since it was linked; "
+            f"{counted(len(missing), 'recording')} without a global RTTM (e.g. {missing[0]}): the run grew since it "
+            "was linked; "
             f"run `python -m pipeline link-speakers --output {output}` again"
         )
     mapping = global_mapping(t for r in first for t in r["cooccurrence"])
