@@ -488,6 +488,10 @@ def run_manifest(args: argparse.Namespace) -> int:
                 f"e.g. {unpaired[0]}",
                 file=CONSOLE.out,
             )
+    if manifest.beside:
+        found = " and ".join(counted(count, f"{kind.upper()} file") for kind, count in manifest.beside.items())
+        flags = " ".join(f"--{kind} {' '.join(map(shlex.quote, args.audio))}" for kind in manifest.beside)
+        print(f"note: {found} lie among the audio, not paired; to pair them by name, add: {flags}", file=CONSOLE.out)
     print(f"next: python -m pipeline diarize --manifest {shlex.quote(output)} --output OUTPUT")
     return 0
 

@@ -78,6 +78,36 @@ def test_a_folder_of_audio_becomes_a_manifest_that_a_run_labels_and_scores(local
     assert sorted(p.name for p in (output / "rttm").iterdir()) == ["trn01.rttm", "trn02.rttm"]
 
 
+def test_references_lying_beside_the_audio_are_named_with_the_flags_that_pair_them(tmp_path, capfd):
+    """NeMo's script pairs only the references it is given: ones found among the audio are not guessed
+    into the manifest, but the note names them and the flags that pair them."""
+    folder = tmp_path / "meetings"
+    folder.mkdir()
+    for name in ("trn01", "trn02"):
+        for suffix in ("wav", "rttm", "uem"):
+            shutil.copy(AMI / f"{name}.{suffix}", folder / f"{name}.{suffix}")
+    manifest = tmp_path / "m.jsonl"
+    assert main(["manifest", str(folder), "--rttm", str(folder), "--output", str(manifest)]) == 0
+    printed = capfd.readouterr()
+    assert "(2 with an RTTM, 0 with a UEM)" in printed.out
+    assert (
+        f"note: 2 UEM files lie among the audio, not paired; to pair them by name, add: --uem {folder}" in printed.err
+    )
+    assert "RTTM" not in printed.err, "the RTTMs were asked for"
+    assert (
+        main(
+            ["manifest", str(folder), "--rttm", str(folder), "--uem", str(folder), "--output", str(manifest), "--force"]
+        )
+        == 0
+    )
+    printed = capfd.readouterr()
+    assert "(2 with an RTTM, 2 with a UEM)" in printed.out and "note:" not in printed.err
+    assert [r.uem_filepath for r in read_manifest(str(manifest))] == [
+        str(folder / "trn01.uem"),
+        str(folder / "trn02.uem"),
+    ]
+
+
 def test_audio_on_s3_becomes_a_compressed_manifest_on_s3(s3_endpoint, tmp_path, capfd):
     import s3fs
 

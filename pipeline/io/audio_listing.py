@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import posixpath
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
 import fsspec
@@ -38,17 +38,23 @@ def stem(path: str) -> str:
     return posixpath.splitext(posixpath.basename(path.rstrip("/")))[0]
 
 
-def list_files(uris: Iterable[str], keep, kind: str, options: dict | None = None) -> list[str]:
+def list_files(
+    uris: Iterable[str], keep, kind: str, options: dict | None = None, passed_over: list[str] | None = None
+) -> list[str]:
     """The files `uris` name, in order, each once: the files named, and a glob's matches and a folder's
     files (at any depth), for which `keep(name)` holds. Local paths come back absolute, object-store ones
-    as full URIs. A URI that names nothing, or a named file that `keep` refuses, is a UsageError."""
+    as full URIs. A URI that names nothing, or a named file that `keep` refuses, is a UsageError. The
+    folders' other files are added to `passed_over` when it is given."""
     found: dict[str, None] = {}
     for uri in uris:
         fs, path = filesystem(uri, options)
         if any(c in uri for c in GLOB_CHARACTERS):
             matches = [m for m in fs.glob(path) if keep(m) and not fs.isdir(m)]
         elif fs.isdir(path):
-            matches = [m for m in fs.find(path) if keep(m)]
+            listing = fs.find(path)
+            matches = [m for m in listing if keep(m)]
+            if passed_over is not None:
+                passed_over += [m for m in listing if not keep(m)]
         elif fs.exists(path):
             if not keep(path):  # a shell's unquoted `--rttm refs/*.rttm` leaves RTTMs among the audio
                 raise UsageError(f"{uri} is not {kind}")
@@ -83,6 +89,7 @@ class AudioManifest:
     rttm: dict[str, str]
     uem: dict[str, str]
     num_speakers: int | None = None
+    beside: dict[str, int] = field(default_factory=dict)  # references among the audio that no flag asked for
 
     def rows(self) -> Iterator[dict]:
         for path, name in zip(self.audio, self.stems):
@@ -114,7 +121,11 @@ def audio_manifest_rows(
     num_speakers: int | None = None,
     options: dict | None = None,
 ) -> AudioManifest:
-    audio_files = list_files(audio, is_audio_name, f"audio ({', '.join(AUDIO_SUFFIXES[:4])}, ...)", options)
+    audio, rttms, uems = listed(audio), listed(rttms), listed(uems)
+    passed_over: list[str] = []
+    audio_files = list_files(
+        audio, is_audio_name, f"audio ({', '.join(AUDIO_SUFFIXES[:4])}, ...)", options, passed_over
+    )
     rttm = by_stem(list_files(rttms, lambda p: p.lower().endswith(".rttm"), "RTTM file", options), "RTTM", "--rttm")
     uem = by_stem(list_files(uems, lambda p: p.lower().endswith(".uem"), "UEM file", options), "UEM", "--uem")
     stems = [stem(path) for path in audio_files]
@@ -122,7 +133,13 @@ def audio_manifest_rows(
     if shared:
         same = [path for path, name in zip(audio_files, stems) if name == shared[0]]
         raise UsageError(f"two audio files are named {shared[0]!r} ({same[0]}, {same[1]}): their reference fits both")
-    return AudioManifest(audio_files, stems, rttm, uem, num_speakers)
+    # NeMo's script pairs only the references it is given; the ones lying beside the audio are named, not guessed
+    beside = {
+        kind: sum(1 for path in passed_over if path.lower().endswith(f".{kind}"))
+        for kind, given in (("rttm", rttms), ("uem", uems))
+        if not given
+    }
+    return AudioManifest(audio_files, stems, rttm, uem, num_speakers, {k: n for k, n in beside.items() if n})
 
 
 def check_manifest_output(output: str, force: bool = False, options: dict | None = None) -> None:
