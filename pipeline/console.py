@@ -11,6 +11,8 @@ import contextlib
 import logging
 import os
 import sys
+import threading
+import time
 from dataclasses import dataclass, field
 from typing import Iterator, TextIO
 
@@ -36,9 +38,40 @@ class ConsoleSettings:
 CONSOLE = ConsoleSettings()
 
 
+def format_duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
 def counted(count: int, noun: str, plural: str | None = None) -> str:
     """`1 recording`, `2 recordings`: the console's counts read as English at every size."""
     return f"{count} {noun if count == 1 else plural or noun + 's'}"
+
+
+@contextlib.contextmanager
+def still_working(what: str, every: float | None = None) -> Iterator[None]:
+    """A line every `every` seconds (default `CONSOLE.progress_interval`) while a step that cannot
+    count its own progress runs, such as listing a bucket of a million objects: `progress: what (1m00s so
+    far)`."""
+    if CONSOLE.quiet:
+        yield
+        return
+    started = time.monotonic()
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(every or CONSOLE.progress_interval):
+            CONSOLE.notice(f"progress: {what} ({format_duration(time.monotonic() - started)} so far)")
+
+    thread = threading.Thread(target=beat, name="still-working", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def quiet_ray_console() -> None:

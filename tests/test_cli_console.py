@@ -149,6 +149,28 @@ def test_counts_on_the_console_read_as_english_at_one():
     assert counted(1, "error") == "1 error" and counted(3, "RTTM file") == "3 RTTM files"
 
 
+def test_a_step_that_cannot_count_its_progress_says_it_is_still_working(monkeypatch):
+    """Listing a bucket, or reading a million rows and giving them ids: a line every progress interval."""
+    import io
+    import threading
+
+    from pipeline.console import CONSOLE, still_working
+
+    stream = io.StringIO()
+    monkeypatch.setattr(CONSOLE, "stream", stream)
+    printed = threading.Event()
+    monkeypatch.setattr(CONSOLE, "notice", lambda line: (stream.write(line + "\n"), printed.set()))
+    with still_working("listing s3://bucket/calls/", every=0.01):
+        assert printed.wait(60), "no line while the step ran"
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "progress: listing s3://bucket/calls/ (0m00s so far)", lines
+    written = len(stream.getvalue())
+    monkeypatch.setattr(CONSOLE, "quiet", True)
+    with still_working("quiet", every=0.01):
+        pass
+    assert len(stream.getvalue()) == written
+
+
 def test_a_terminal_gets_a_tqdm_bar_that_counts_committed_recordings(tmp_path):
     """The bar on a real pseudo-terminal (120 columns) moves when the sink commits a block."""
     import fcntl

@@ -31,6 +31,7 @@ import ray
 from ray.data.expressions import col
 
 from pipeline.config import DiarizeConfig, with_nemo_speaker_counts
+from pipeline.console import counted, still_working
 from pipeline.corpus import preflight
 from pipeline.corpus.finalize import json_text, run_summary, write_output_manifest
 from pipeline.corpus.inputs import assign_ids, read_inputs, with_shuffle_for
@@ -99,11 +100,13 @@ def run_corpus(
         layout = OutputLayout(run.output, run.storage_options)
         has_records = layout.check_fresh(run.resume)
         connect_ray(run.address)
-        parsed = first_rows(read_inputs(manifest_uris, run.storage_options, expanded=True), run.limit).materialize()
-        input_rows = parsed.count()
-        recorded = layout.recorded(RECORDED_COLUMNS, ok_only=run.retry_errors) if has_records else None
-        todo = assign_ids(parsed, input_rows, recorded).materialize()
-        todo = refuse_edited_lines(todo) if has_records else todo
+        with still_working(reading_rows(manifest_uris)):
+            parsed = first_rows(read_inputs(manifest_uris, run.storage_options, expanded=True), run.limit)
+            parsed = parsed.materialize()
+            input_rows = parsed.count()
+            recorded = layout.recorded(RECORDED_COLUMNS, ok_only=run.retry_errors) if has_records else None
+            todo = assign_ids(parsed, input_rows, recorded).materialize()
+            todo = refuse_edited_lines(todo) if has_records else todo
         from pipeline.corpus.dry_run import dry_run_report
 
         return dry_run_report(todo, input_rows, run)
@@ -125,12 +128,14 @@ def run_corpus(
             layout.record_options(run.labelling(), replace=not has_records)
             connect_ray(run.address)
             preflight.check_resources(run.gpus_per_actor, run.actor_cpus, min_actors)
-            parsed = first_rows(read_inputs(manifest_uris, run.storage_options, expanded=True), run.limit).materialize()
-            input_rows = parsed.count()
-            recorded = layout.recorded(RECORDED_COLUMNS) if has_records else None
-            todo = assign_ids(parsed, input_rows, recorded).materialize()
-            todo = refuse_edited_lines(todo) if recorded is not None else todo
-            counts = row_counts(todo)
+            with still_working(reading_rows(manifest_uris)):  # a million rows: a minute before the first commit
+                parsed = first_rows(read_inputs(manifest_uris, run.storage_options, expanded=True), run.limit)
+                parsed = parsed.materialize()
+                input_rows = parsed.count()
+                recorded = layout.recorded(RECORDED_COLUMNS) if has_records else None
+                todo = assign_ids(parsed, input_rows, recorded).materialize()
+                todo = refuse_edited_lines(todo) if recorded is not None else todo
+                counts = row_counts(todo)
             parts_before = layout.part_tokens("recordings")
             sink = CorpusSink(layout, run.model, lease.fence())
             with CommitProgress(layout, total=input_rows, already_done=input_rows - counts[OK] - counts[ERROR]):
@@ -163,6 +168,10 @@ def run_corpus(
                 raise
             raise failure from error
     return summary
+
+
+def reading_rows(manifest_uris: list[str]) -> str:
+    return f"reading {counted(len(manifest_uris), 'manifest')} and giving each row its id"
 
 
 def refuse_edited_lines(todo):

@@ -16,20 +16,13 @@ from typing import TextIO
 
 from fsspec.implementations.local import LocalFileSystem
 
-from pipeline.console import CONSOLE, counted
+from pipeline.console import CONSOLE, counted, format_duration
 from pipeline.corpus.outputs import OutputLayout
 
 
 def in_notebook() -> bool:
     shell = sys.modules.get("IPython") and getattr(sys.modules["IPython"], "get_ipython", lambda: None)()
     return bool(shell) and type(shell).__name__ == "ZMQInteractiveShell"
-
-
-def format_duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
 
 class CommitProgress:

@@ -17,6 +17,7 @@ from typing import Iterable, Iterator
 
 import fsspec
 
+from pipeline.console import still_working
 from pipeline.errors import UsageError
 from pipeline.io.manifest import (
     AUDIO_SUFFIXES,
@@ -49,9 +50,11 @@ def list_files(
     for uri in uris:
         fs, path = filesystem(uri, options)
         if any(c in uri for c in GLOB_CHARACTERS):
-            matches = [m for m in fs.glob(path) if keep(m) and not fs.isdir(m)]
+            with still_working(f"listing {uri}"):
+                matches = [m for m in fs.glob(path) if keep(m) and not fs.isdir(m)]
         elif fs.isdir(path):
-            listing = fs.find(path)
+            with still_working(f"listing {uri}"):  # a bucket's million objects: a thousand requests
+                listing = fs.find(path)
             matches = [m for m in listing if keep(m)]
             if passed_over is not None:
                 passed_over += [m for m in listing if not keep(m)]
