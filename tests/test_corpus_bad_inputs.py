@@ -64,6 +64,7 @@ def test_each_bad_input_is_one_error_row_with_a_readable_reason(bad_corpus, line
     manifest, _, _, rows = bad_corpus
     row = rows[line]
     assert row["status"] == "error" and reason in row["error"]
+    assert " object at 0x" not in row["error"], "the decoder's words, not a Python object's repr"
     if line >= 8:  # manifest errors name the manifest and the line
         assert row["error"].startswith(f"{manifest}:{line}:") and row["uniq_id"] is None
     else:  # audio errors name the file

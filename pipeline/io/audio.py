@@ -47,12 +47,18 @@ def _name(source: str | bytes) -> str:
     return "<bytes>" if isinstance(source, (bytes, bytearray, memoryview)) else source
 
 
+def _reason(error: Exception) -> str:
+    """libsndfile's own words (`Format not recognised.`), without the file object's repr that
+    `str(LibsndfileError)` puts before them."""
+    return getattr(error, "error_string", None) or str(error)
+
+
 def audio_info(source: str | bytes, storage_options: dict | None = None) -> AudioInfo:
     with _open(source, storage_options) as f:
         try:
             info = sf.info(f)
         except (sf.LibsndfileError, RuntimeError) as error:
-            raise AudioDecodeError(f"cannot decode {_name(source)}: {error}") from None
+            raise AudioDecodeError(f"cannot decode {_name(source)}: {_reason(error)}") from None
     return AudioInfo(info.samplerate, info.channels, info.frames)
 
 
@@ -152,4 +158,4 @@ def decode_audio(
         except (sf.LibsndfileError, RuntimeError, TypeError) as error:
             if f.seek(0, io.SEEK_END) == 0:
                 raise AudioDecodeError(f"cannot decode {name}: the file is empty (0 bytes)") from None
-            raise AudioDecodeError(f"cannot decode {name}: {error}") from None
+            raise AudioDecodeError(f"cannot decode {name}: {_reason(error)}") from None
