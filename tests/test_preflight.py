@@ -56,6 +56,10 @@ def last_line(text: str) -> str:
     [
         (["--batch-size", "0"], "--batch-size must be a whole number >= 1, got 0"),
         (["--max-num-speakers", "0"], "--max-num-speakers must be a whole number >= 1, got 0"),
+        (
+            ["--min-speakers", "3", "--max-num-speakers", "2"],
+            "--min-num-speakers (3) is above --max-num-speakers (2)",  # one name per bound, NeMo's
+        ),
         (["--num-actors", "3,1"], "--num-actors must be N >= 1 or MIN,MAX with 1 <= MIN <= MAX, got '3,1'"),
         (["--num-actors", "two"], "--num-actors must be N >= 1 or MIN,MAX with 1 <= MIN <= MAX, got 'two'"),
         (["--gpus-per-actor", "-1"], "--gpus-per-actor must be a number >= 0, got -1.0"),
@@ -85,6 +89,7 @@ def last_line(text: str) -> str:
     ids=[
         "batch_size_0",
         "max_speakers_0",
+        "min_speakers_above_max",
         "num_actors_min_above_max",
         "num_actors_word",
         "negative_gpus",

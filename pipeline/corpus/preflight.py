@@ -54,10 +54,10 @@ def check_options(run: RunOptions) -> tuple[int, int]:
     if run.retry_errors and not run.resume:
         raise UsageError("--retry-errors goes with --resume: it labels again the error rows of a run's output")
     whole_number_at_least(run.max_num_speakers, 1, "--max-num-speakers")
-    whole_number_at_least(run.min_num_speakers, 1, "--min-speakers")
+    whole_number_at_least(run.min_num_speakers, 1, "--min-num-speakers")
     if int(run.min_num_speakers) > int(run.max_num_speakers):
         raise UsageError(
-            f"--min-speakers ({run.min_num_speakers}) is above --max-num-speakers ({run.max_num_speakers})"
+            f"--min-num-speakers ({run.min_num_speakers}) is above --max-num-speakers ({run.max_num_speakers})"
         )
     if run.num_speakers is not None:
         whole_number_at_least(run.num_speakers, 1, "--num-speakers")
