@@ -75,3 +75,23 @@ def still_running(processes) -> list[str]:
         except psutil.Error:
             continue
     return alive
+
+
+def encode_with_ffmpeg(samples, path, container: str, codec: str, rate: int, channels: int = 1) -> Path:
+    """`samples` (16 kHz mono float32) written as `codec` in `container` through FFmpeg's libraries
+    (PyAV): the M4A/AAC and WebM/Opus files that libsndfile does not read. A stereo file carries the
+    speech in its left channel and silence in its right."""
+    import av
+    import numpy as np
+
+    planes = np.stack([samples] + [np.zeros_like(samples)] * (channels - 1)).astype(np.float32)
+    layout = "mono" if channels == 1 else "stereo"
+    with av.open(str(path), "w", format=container) as out:
+        stream = out.add_stream(codec, rate=rate, layout=layout)
+        resampler = av.AudioResampler(format=stream.codec_context.format.name, layout=layout, rate=rate)
+        frame = av.AudioFrame.from_ndarray(planes, format="fltp", layout=layout)
+        frame.sample_rate = 16_000
+        for converted in [*resampler.resample(frame), *resampler.resample(None)]:
+            out.mux(stream.encode(converted))
+        out.mux(stream.encode(None))
+    return Path(path)

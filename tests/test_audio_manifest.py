@@ -11,8 +11,10 @@ import shutil
 import pytest
 import soundfile as sf
 from conftest import AMI, FAST_MODEL
+from helpers import encode_with_ffmpeg
 
 from pipeline.cli import main
+from pipeline.io.audio import decode_audio
 from pipeline.io.manifest import expand_manifests, read_manifest
 
 
@@ -151,7 +153,7 @@ def test_audio_given_as_a_manifest_is_one_line_naming_the_manifest_command(audio
     assert not output.exists(), "refused before the output was made"
 
 
-def test_audio_under_a_manifest_s_name_is_said_to_be_audio():
+def test_audio_under_a_manifest_s_name_is_said_to_be_audio(tmp_path):
     """A manifest name with audio in it (a copy gone wrong) is one error row saying so, not "UTF-16"."""
     from pipeline.corpus.inputs import encoding_problem
 
@@ -159,6 +161,10 @@ def test_audio_under_a_manifest_s_name_is_said_to_be_audio():
     assert encoding_problem(head, "m.jsonl") == (
         "m.jsonl: this is WAV audio, not a manifest; write a manifest for the audio with python -m pipeline manifest"
     )
+    speech = decode_audio(str(AMI / "trn01.wav"))[:16_000]
+    for suffix, container, codec, kind in (("m4a", "mp4", "aac", "MP4/M4A"), ("webm", "webm", "libopus", "WebM")):
+        encoded = encode_with_ffmpeg(speech, tmp_path / f"a.{suffix}", container, codec, 48_000)
+        assert f"this is {kind}" in encoding_problem(encoded.read_bytes()[:4096], "m.jsonl")
 
 
 def test_audio_files_a_shell_expanded_for_manifest_name_their_folder(audio_corpus, tmp_path, capfd):

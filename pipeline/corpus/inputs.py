@@ -54,7 +54,15 @@ _ENCODINGS_BY_BOM = {
     b"\xff\xfe": "UTF-16-LE",
     b"\xfe\xff": "UTF-16-BE",
 }
-_AUDIO_MAGIC = {b"RIFF": "WAV", b"RF64": "WAV", b"fLaC": "FLAC", b"OggS": "Ogg", b"ID3": "MP3", b"\xff\xfb": "MP3"}
+_AUDIO_MAGIC = {
+    b"RIFF": "WAV",
+    b"RF64": "WAV",
+    b"fLaC": "FLAC",
+    b"OggS": "Ogg",
+    b"ID3": "MP3",
+    b"\xff\xfb": "MP3",
+    b"\x1a\x45\xdf\xa3": "WebM/Matroska",
+}
 _COMPRESSION_MAGIC = {b"\x1f\x8b": ".gz", b"\x28\xb5\x2f\xfd": ".zst", b"BZh": ".bz2"}
 UTF8_BOM = b"\xef\xbb\xbf"
 
@@ -83,7 +91,7 @@ def encoding_problem(head: bytes, manifest: str) -> str:
     for bom, encoding in _ENCODINGS_BY_BOM.items():
         if head.startswith(bom):
             return f"{manifest}: the manifest is {encoding} (byte order mark {bom.hex(' ')}); save it as UTF-8"
-    for magic, kind in _AUDIO_MAGIC.items():
+    for magic, kind in [*_AUDIO_MAGIC.items(), (head[:4] + b"ftyp", "MP4/M4A")]:  # MP4's box type is at byte 4
         if head.startswith(magic):
             return (
                 f"{manifest}: this is {kind} audio, not a manifest; write a manifest for the audio with "

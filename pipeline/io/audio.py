@@ -2,7 +2,9 @@
 
 Any path or URI fsspec can open (or raw bytes), any format libsndfile reads (WAV, FLAC, OGG, MP3),
 any sample rate and channel count, in; 16 kHz mono float32 out. Only the `offset`/`duration` slice
-is read: soundfile seeks, and on object storage fsspec turns that into range requests.
+is read: soundfile seeks, and on object storage fsspec turns that into range requests. Containers
+libsndfile does not recognise (M4A/AAC, MP4, WebM/Opus, WMA, AMR...) are decoded by FFmpeg's
+libraries through PyAV, frame by frame into the same 16 kHz mono buffer.
 """
 
 from __future__ import annotations
@@ -53,12 +55,23 @@ def _reason(error: Exception) -> str:
     return getattr(error, "error_string", None) or str(error)
 
 
+# libsndfile's SF_ERR_UNRECOGNISED_FORMAT: not a file it reads, as against one it reads that is damaged
+UNRECOGNISED_FORMAT = 1
+
+
+def _unrecognised(error: Exception) -> bool:
+    return getattr(error, "code", None) == UNRECOGNISED_FORMAT
+
+
 def audio_info(source: str | bytes, storage_options: dict | None = None) -> AudioInfo:
     with _open(source, storage_options) as f:
         try:
             info = sf.info(f)
         except (sf.LibsndfileError, RuntimeError) as error:
-            raise AudioDecodeError(f"cannot decode {_name(source)}: {_reason(error)}") from None
+            found = _container_info(f) if _unrecognised(error) else "not tried"
+            if isinstance(found, str):
+                raise AudioDecodeError(f"cannot decode {_name(source)}: {_reason(error)}{_also(found)}") from None
+            return found
     return AudioInfo(info.samplerate, info.channels, info.frames)
 
 
@@ -158,4 +171,122 @@ def decode_audio(
         except (sf.LibsndfileError, RuntimeError, TypeError) as error:
             if f.seek(0, io.SEEK_END) == 0:
                 raise AudioDecodeError(f"cannot decode {name}: the file is empty (0 bytes)") from None
-            raise AudioDecodeError(f"cannot decode {name}: {_reason(error)}") from None
+            decoded = _decode_container(f, name, offset, duration) if _unrecognised(error) else "not tried"
+            if isinstance(decoded, str):  # FFmpeg found no audio either: both say why
+                raise AudioDecodeError(f"cannot decode {name}: {_reason(error)}{_also(decoded)}") from None
+            return decoded
+
+
+# ---------------------------------------------------------------- containers, through FFmpeg (PyAV)
+
+
+class _Samples:
+    """A float32 buffer that grows by doubling: sized from the container's duration, it is filled
+    once; a container that gives none (or understates it) costs a copy per doubling."""
+
+    def __init__(self, capacity: int):
+        self.data = np.empty(max(capacity, 1), dtype=np.float32)
+        self.size = 0
+
+    def add(self, samples: np.ndarray) -> None:
+        if self.size + len(samples) > len(self.data):
+            grown = np.empty(max(2 * len(self.data), self.size + len(samples)), dtype=np.float32)
+            grown[: self.size] = self.data[: self.size]
+            self.data = grown
+        self.data[self.size : self.size + len(samples)] = samples
+        self.size += len(samples)
+
+
+def _also(ffmpeg: str) -> str:
+    return "" if ffmpeg == "not tried" else f" (FFmpeg: {ffmpeg})"
+
+
+def _open_container(f):
+    """(container, its first audio stream), or why FFmpeg cannot give one."""
+    import av
+
+    f.seek(0)
+    try:
+        container = av.open(f, mode="r")
+    except (av.FFmpegError, ValueError) as error:
+        return getattr(error, "strerror", None) or str(error)
+    if not container.streams.audio:
+        container.close()
+        return "no audio stream"
+    return container, container.streams.audio[0]
+
+
+def _container_seconds(container, stream) -> float | None:
+    if container.duration:
+        return container.duration / 1_000_000  # FFmpeg's AV_TIME_BASE
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    return None
+
+
+def _container_info(f) -> AudioInfo | str:
+    opened = _open_container(f)
+    if isinstance(opened, str):
+        return opened
+    container, stream = opened
+    with container:
+        seconds = _container_seconds(container, stream)
+        if seconds is None:  # a stream that says nothing of its length: decoded to count it
+            seconds = len(_decode_opened(container, stream, 0.0, None)) / SAMPLE_RATE
+            return AudioInfo(SAMPLE_RATE, stream.channels, int(round(seconds * SAMPLE_RATE)))
+        return AudioInfo(stream.rate, stream.channels, int(round(seconds * stream.rate)))
+
+
+def _decode_container(f, name: str, offset: float, duration: float | None) -> np.ndarray | str:
+    """The `offset`/`duration` slice of a container libsndfile does not read, 16 kHz mono float32 (the
+    channels' mean, as `to_mono`); or why FFmpeg gives no audio from it."""
+    opened = _open_container(f)
+    if isinstance(opened, str):
+        return opened
+    container, stream = opened
+    with container:
+        seconds = _container_seconds(container, stream)
+        if seconds is not None and offset > seconds:
+            raise AudioDecodeError(f"offset {offset:.3f}s is past the end of {name} ({seconds:.3f}s)")
+        samples = _decode_opened(container, stream, offset, duration)
+    return samples if len(samples) or seconds == 0 else "no audio decoded"
+
+
+def _decode_opened(container, stream, offset: float, duration: float | None) -> np.ndarray:
+    import av
+
+    wanted = None if duration is None else int(round(duration * SAMPLE_RATE))
+    seconds = _container_seconds(container, stream)
+    expected = wanted if wanted is not None else int(((seconds or 60.0) - offset) * SAMPLE_RATE) + SAMPLE_RATE
+    out = _Samples(expected)
+    # the file's time 0 is its stream's first sample (an Opus or AAC stream may start a few ms in)
+    start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+    if offset > 0:  # to a packet a second before it (a decoder that restarts there drops its preroll)
+        container.seek(int((start + max(offset - 1.0, 0.0)) / stream.time_base), stream=stream, backward=True)
+    # the stream's own channel layout: the mean downmix is done here, as for every other format
+    resampler = av.AudioResampler(format="fltp", layout=stream.layout, rate=SAMPLE_RATE)
+    skip = None  # samples still to drop before `offset`, known from the first decoded frame's time
+
+    def take(frames) -> bool:
+        nonlocal skip
+        for frame in frames:
+            mono = to_mono(frame.to_ndarray().T)
+            dropped = min(max(skip or 0, 0), len(mono))
+            skip = max(skip or 0, 0) - dropped
+            out.add(mono[dropped:])
+            if wanted is not None and out.size >= wanted:
+                return True
+        return False
+
+    try:
+        for frame in container.decode(stream):
+            if skip is None:  # samples before `offset` to drop; a first frame that starts after it is placed
+                skip = int(round((start + offset - (frame.time or 0.0)) * SAMPLE_RATE))
+                out.add(np.zeros(max(-skip, 0), dtype=np.float32))
+            if take(resampler.resample(frame)):
+                break
+        else:
+            take(resampler.resample(None))
+    except av.FFmpegError:  # damaged further on: what decoded is kept, as libsndfile's path keeps it
+        pass
+    return out.data[: out.size if wanted is None else min(out.size, wanted)]

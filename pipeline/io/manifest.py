@@ -22,9 +22,9 @@ from pipeline.io.ids import assign_group_ids, candidate_id, recording_hash, row_
 from pipeline.io.storage import filesystem
 
 MANIFEST_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz", ".json.zst", ".jsonl.zst")
-# What libsndfile decodes, and the containers people also keep speech in. Audio given where a manifest
-# belongs is refused by name; `python -m pipeline manifest` lists these (a file the decoder cannot read
-# becomes an error row that says so, rather than a file silently left out).
+# What libsndfile decodes, and the containers FFmpeg decodes for it (`pipeline.io.audio`). Audio given
+# where a manifest belongs is refused by name; `python -m pipeline manifest` lists these (a file neither
+# decoder reads becomes an error row that says so, rather than a file silently left out).
 AUDIO_SUFFIXES = (
     ".wav",
     ".flac",
@@ -42,6 +42,9 @@ AUDIO_SUFFIXES = (
     ".m4a",
     ".aac",
     ".webm",
+    ".mp4",
+    ".wma",
+    ".amr",
 )
 _PATH_FIELDS = ("audio_filepath", "rttm_filepath", "uem_filepath", "ctm_filepath")
 _KNOWN_FIELDS = {
