@@ -262,7 +262,10 @@ def _decode_opened(container, stream, offset: float, duration: float | None) -> 
     # the file's time 0 is its stream's first sample (an Opus or AAC stream may start a few ms in)
     start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
     if offset > 0:  # to a packet a second before it (a decoder that restarts there drops its preroll)
-        container.seek(int((start + max(offset - 1.0, 0.0)) / stream.time_base), stream=stream, backward=True)
+        try:
+            container.seek(int((start + max(offset - 1.0, 0.0)) / stream.time_base), stream=stream, backward=True)
+        except av.FFmpegError:  # a stream that cannot seek: decoded from its start, `skip` drops the rest
+            pass
     # the stream's own channel layout: the mean downmix is done here, as for every other format
     resampler = av.AudioResampler(format="fltp", layout=stream.layout, rate=SAMPLE_RATE)
     skip = None  # samples still to drop before `offset`, known from the first decoded frame's time
