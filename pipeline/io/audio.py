@@ -249,7 +249,11 @@ def _decode_container(f, name: str, offset: float, duration: float | None) -> np
         if seconds is not None and offset > seconds:
             raise AudioDecodeError(f"offset {offset:.3f}s is past the end of {name} ({seconds:.3f}s)")
         samples = _decode_opened(container, stream, offset, duration)
-    return samples if len(samples) or seconds == 0 else "no audio decoded"
+    if len(samples) or seconds == 0:
+        return samples
+    if offset > 0:  # a duration estimated from the bit rate (raw AAC) can run past the last sample
+        raise AudioDecodeError(f"offset {offset:.3f}s is past the end of {name}")
+    return "no audio decoded"
 
 
 def _decode_opened(container, stream, offset: float, duration: float | None) -> np.ndarray:
