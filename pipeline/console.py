@@ -74,6 +74,26 @@ def still_working(what: str, every: float | None = None) -> Iterator[None]:
         thread.join()
 
 
+class Ticker:
+    """Counts a long step's items: `progress: what done/total (pct), ETA 1m00s` every
+    `CONSOLE.progress_interval` seconds while it works (nothing when quiet, or when it ends sooner)."""
+
+    def __init__(self, what: str, total: int):
+        self.what, self.total, self.done = what, total, 0
+        self.started = self.last = time.monotonic()
+
+    def advance(self, count: int = 1) -> None:
+        self.done += count
+        now = time.monotonic()
+        if self.done < self.total and now - self.last >= CONSOLE.progress_interval:
+            self.last = now
+            rate = self.done / max(now - self.started, 1e-9)
+            eta = format_duration((self.total - self.done) / rate) if rate > 0 else "?"
+            CONSOLE.notice(
+                f"progress: {self.what} {self.done}/{self.total} ({100 * self.done / self.total:.0f}%), ETA {eta}"
+            )
+
+
 def quiet_ray_console() -> None:
     """Ray's driver-side log lines (INFO and WARNING: token authentication, disabled progress bars,
     free CPUs) off the console, errors still shown: a notebook cell or a terminal shows the run's

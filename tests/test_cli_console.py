@@ -171,6 +171,34 @@ def test_a_step_that_cannot_count_its_progress_says_it_is_still_working(monkeypa
     assert len(stream.getvalue()) == written
 
 
+def test_steps_fanned_out_over_ray_count_what_is_done_with_an_eta(local_ray, monkeypatch):
+    """Scoring, global RTTMs and exports of a large run: `progress: what done/total (pct), ETA` while
+    they work, the results in order, and no line once everything is done."""
+    from pipeline.console import CONSOLE, Ticker
+    from pipeline.corpus.progress import gather
+
+    lines: list[str] = []
+    monkeypatch.setattr(CONSOLE, "notice", lines.append)
+    monkeypatch.setattr(CONSOLE, "progress_interval", 0.0)
+    ticker = Ticker("export csv, files written:", 4)
+    for _ in range(4):
+        ticker.advance()
+    assert lines == [
+        "progress: export csv, files written: 1/4 (25%), ETA 0m00s",
+        "progress: export csv, files written: 2/4 (50%), ETA 0m00s",
+        "progress: export csv, files written: 3/4 (75%), ETA 0m00s",
+    ]
+    lines.clear()
+
+    @local_ray.remote
+    def square(x):
+        return x * x
+
+    assert gather([square.remote(x) for x in range(5)], "scoring, chunks done:") == [0, 1, 4, 9, 16]
+    assert all(line.startswith("progress: scoring, chunks done: ") for line in lines)
+    assert not any(line.startswith("progress: scoring, chunks done: 5/5") for line in lines)
+
+
 def test_a_terminal_gets_a_tqdm_bar_that_counts_committed_recordings(tmp_path):
     """The bar on a real pseudo-terminal (120 columns) moves when the sink commits a block."""
     import fcntl

@@ -16,7 +16,7 @@ from typing import TextIO
 
 from fsspec.implementations.local import LocalFileSystem
 
-from pipeline.console import CONSOLE, counted, format_duration
+from pipeline.console import CONSOLE, Ticker, counted, format_duration
 from pipeline.corpus.outputs import OutputLayout
 
 
@@ -148,3 +148,16 @@ class CommitProgress:
             self._bar.n = self.already_done + self.done
             self._bar.set_postfix_str(self.stats(), refresh=False)
             self._bar.refresh()
+
+
+def gather(futures: list, what: str) -> list:
+    """`ray.get(futures)` for a step fanned out over Ray (scoring, global RTTMs), with a `Ticker` line
+    as they finish."""
+    import ray
+
+    ticker = Ticker(what, len(futures))
+    pending = list(futures)
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=len(pending), timeout=1.0)
+        ticker.advance(len(ready))
+    return ray.get(futures)

@@ -260,6 +260,7 @@ def export_run(
     `"csv,json"`, `"all"`, or a list), to `dest/<format>` (default `output/export/<format>`, any
     fsspec URI); `nemo-manifest` is one `manifest.jsonl` for the run. Refuses an output a run is
     still writing. Returns the files' URIs."""
+    from pipeline.console import Ticker
     from pipeline.corpus.lease import OutputLease
     from pipeline.corpus.outputs import OutputLayout
     from pipeline.errors import UsageError
@@ -301,6 +302,7 @@ def export_run(
             fs.pipe_file(f"{root.rstrip('/')}/manifest.jsonl", text.encode("utf-8"))
             written.append(join(folder, "manifest.jsonl"))
             continue
+        ticker = Ticker(f"export {name}, files written:", len(recordings))
         with tempfile.TemporaryDirectory() as scratch:  # the libraries write to paths; fsspec puts the bytes anywhere
             for recording in recordings:
                 file_name = f"{recording['uniq_id']}.{EXTENSIONS[name]}"
@@ -309,4 +311,5 @@ def export_run(
                 with open(local, "rb") as f:
                     fs.pipe_file(f"{root.rstrip('/')}/{file_name}", f.read())
                 written.append(join(folder, file_name))
+                ticker.advance()
     return written

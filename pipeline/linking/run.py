@@ -22,8 +22,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import ray
 
+from pipeline.console import counted, still_working
 from pipeline.corpus.lease import OutputLease
 from pipeline.corpus.outputs import OutputLayout
+from pipeline.corpus.progress import gather
 from pipeline.corpus.ray_session import connect_ray
 from pipeline.errors import UsageError
 from pipeline.io.rttm import Turn, rttm_text
@@ -196,16 +198,17 @@ def link_run(
         chosen = linking_threshold_for(threshold, model, centroids, recordings, linked)
         connect_ray(address, local_options={"include_dashboard": False}, log_to_driver=False)
         try:
-            result = link_centroids(
-                centroids,
-                recordings,
-                chosen.value,
-                linked,
-                existing,
-                exact_max=exact_max,
-                block_size=block_size,
-                use_ray=True,
-            )
+            with still_working(f"linking {counted(int(linked.sum()), 'speaker')} at threshold {chosen.value}"):
+                result = link_centroids(
+                    centroids,
+                    recordings,
+                    chosen.value,
+                    linked,
+                    existing,
+                    exact_max=exact_max,
+                    block_size=block_size,
+                    use_ray=True,
+                )
         except EarlierLinkingBroken as error:
             raise UsageError(f"{output}/{LINKS_FILE}: {error}; link again from scratch with --fresh") from None
         names = [global_id(i) if i >= 0 else None for i in result.labels.tolist()]
@@ -232,7 +235,7 @@ def link_run(
                         layout.uri, storage_options, token, mapping_by_part.get(part, {}), sorted(changed[part])
                     )
                 )
-        rttms = sum(ray.get(jobs))
+        rttms = sum(gather(jobs, "writing global RTTMs, blocks done:"))
 
         links = pa.table(
             {

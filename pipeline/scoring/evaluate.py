@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import ray
 
 from pipeline.console import counted
+from pipeline.corpus.progress import gather
 from pipeline.io.rttm import Turn
 from pipeline.scoring.metrics import ScoringItem, corpus_totals, load_reference, score_corpus
 
@@ -91,7 +92,7 @@ def evaluate_run(
         )
         for chunk in chunks
     ]
-    results = ray.get(futures)
+    results = gather(futures, f"scoring {counted(len(rows), 'recording')}, chunks done:")
     per_recording = [score for scores, _ in results for score in scores]
     overall = corpus_totals(per_recording)
     overall.update(
@@ -230,8 +231,9 @@ def evaluate_global_run(
     chunks = [rows[i : i + chunk_size] for i in range(0, len(rows), chunk_size)]
     first = [
         r
-        for chunk in ray.get(
-            [_global_first_pass.remote(c, layout.uri, collar, skip_overlap, storage_options) for c in chunks]
+        for chunk in gather(
+            [_global_first_pass.remote(c, layout.uri, collar, skip_overlap, storage_options) for c in chunks],
+            f"global scoring of {counted(len(rows), 'recording')}, first pass, chunks done:",
         )
         for r in chunk
     ]
@@ -256,7 +258,8 @@ def evaluate_global_run(
                 storage_options,
             )
         )
-    second = [r for chunk in ray.get(second_futures) for r in chunk]
+    second_what = f"global scoring of {counted(len(rows), 'recording')}, second pass, chunks done:"
+    second = [r for chunk in gather(second_futures, second_what) for r in chunk]
 
     per_recording = []
     for one, two in zip(first, second):
