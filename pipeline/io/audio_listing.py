@@ -40,12 +40,12 @@ def stem(path: str) -> str:
 
 
 def list_files(
-    uris: Iterable[str], keep, kind: str, options: dict | None = None, passed_over: list[str] | None = None
+    uris: Iterable[str], keep, kind: str, options: dict | None = None, passed_over: Counter | None = None
 ) -> list[str]:
     """The files `uris` name, in order, each once: the files named, and a glob's matches and a folder's
     files (at any depth), for which `keep(name)` holds. Local paths come back absolute, object-store ones
     as full URIs. A URI that names nothing, or a named file that `keep` refuses, is a UsageError. The
-    folders' other files are added to `passed_over` when it is given."""
+    folders' other files are counted by suffix in `passed_over` when it is given."""
     found: dict[str, None] = {}
     for uri in uris:
         fs, path = filesystem(uri, options)
@@ -57,7 +57,7 @@ def list_files(
                 listing = fs.find(path)
             matches = [m for m in listing if keep(m)]
             if passed_over is not None:
-                passed_over += [m for m in listing if not keep(m)]
+                passed_over.update(posixpath.splitext(m)[1].lower() for m in listing if not keep(m))
         elif fs.exists(path):
             if not keep(path):  # a shell's unquoted `--rttm refs/*.rttm` leaves RTTMs among the audio
                 raise UsageError(f"{uri} is not {kind}")
@@ -125,7 +125,7 @@ def audio_manifest_rows(
     options: dict | None = None,
 ) -> AudioManifest:
     audio, rttms, uems = listed(audio), listed(rttms), listed(uems)
-    passed_over: list[str] = []
+    passed_over: Counter = Counter()
     audio_files = list_files(
         audio, is_audio_name, f"audio ({', '.join(AUDIO_SUFFIXES[:4])}, ...)", options, passed_over
     )
@@ -137,11 +137,7 @@ def audio_manifest_rows(
         same = [path for path, name in zip(audio_files, stems) if name == shared[0]]
         raise UsageError(f"two audio files are named {shared[0]!r} ({same[0]}, {same[1]}): their reference fits both")
     # NeMo's script pairs only the references it is given; the ones lying beside the audio are named, not guessed
-    beside = {
-        kind: sum(1 for path in passed_over if path.lower().endswith(f".{kind}"))
-        for kind, given in (("rttm", rttms), ("uem", uems))
-        if not given
-    }
+    beside = {kind: passed_over[f".{kind}"] for kind, given in (("rttm", rttms), ("uem", uems)) if not given}
     return AudioManifest(audio_files, stems, rttm, uem, num_speakers, {k: n for k, n in beside.items() if n})
 
 
