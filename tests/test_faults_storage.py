@@ -1,6 +1,7 @@
 """Flaky and forbidding object storage, through a fault-injecting proxy on loopback in front of moto's
 S3 server: transient errors (HTTP 500/503, connection reset) are retried with backoff and lose
-nothing; a permanent error (403 on one object) becomes exactly one error row with a readable reason."""
+nothing; a permanent error (403 on one object) becomes exactly one error row with a readable reason.
+Audio over plain HTTP: read with ranges; a 404 is a missing file, a 503 or a refused connection is not."""
 
 from __future__ import annotations
 
@@ -211,3 +212,66 @@ def test_permanent_403_is_one_error_row_with_a_readable_reason(local_ray, bucket
     ), failed["error"]
     assert "forbidden.wav" in failed["audio_filepath"]
     assert sorted(bucket.ls("flaky/out-permanent/rttm")) == sorted(f"flaky/out-permanent/rttm/{n}.rttm" for n in NAMES)
+
+
+class _AudioOverHttp(BaseHTTPRequestHandler):
+    """Serves the AMI excerpts with ranges, as a web server does; `/busy/...` answers 503 always."""
+
+    def do_HEAD(self):
+        self._answer(body=False)
+
+    def do_GET(self):
+        self._answer(body=True)
+
+    def _answer(self, body: bool) -> None:
+        path = AMI / self.path.lstrip("/")
+        if self.path.startswith("/busy/"):
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if not path.is_file():
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        data = path.read_bytes()
+        first, last = 0, len(data) - 1
+        if (ranged := self.headers.get("Range", "")).startswith("bytes="):
+            start, _, end = ranged[len("bytes=") :].partition("-")
+            first, last = int(start or 0), min(int(end) if end else len(data) - 1, len(data) - 1)
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {first}-{last}/{len(data)}")
+        else:
+            self.send_response(200)
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("Content-Length", str(last - first + 1))
+        self.end_headers()
+        if body:
+            self.wfile.write(data[first : last + 1])
+
+    def log_message(self, *args):
+        pass
+
+
+def test_audio_over_http_is_read_and_a_server_that_does_not_serve_it_is_not_called_missing():
+    """fsspec's HTTP filesystem says FileNotFoundError for a 404, a 503 and a refused connection alike:
+    only the 404 is `audio file not found`; the others name what the server did (a later
+    `--retry-errors` may get past them)."""
+    from pipeline.io.audio import decode_audio
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), _AudioOverHttp)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        sliced = decode_audio(f"{base}/trn03.wav", offset=10.0, duration=5.0)
+        assert (sliced == decode_audio(str(AMI / "trn03.wav"), offset=10.0, duration=5.0)).all()
+        with pytest.raises(FileNotFoundError, match=f"audio file not found: {base}/nope.wav"):
+            decode_audio(f"{base}/nope.wav")
+        with pytest.raises(ConnectionError, match=f"cannot read {base}/busy/trn03.wav: 503"):
+            decode_audio(f"{base}/busy/trn03.wav")
+    finally:
+        server.shutdown()
+    closed = f"http://127.0.0.1:{free_port()}/trn03.wav"
+    with pytest.raises(ConnectionError, match="cannot read .*Cannot connect to host"):
+        decode_audio(closed)

@@ -49,6 +49,16 @@ def _name(source: str | bytes) -> str:
     return "<bytes>" if isinstance(source, (bytes, bytearray, memoryview)) else source
 
 
+def _missing(name: str, error: FileNotFoundError) -> OSError:
+    """`audio file not found`; but fsspec's HTTP filesystem says FileNotFoundError for a server that
+    refused the connection or answered 403 or 503 too (the cause tells): that is a ConnectionError
+    naming it, which a later `--retry-errors` may get past."""
+    cause = error.__cause__
+    if name.startswith(("http://", "https://")) and cause is not None and getattr(cause, "status", None) != 404:
+        return ConnectionError(f"cannot read {name}: {str(cause).splitlines()[0]}")
+    return FileNotFoundError(f"audio file not found: {name}")
+
+
 def _reason(error: Exception) -> str:
     """libsndfile's own words (`Format not recognised.`), without the file object's repr that
     `str(LibsndfileError)` puts before them."""
@@ -148,13 +158,14 @@ def decode_audio(
     storage_options: dict | None = None,
 ) -> np.ndarray:
     """16 kHz mono float32 samples of `source` from `offset` seconds for `duration` seconds
-    (to the end when None). Raises FileNotFoundError for a missing file and AudioDecodeError for
+    (to the end when None). Raises FileNotFoundError for a missing file (ConnectionError for an HTTP
+    server that does not serve it: unreachable, 403, 5xx) and AudioDecodeError for
     anything that is not decodable audio (0-byte file, text renamed .mp3, truncated header...)."""
     name = _name(source)
     try:
         handle = _open(source, storage_options)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"audio file not found: {name}") from None
+    except FileNotFoundError as error:
+        raise _missing(name, error) from None
     with handle as f:
         try:
             with sf.SoundFile(f) as audio:
