@@ -69,6 +69,20 @@ def test_cli_writes_eval_tables_and_prints_the_table(ami_run, capsys):
     assert summary["der"] == pytest.approx(pyannote_directly(ami_run, 0.25, True)[0], abs=1e-9)
 
 
+def test_a_folder_without_a_run_and_an_unfinished_run_are_one_line_each(ami_run, tmp_path, capfd):
+    """No recordings/: the command to run first. Recordings but no summary.json (a run stopped before its
+    end, so the run's manifests are not written down): finish it, or name the manifests to score."""
+    import shutil
+
+    assert main(["evaluate", "--output", str(tmp_path / "empty")]) == 2
+    assert "holds no corpus run (no recordings/): run `python -m pipeline diarize` first" in capfd.readouterr().err
+    unfinished = shutil.copytree(ami_run, tmp_path / "unfinished", ignore=shutil.ignore_patterns("summary.json"))
+    assert main(["evaluate", "--output", str(unfinished)]) == 2
+    assert "has no summary.json (the run did not finish)" in capfd.readouterr().err
+    assert main(["evaluate", "--output", str(unfinished), "--manifest", str(AMI / "manifest.jsonl")]) == 0
+    assert "OVERALL (10)" in capfd.readouterr().out
+
+
 def test_a_reference_that_is_no_rttm_is_left_unscored_with_its_reason(local_ray, tmp_path):
     """A row's `rttm_filepath` escaping to a file that is not an RTTM (`../../outside.txt`, as
     `/etc/passwd` would be): that row is not scored (never as 0 speakers), the others are."""

@@ -16,6 +16,7 @@ import ray
 
 from pipeline.console import counted
 from pipeline.corpus.progress import gather
+from pipeline.errors import UsageError
 from pipeline.io.rttm import Turn
 from pipeline.scoring.metrics import ScoringItem, corpus_totals, load_reference, score_corpus
 
@@ -117,7 +118,14 @@ def scored_rows(layout, manifests: Iterable[str] | None, storage_options: dict |
     recorded as ok and that name a reference, under the run's ids (matched by row key, `pipeline.io.ids`)."""
     from pipeline.corpus.inputs import recorded_manifest_rows
 
+    if not layout.part_tokens("recordings"):
+        raise UsageError(f"{layout.uri} holds no corpus run (no recordings/): run `python -m pipeline diarize` first")
     if manifests is None:
+        if not layout.fs.exists(layout.path("summary.json")):  # interrupted: its manifests are not written down yet
+            raise UsageError(
+                f"{layout.uri} has no summary.json (the run did not finish): finish it with `diarize --resume`, "
+                "or score what it has with --manifest M.jsonl"
+            )
         with layout.fs.open(layout.path("summary.json"), "r") as f:
             manifests = json.load(f)["config"]["manifests"]
     recordings = layout.read_table("recordings", ["uniq_id", "status", "row_key", "manifest_row"]).to_pylist()
@@ -215,7 +223,6 @@ def evaluate_global_run(
     from pipeline.corpus.outputs import OutputLayout
     from pipeline.corpus.preflight import check_collar
     from pipeline.corpus.ray_session import connect_ray
-    from pipeline.errors import UsageError
     from pipeline.linking.run import STATE_FILE
     from pipeline.scoring.metrics import global_mapping, link_purity_coverage
 
