@@ -4,7 +4,7 @@ Any path or URI fsspec can open (or raw bytes), any format libsndfile reads (WAV
 any sample rate and channel count, in; 16 kHz mono float32 out. Only the `offset`/`duration` slice
 is read: soundfile seeks, and on object storage fsspec turns that into range requests. Containers
 libsndfile does not recognise (M4A/AAC, MP4, WebM/Opus, WMA, AMR...) are decoded by FFmpeg's
-libraries through PyAV, frame by frame into the same 16 kHz mono buffer.
+libraries through PyAV (`pipeline.io.containers`) into the same 16 kHz mono signal.
 """
 
 from __future__ import annotations
@@ -73,12 +73,18 @@ def _unrecognised(error: Exception) -> bool:
     return getattr(error, "code", None) == UNRECOGNISED_FORMAT
 
 
+def _also(ffmpeg: str) -> str:
+    return "" if ffmpeg == "not tried" else f" (FFmpeg: {ffmpeg})"
+
+
 def audio_info(source: str | bytes, storage_options: dict | None = None) -> AudioInfo:
+    from pipeline.io.containers import container_info  # it imports this module: imported when called
+
     with _open(source, storage_options) as f:
         try:
             info = sf.info(f)
         except (sf.LibsndfileError, RuntimeError) as error:
-            found = _container_info(f) if _unrecognised(error) else "not tried"
+            found = container_info(f) if _unrecognised(error) else "not tried"
             if isinstance(found, str):
                 raise AudioDecodeError(f"cannot decode {_name(source)}: {_reason(error)}{_also(found)}") from None
             return found
@@ -161,6 +167,8 @@ def decode_audio(
     (to the end when None). Raises FileNotFoundError for a missing file (ConnectionError for an HTTP
     server that does not serve it: unreachable, 403, 5xx) and AudioDecodeError for
     anything that is not decodable audio (0-byte file, text renamed .mp3, truncated header...)."""
+    from pipeline.io.containers import decode_container  # it imports this module: imported when called
+
     name = _name(source)
     try:
         handle = _open(source, storage_options)
@@ -182,146 +190,7 @@ def decode_audio(
         except (sf.LibsndfileError, RuntimeError, TypeError) as error:
             if f.seek(0, io.SEEK_END) == 0:
                 raise AudioDecodeError(f"cannot decode {name}: the file is empty (0 bytes)") from None
-            decoded = _decode_container(f, name, offset, duration) if _unrecognised(error) else "not tried"
+            decoded = decode_container(f, name, offset, duration) if _unrecognised(error) else "not tried"
             if isinstance(decoded, str):  # FFmpeg found no audio either: both say why
                 raise AudioDecodeError(f"cannot decode {name}: {_reason(error)}{_also(decoded)}") from None
             return decoded
-
-
-# ---------------------------------------------------------------- containers, through FFmpeg (PyAV)
-
-
-FIFO_BLOCK_SECONDS = 10.0  # resampled at a time: 360 calls an hour, a few MB held
-
-
-class _Samples:
-    """A float32 buffer that grows by doubling: sized from the container's duration, it is filled
-    once; a container that gives none (or understates it) costs a copy per doubling."""
-
-    def __init__(self, capacity: int):
-        self.data = np.empty(max(capacity, 1), dtype=np.float32)
-        self.size = 0
-
-    def add(self, samples: np.ndarray) -> None:
-        if self.size + len(samples) > len(self.data):
-            grown = np.empty(max(2 * len(self.data), self.size + len(samples)), dtype=np.float32)
-            grown[: self.size] = self.data[: self.size]
-            self.data = grown
-        self.data[self.size : self.size + len(samples)] = samples
-        self.size += len(samples)
-
-
-def _also(ffmpeg: str) -> str:
-    return "" if ffmpeg == "not tried" else f" (FFmpeg: {ffmpeg})"
-
-
-def _open_container(f):
-    """(container, its first audio stream), or why FFmpeg cannot give one."""
-    import av
-
-    f.seek(0)
-    try:
-        container = av.open(f, mode="r")
-    except (av.FFmpegError, ValueError) as error:
-        return getattr(error, "strerror", None) or str(error)
-    if not container.streams.audio:
-        container.close()
-        return "no audio stream"
-    return container, container.streams.audio[0]
-
-
-def _container_seconds(container, stream) -> float | None:
-    if container.duration:
-        return container.duration / 1_000_000  # FFmpeg's AV_TIME_BASE
-    if stream.duration and stream.time_base:
-        return float(stream.duration * stream.time_base)
-    return None
-
-
-def _container_info(f) -> AudioInfo | str:
-    opened = _open_container(f)
-    if isinstance(opened, str):
-        return opened
-    container, stream = opened
-    with container:
-        seconds = _container_seconds(container, stream)
-        if seconds is None:  # a stream that says nothing of its length: decoded to count it
-            seconds = len(_decode_opened(container, stream, 0.0, None)) / SAMPLE_RATE
-            return AudioInfo(SAMPLE_RATE, stream.channels, int(round(seconds * SAMPLE_RATE)))
-        return AudioInfo(stream.rate, stream.channels, int(round(seconds * stream.rate)))
-
-
-def _decode_container(f, name: str, offset: float, duration: float | None) -> np.ndarray | str:
-    """The `offset`/`duration` slice of a container libsndfile does not read, 16 kHz mono float32 (the
-    channels' mean, as `to_mono`); or why FFmpeg gives no audio from it."""
-    opened = _open_container(f)
-    if isinstance(opened, str):
-        return opened
-    container, stream = opened
-    with container:
-        seconds = _container_seconds(container, stream)
-        if seconds is not None and offset > seconds:
-            raise AudioDecodeError(f"offset {offset:.3f}s is past the end of {name} ({seconds:.3f}s)")
-        samples = _decode_opened(container, stream, offset, duration)
-    if len(samples) or seconds == 0:
-        return samples
-    if offset > 0:  # a duration estimated from the bit rate (raw AAC) can run past the last sample
-        raise AudioDecodeError(f"offset {offset:.3f}s is past the end of {name}")
-    return "no audio decoded"
-
-
-def _decode_opened(container, stream, offset: float, duration: float | None) -> np.ndarray:
-    import av
-
-    wanted = None if duration is None else int(round(duration * SAMPLE_RATE))
-    seconds = _container_seconds(container, stream)
-    expected = wanted if wanted is not None else int(((seconds or 60.0) - offset) * SAMPLE_RATE) + SAMPLE_RATE
-    out = _Samples(expected)
-    # the file's time 0 is its stream's first sample (an Opus or AAC stream may start a few ms in)
-    start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
-    if offset > 0:  # to a packet a second before it (a decoder that restarts there drops its preroll)
-        try:
-            container.seek(int((start + max(offset - 1.0, 0.0)) / stream.time_base), stream=stream, backward=True)
-        except av.FFmpegError:  # a stream that cannot seek: decoded from its start, `skip` drops the rest
-            pass
-    # the stream's own channel layout: the mean downmix is done here, as for every other format
-    resampler = av.AudioResampler(format="fltp", layout=stream.layout, rate=SAMPLE_RATE)
-    skip = None  # samples still to drop before `offset`, known from the first decoded frame's time
-
-    def take(frames) -> bool:
-        nonlocal skip
-        for frame in frames:
-            mono = to_mono(frame.to_ndarray().T)
-            dropped = min(max(skip or 0, 0), len(mono))
-            skip = max(skip or 0, 0) - dropped
-            out.add(mono[dropped:])
-            if wanted is not None and out.size >= wanted:
-                return True
-        return False
-
-    # Decoded frames (1,024 samples of AAC) queue in a FIFO and are resampled and downmixed a block at a
-    # time: per-frame calls cost 5 times FFmpeg's own decoding (an hour of M4A: 29 CPU-s against 6).
-    fifo = av.AudioFifo()
-    block = 0
-
-    def drain(final: bool) -> bool:
-        while fifo.samples and (final or fifo.samples >= block):
-            if take(resampler.resample(fifo.read(min(block, fifo.samples)))):
-                return True
-        return final and take(resampler.resample(None))
-
-    try:
-        for frame in container.decode(stream):
-            if skip is None:  # samples before `offset` to drop; a first frame that starts after it is placed
-                skip = int(round((start + offset - (frame.time or 0.0)) * SAMPLE_RATE))
-                out.add(np.zeros(max(-skip, 0), dtype=np.float32))
-                block = int(FIFO_BLOCK_SECONDS * frame.sample_rate)
-            frame.pts = None  # the FIFO checks timestamps for gaps; the first frame's time placed the signal
-            fifo.write(frame)
-            if fifo.samples >= block and drain(final=False):
-                break
-        else:
-            drain(final=True)
-    except av.FFmpegError:  # damaged further on: what decoded is kept, as libsndfile's path keeps it
-        drain(final=True)
-    return out.data[: out.size if wanted is None else min(out.size, wanted)]
