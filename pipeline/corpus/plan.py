@@ -101,12 +101,8 @@ def run_corpus(
         has_records = layout.check_fresh(run.resume)
         connect_ray(run.address)
         with still_working(reading_rows(manifest_uris)):
-            parsed = first_rows(read_inputs(manifest_uris, run.storage_options, expanded=True), run.limit)
-            parsed = parsed.materialize()
-            input_rows = parsed.count()
-            recorded = layout.recorded(RECORDED_COLUMNS, ok_only=run.retry_errors) if has_records else None
-            todo = assign_ids(parsed, input_rows, recorded).materialize()
-            todo = refuse_edited_lines(todo) if has_records else todo
+            # with --retry-errors the error records are not done: the report counts their rows again
+            todo, input_rows = rows_to_do(run, manifest_uris, layout if has_records else None, ok_only=run.retry_errors)
         from pipeline.corpus.dry_run import dry_run_report
 
         return dry_run_report(todo, input_rows, run)
@@ -129,12 +125,7 @@ def run_corpus(
             connect_ray(run.address)
             preflight.check_resources(run.gpus_per_actor, run.actor_cpus, min_actors)
             with still_working(reading_rows(manifest_uris)):  # a million rows: a minute before the first commit
-                parsed = first_rows(read_inputs(manifest_uris, run.storage_options, expanded=True), run.limit)
-                parsed = parsed.materialize()
-                input_rows = parsed.count()
-                recorded = layout.recorded(RECORDED_COLUMNS) if has_records else None
-                todo = assign_ids(parsed, input_rows, recorded).materialize()
-                todo = refuse_edited_lines(todo) if recorded is not None else todo
+                todo, input_rows = rows_to_do(run, manifest_uris, layout if has_records else None)
                 counts = row_counts(todo)
             parts_before = layout.part_tokens("recordings")
             sink = CorpusSink(layout, run.model, lease.fence())
@@ -172,6 +163,16 @@ def run_corpus(
 
 def reading_rows(manifest_uris: list[str]) -> str:
     return f"reading {counted(len(manifest_uris), 'manifest')} and giving each row its id"
+
+
+def rows_to_do(run: RunOptions, manifest_uris: list[str], recorded_in: OutputLayout | None, ok_only: bool = False):
+    """(the input rows with their ids, less those `recorded_in` holds records of, or ok records of with
+    `ok_only`; the number of input rows). A line edited since it was recorded is refused."""
+    parsed = first_rows(read_inputs(manifest_uris, run.storage_options, expanded=True), run.limit).materialize()
+    input_rows = parsed.count()
+    recorded = recorded_in.recorded(RECORDED_COLUMNS, ok_only=ok_only) if recorded_in is not None else None
+    todo = assign_ids(parsed, input_rows, recorded).materialize()
+    return (refuse_edited_lines(todo) if recorded is not None else todo), input_rows
 
 
 def refuse_edited_lines(todo):
