@@ -52,36 +52,42 @@ def _container_seconds(container, stream) -> float | None:
     return None
 
 
-def container_info(f) -> AudioInfo | str:
+def _with_container(f, use):
+    """`use(container, its first audio stream, its seconds or None)` on the open container, or why FFmpeg
+    cannot open it or finds no audio stream in it."""
     opened = _open_container(f)
     if isinstance(opened, str):
         return opened
     container, stream = opened
     with container:
-        seconds = _container_seconds(container, stream)
+        return use(container, stream, _container_seconds(container, stream))
+
+
+def container_info(f) -> AudioInfo | str:
+    def info(container, stream, seconds: float | None) -> AudioInfo:
         if seconds is None:  # a stream that says nothing of its length: decoded to count it
-            seconds = len(_decode_opened(container, stream, 0.0, None)) / SAMPLE_RATE
-            return AudioInfo(SAMPLE_RATE, stream.channels, int(round(seconds * SAMPLE_RATE)))
+            samples = len(_decode_opened(container, stream, 0.0, None))
+            return AudioInfo(SAMPLE_RATE, stream.channels, samples)
         return AudioInfo(stream.rate, stream.channels, int(round(seconds * stream.rate)))
+
+    return _with_container(f, info)
 
 
 def decode_container(f, name: str, offset: float, duration: float | None) -> np.ndarray | str:
     """The `offset`/`duration` slice of a container libsndfile does not read, 16 kHz mono float32 (the
     channels' mean, as `to_mono`); or why FFmpeg gives no audio from it."""
-    opened = _open_container(f)
-    if isinstance(opened, str):
-        return opened
-    container, stream = opened
-    with container:
-        seconds = _container_seconds(container, stream)
+
+    def decode(container, stream, seconds: float | None) -> np.ndarray | str:
         if seconds is not None and offset > seconds:
             raise AudioDecodeError(f"offset {offset:.3f}s is past the end of {name} ({seconds:.3f}s)")
         samples = _decode_opened(container, stream, offset, duration)
-    if len(samples) or seconds == 0:
-        return samples
-    if offset > 0:  # a duration estimated from the bit rate (raw AAC) can run past the last sample
-        raise AudioDecodeError(f"offset {offset:.3f}s is past the end of {name}")
-    return "no audio decoded"
+        if len(samples) or seconds == 0:
+            return samples
+        if offset > 0:  # a duration estimated from the bit rate (raw AAC) can run past the last sample
+            raise AudioDecodeError(f"offset {offset:.3f}s is past the end of {name}")
+        return "no audio decoded"
+
+    return _with_container(f, decode)
 
 
 def _decode_opened(container, stream, offset: float, duration: float | None) -> np.ndarray:
@@ -100,14 +106,14 @@ def _decode_opened(container, stream, offset: float, duration: float | None) -> 
             pass
     # the stream's own channel layout: the mean downmix is done here, as for every other format
     resampler = av.AudioResampler(format="fltp", layout=stream.layout, rate=SAMPLE_RATE)
-    skip = None  # samples still to drop before `offset`, known from the first decoded frame's time
+    skip = 0  # samples still to drop before `offset`, known from the first decoded frame's time
 
     def take(frames) -> bool:
         nonlocal skip
         for frame in frames:
             mono = to_mono(frame.to_ndarray().T)
-            dropped = min(max(skip or 0, 0), len(mono))
-            skip = max(skip or 0, 0) - dropped
+            dropped = min(skip, len(mono))
+            skip -= dropped
             out.add(mono[dropped:])
             if wanted is not None and out.size >= wanted:
                 return True
@@ -116,7 +122,7 @@ def _decode_opened(container, stream, offset: float, duration: float | None) -> 
     # Decoded frames (1,024 samples of AAC) queue in a FIFO and are resampled and downmixed a block at a
     # time: per-frame calls cost 5 times FFmpeg's own decoding (an hour of M4A: 29 CPU-s against 6).
     fifo = av.AudioFifo()
-    block = 0
+    block = 0  # samples resampled at a time, at the stream's rate: 0 until the first frame is decoded
 
     def drain(final: bool) -> bool:
         while fifo.samples and (final or fifo.samples >= block):
@@ -126,9 +132,10 @@ def _decode_opened(container, stream, offset: float, duration: float | None) -> 
 
     try:
         for frame in container.decode(stream):
-            if skip is None:  # samples before `offset` to drop; a first frame that starts after it is placed
-                skip = int(round((start + offset - (frame.time or 0.0)) * SAMPLE_RATE))
-                out.add(np.zeros(max(-skip, 0), dtype=np.float32))
+            if not block:  # samples before `offset` to drop; a first frame that starts after it is placed
+                late = int(round((start + offset - (frame.time or 0.0)) * SAMPLE_RATE))
+                out.add(np.zeros(max(-late, 0), dtype=np.float32))
+                skip = max(late, 0)
                 block = int(FIFO_BLOCK_SECONDS * frame.sample_rate)
             frame.pts = None  # the FIFO checks timestamps for gaps; the first frame's time placed the signal
             fifo.write(frame)
