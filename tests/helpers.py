@@ -95,3 +95,16 @@ def encode_with_ffmpeg(samples, path, container: str, codec: str, rate: int, cha
             out.mux(stream.encode(converted))
         out.mux(stream.encode(None))
     return Path(path)
+
+
+def install_plugin(site: Path) -> None:
+    """A real installed distribution in `site`: the plug-in's module and a dist-info whose
+    entry_points.txt registers it in the `corpus_diarization.models` group."""
+    package = site / "energy_plugin"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text((REPO / "tests" / "plugin_models.py").read_text())
+    info = site / "energy_plugin-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: energy-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[corpus_diarization.models]\nenergy = energy_plugin:energy_diarizer\n")
+    (info / "RECORD").write_text("")

@@ -1,7 +1,8 @@
 """Storage credentials never appear in what a run leaves behind or prints: outputs (summary.json,
 manifest.jsonl, Parquet tables, RTTMs), error rows, exceptions, stdout/stderr and Ray's logs.
 Credentials are distinctive fakes (moto accepts any), given as storage options or as the usual AWS
-environment variables, on a corpus with failing rows."""
+environment variables, on a corpus with failing rows. The CLI run with a Ray of its own also
+shows an installed plug-in model reaching that Ray's workers (test_plugins.py has the rest of them)."""
 
 from __future__ import annotations
 
@@ -16,11 +17,13 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import AMI, FAST_MODEL, REPO
+from conftest import AMI, FAST_MODEL, REPO, segments_by_recording
+from helpers import install_plugin
 
 SECRET = "fAk3-S3cr3t-Ky9QwZ"
 SESSION_TOKEN = "fAk3-S3ss10n-T0k3nVb"
 GOOD = ("trn02", "trn03")
+PLUGIN_THRESHOLD_DB = -40
 
 
 @pytest.fixture(scope="module")
@@ -118,8 +121,14 @@ def test_storage_option_secrets_stay_out_of_outputs_errors_logs_and_exceptions(l
     assert_secret_free(texts, SECRET, SESSION_TOKEN)
 
 
-@pytest.mark.slow
-def test_environment_secrets_stay_out_of_cli_output_and_ray_logs(corpus, s3_endpoint):
+@pytest.fixture(scope="module")
+def environment_cli_run(corpus, s3_endpoint, tmp_path_factory):
+    """One `python -m pipeline diarize` with a Ray of its own, everything it needs from its
+    environment: the AWS credentials in the usual variables and the model an installed plug-in
+    (`energy`, on PYTHONPATH and nowhere registered by code), which its workers must find too. One run
+    serves the secrets' test and the plug-in's: each CLI with a Ray of its own costs the suite ~25 s."""
+    site = tmp_path_factory.mktemp("site")
+    install_plugin(site)
     ray_temp = tempfile.mkdtemp(prefix="rs", dir="/tmp")  # short: Ray's socket paths must fit
     try:
         env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "AWS_PROFILE")}
@@ -130,6 +139,7 @@ def test_environment_secrets_stay_out_of_cli_output_and_ray_logs(corpus, s3_endp
             AWS_DEFAULT_REGION="us-east-1",
             RAY_TMPDIR=ray_temp,
             PATH=f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}",
+            PYTHONPATH=os.pathsep.join([str(site), str(REPO)]),
         )
         command = [
             sys.executable,
@@ -145,24 +155,42 @@ def test_environment_secrets_stay_out_of_cli_output_and_ray_logs(corpus, s3_endp
             "--batch-size",
             "2",
             "--model",
-            FAST_MODEL,
+            "energy",
+            "--model-arg",
+            f"threshold_db={PLUGIN_THRESHOLD_DB}",
             "--print-segments",
             "--log-file",
             os.path.join(ray_temp, "logs", "cli-run.log"),
         ]  # the run's log (Ray's stderr) is searched too
         run = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-        assert run.returncode == 0, run.stderr[-3000:]
-        assert_rows(corpus, "secrets/out-env")
-        summary = json.loads(corpus.cat_file("secrets/out-env/summary.json"))
-        assert (summary["ok"], summary["errors"]) == (2, 2)
-
-        texts = {
-            **output_texts(corpus, "secrets/out-env"),
-            "stdout": run.stdout,
-            "stderr": run.stderr,
-            **folder_texts(ray_temp),
-        }
-        assert any("/logs/" in name for name in texts), "Ray's logs were searched"
-        assert_secret_free(texts, SECRET, SESSION_TOKEN)
+        return run, folder_texts(ray_temp)
     finally:
         shutil.rmtree(ray_temp, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_environment_secrets_stay_out_of_cli_output_and_ray_logs(environment_cli_run, corpus):
+    run, ray_texts = environment_cli_run
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert_rows(corpus, "secrets/out-env")
+    summary = json.loads(corpus.cat_file("secrets/out-env/summary.json"))
+    assert (summary["ok"], summary["errors"]) == (2, 2)
+
+    texts = {**output_texts(corpus, "secrets/out-env"), "stdout": run.stdout, "stderr": run.stderr, **ray_texts}
+    assert any("/logs/" in name for name in texts), "Ray's logs were searched"
+    assert_secret_free(texts, SECRET, SESSION_TOKEN)
+
+
+@pytest.mark.slow
+def test_an_installed_plugin_runs_on_the_workers_of_a_cli_s_own_ray(environment_cli_run, corpus):
+    from pipeline import load_model
+
+    run, _ = environment_cli_run
+    assert run.returncode == 0, run.stderr[-3000:]
+    summary = json.loads(corpus.cat_file("secrets/out-env/summary.json"))
+    assert (summary["config"]["model"], summary["config"]["model_kwargs"]) == ("energy", {"threshold_db": -40})
+    in_process = load_model("tests.plugin_models:energy_diarizer", threshold_db=PLUGIN_THRESHOLD_DB).diarize(
+        [str(AMI / f"{name}.wav") for name in GOOD]
+    )
+    segments = pq.read_table("secrets/out-env/segments", filesystem=corpus)
+    assert segments_by_recording(segments) == {name: list(s) for name, s in zip(GOOD, in_process) if s}
