@@ -65,12 +65,16 @@ def _reason(error: Exception) -> str:
     return getattr(error, "error_string", None) or str(error)
 
 
-# libsndfile's SF_ERR_UNRECOGNISED_FORMAT: not a file it reads, as against one it reads that is damaged
-UNRECOGNISED_FORMAT = 1
+# libsndfile's SF_ERR_SYSTEM: the operating system failed the read, which another decoder would not change
+SYSTEM_ERROR = 2
 
 
-def _unrecognised(error: Exception) -> bool:
-    return getattr(error, "code", None) == UNRECOGNISED_FORMAT
+def _ffmpeg_may_read(error: Exception) -> bool:
+    """Whatever libsndfile could not read FFmpeg tries: containers it does not know (M4A, WebM:
+    "Format not recognised"), and codecs inside formats it knows (G.722 or G.726 telephony WAVs:
+    "Malformed 'fmt ' chunk"; ALAC in CAF: "unsupported encoding"). A file neither reads is an
+    error naming both reasons."""
+    return getattr(error, "code", None) not in (None, SYSTEM_ERROR)
 
 
 def _also(ffmpeg: str) -> str:
@@ -84,7 +88,7 @@ def audio_info(source: str | bytes, storage_options: dict | None = None) -> Audi
         try:
             info = sf.info(f)
         except (sf.LibsndfileError, RuntimeError) as error:
-            found = container_info(f) if _unrecognised(error) else "not tried"
+            found = container_info(f) if _ffmpeg_may_read(error) else "not tried"
             if isinstance(found, str):
                 raise AudioDecodeError(f"cannot decode {_name(source)}: {_reason(error)}{_also(found)}") from None
             return found
@@ -190,7 +194,7 @@ def decode_audio(
         except (sf.LibsndfileError, RuntimeError, TypeError) as error:
             if f.seek(0, io.SEEK_END) == 0:
                 raise AudioDecodeError(f"cannot decode {name}: the file is empty (0 bytes)") from None
-            decoded = decode_container(f, name, offset, duration) if _unrecognised(error) else "not tried"
+            decoded = decode_container(f, name, offset, duration) if _ffmpeg_may_read(error) else "not tried"
             if isinstance(decoded, str):  # FFmpeg found no audio either: both say why
                 raise AudioDecodeError(f"cannot decode {name}: {_reason(error)}{_also(decoded)}") from None
             return decoded
