@@ -110,7 +110,10 @@ def sweep(model, corpora: dict[str, tuple[list, list]], grid: dict[str, Iterable
         for values in itertools.product(*grid.values()):
             point = dict(zip(grid, values))
             config, postprocessing = with_point(model, point)
-            model.config = replace(config, postprocessing=postprocessing)
+            if hasattr(config, "postprocessing"):  # the default model's config holds its post-processing
+                model.config = replace(config, postprocessing=postprocessing)
+            else:  # ge2e's are NeMo's, a class attribute
+                model.config, model.default_postprocessing = config, postprocessing
             for corpus, (rows, outputs) in corpora.items():
                 for estimate in (False, True):
                     overall = score_outputs(model, rows, outputs, estimate)
@@ -123,6 +126,7 @@ def sweep(model, corpora: dict[str, tuple[list, list]], grid: dict[str, Iterable
             results.append(point)
     finally:
         model.config = original
+        vars(model).pop("default_postprocessing", None)
     return results
 
 

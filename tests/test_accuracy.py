@@ -19,7 +19,8 @@ pytestmark = pytest.mark.slow
 
 # Measured on these files (this test's own prints, 2026-12-07 on 30799df): default 26.9 % (AMI, known; missed
 # speech 14.0 %, false alarm 0.5 %), 7.2 % (the first 10 simulated, estimated; missed 0.8 %, 7 / 10 counts),
-# 5.1 % and 18 / 20 (short calls, estimated); ge2e 8.9 % (the first 10 simulated, estimated). A model that gets
+# 5.1 % and 18 / 20 (short calls, estimated); ge2e 7.1 % and 9 / 10 (the first 10 simulated, estimated; 8.9 % before
+# its count became the pruning values' majority, 2026-12-08). A model that gets
 # one more count wrong fails; so does a detector that misses a point more of AMI's speech or adds a point of
 # false alarm, or misses more than issue 28's 3 % of the simulated conversations' speech.
 AMI_KNOWN_LIMIT = 0.28
@@ -31,7 +32,8 @@ SIMULATED_MISSED_LIMIT = 0.03
 SIMULATED_COUNTS_RIGHT = 0.70
 SHORT_ESTIMATED_LIMIT = 0.07
 SHORT_COUNTS_RIGHT = 0.85
-GE2E_SIMULATED_ESTIMATED_LIMIT = 0.10
+GE2E_SIMULATED_ESTIMATED_LIMIT = 0.08
+GE2E_SIMULATED_COUNTS_RIGHT = 0.80
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +74,4 @@ def test_ge2e_model_on_simulated_test_conversations_with_estimated_counts(test_s
     _, overall = diarize_and_score(test_split["simulated"], ge2e_model(), estimate_speakers=True)
     print("ge2e, simulated test, estimated count", overall)
     assert overall["der"] < GE2E_SIMULATED_ESTIMATED_LIMIT
+    assert overall["speaker_count_accuracy"] >= GE2E_SIMULATED_COUNTS_RIGHT

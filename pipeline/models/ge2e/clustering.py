@@ -122,12 +122,16 @@ def _nme_search(embeddings: np.ndarray, max_k: int, known: int | None, config: C
     max_p = max(2, int(np.floor(n * config.max_rp_threshold)))
     candidates = np.unique(np.linspace(1, max_p, min(config.sparse_search_volume, max_p)).astype(int))
     candidates = candidates[candidates >= 2] if len(candidates) > 1 else candidates
-    best = None
+    best, counts = None, []
     for p in candidates:
         k, normalized_gap = _eigengap_count(_pruned_laplacian(neighbours, int(p)), max_k, known=known and max_k)
+        counts.append(k)
         score = (p / n) / (normalized_gap + 1e-10)
         if best is None or score < best[0]:
             best = (score, int(p), k)
+    if config.majority_vote_count and known is None:
+        values, votes = np.unique(counts, return_counts=True)
+        return best[1], int(values[np.argmax(votes)])  # ties: the smallest count, as torch.mode in NeMo
     return best[1], best[2]
 
 
