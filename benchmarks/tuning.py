@@ -94,8 +94,11 @@ def cached_forward_outputs(
     return rows, outputs, seconds
 
 
-def score_outputs(model, rows, outputs, estimate: bool) -> dict:
-    config = DiarizeConfig(postprocessing_params=model.default_postprocessing, _internal=InternalDiarizeConfig())
+def score_outputs(model, rows, outputs, estimate: bool, postprocessing=None) -> dict:
+    """Corpus scores of `outputs` through the model's output processing, with `postprocessing` (default:
+    the model's own, `default_postprocessing`)."""
+    params = postprocessing or model.default_postprocessing
+    config = DiarizeConfig(postprocessing_params=params, _internal=InternalDiarizeConfig())
     items = [replace(o, num_speakers=0) if estimate else o for o in outputs]
     segments = model._diarize_output_processing(items, [o.uniq_id for o in outputs], config)
     hypotheses = {row.uniq_id: [parse_segment(s) for s in segs] for row, segs in zip(rows, segments)}
@@ -109,14 +112,10 @@ def sweep(model, corpora: dict[str, tuple[list, list]], grid: dict[str, Iterable
     try:
         for values in itertools.product(*grid.values()):
             point = dict(zip(grid, values))
-            config, postprocessing = with_point(model, point)
-            if hasattr(config, "postprocessing"):  # the default model's config holds its post-processing
-                model.config = replace(config, postprocessing=postprocessing)
-            else:  # ge2e's are NeMo's, a class attribute
-                model.config, model.default_postprocessing = config, postprocessing
+            model.config, postprocessing = with_point(model, point)
             for corpus, (rows, outputs) in corpora.items():
                 for estimate in (False, True):
-                    overall = score_outputs(model, rows, outputs, estimate)
+                    overall = score_outputs(model, rows, outputs, estimate, postprocessing)
                     key = f"{corpus}_{'estimated' if estimate else 'known'}"
                     point[key] = overall["der"]
                     point[key + "_count_right"] = overall["speaker_count_accuracy"]
@@ -126,7 +125,6 @@ def sweep(model, corpora: dict[str, tuple[list, list]], grid: dict[str, Iterable
             results.append(point)
     finally:
         model.config = original
-        vars(model).pop("default_postprocessing", None)
     return results
 
 
