@@ -120,3 +120,20 @@ def test_ge2e_forward_removes_each_recordings_dc_offset_a_stretch_at_a_time():
         a, b = without.embeddings, other.embeddings
         cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
         assert len(cosine) > 10 and cosine.min() > 0.999
+
+
+def test_the_same_embeddings_get_the_same_count_and_labels_every_time():
+    """ARPACK's random start vector and the rounding between a fragmented graph's zero eigenvalues once
+    gave one short call three speakers or six from one run to the next (docs/journal/2026-12-08-*)."""
+    from pipeline.models.ge2e.clustering import _pruned_laplacian, _smallest_eigenpairs, cosine_affinity
+
+    rng = np.random.default_rng(2)
+    centres = rng.normal(size=(3, 64))
+    embeddings = np.concatenate([c + 0.6 * rng.normal(size=(29, 64)) for c in centres])  # 87 windows: ARPACK's size
+    fragmented = _pruned_laplacian(np.argsort(-cosine_affinity(embeddings), axis=1), 2)
+    first_values, _ = _smallest_eigenpairs(fragmented, 9)
+    for _ in range(3):
+        np.testing.assert_array_equal(_smallest_eigenpairs(fragmented, 9)[0], first_values)
+    first = spectral_cluster(embeddings)
+    for _ in range(3):
+        np.testing.assert_array_equal(spectral_cluster(embeddings), first)

@@ -17,6 +17,15 @@ from sklearn.cluster import AgglomerativeClustering, KMeans
 from pipeline.models.ge2e.config import ClusteringConfig
 
 _DENSE_BELOW = 64  # graphs up to this size are solved densely
+# A normalised eigengap below this is rounding between the zero eigenvalues of a graph in more pieces than
+# speakers (a small p): it says nothing of the count, and its argmax moves from run to run.
+_NO_GAP = 1e-8
+
+
+def _start_vector(n: int) -> np.ndarray:
+    """ARPACK's first Lanczos vector, fixed: its own is random, and the same embeddings then gave
+    another count in another process."""
+    return np.random.default_rng(0).standard_normal(n)
 
 
 def cosine_affinity(embeddings: np.ndarray) -> np.ndarray:
@@ -44,7 +53,7 @@ def _smallest_eigenpairs(laplacian: sparse.csc_matrix, count: int) -> tuple[np.n
     count = min(count, n)
     if n > _DENSE_BELOW and count < n - 1:
         try:
-            values, vectors = eigsh(laplacian, k=count, sigma=-1e-2, which="LM")
+            values, vectors = eigsh(laplacian, k=count, sigma=-1e-2, which="LM", v0=_start_vector(n))
         except ArpackError:  # no convergence on a badly fragmented graph (tiny p), or no shifts: solve it densely
             pass
         else:
@@ -56,7 +65,8 @@ def _smallest_eigenpairs(laplacian: sparse.csc_matrix, count: int) -> tuple[np.n
 def _largest_eigenvalue(laplacian: sparse.csc_matrix) -> float:
     if laplacian.shape[0] > _DENSE_BELOW:
         try:
-            return float(eigsh(laplacian, k=1, which="LA", return_eigenvectors=False)[0])
+            start = _start_vector(laplacian.shape[0])
+            return float(eigsh(laplacian, k=1, which="LA", return_eigenvectors=False, v0=start)[0])
         except ArpackError:
             pass
     return float(eigh(laplacian.toarray(), eigvals_only=True)[-1])
@@ -125,11 +135,12 @@ def _nme_search(embeddings: np.ndarray, max_k: int, known: int | None, config: C
     best, counts = None, []
     for p in candidates:
         k, normalized_gap = _eigengap_count(_pruned_laplacian(neighbours, int(p)), max_k, known=known and max_k)
-        counts.append(k)
+        if normalized_gap > _NO_GAP:
+            counts.append(k)
         score = (p / n) / (normalized_gap + 1e-10)
         if best is None or score < best[0]:
             best = (score, int(p), k)
-    if config.majority_vote_count and known is None:
+    if config.majority_vote_count and known is None and counts:
         values, votes = np.unique(counts, return_counts=True)
         return best[1], int(values[np.argmax(votes)])  # ties: the smallest count, as torch.mode in NeMo
     return best[1], best[2]
