@@ -2,8 +2,8 @@
 
 Any path or URI fsspec can open (or raw bytes), any format libsndfile reads (WAV, FLAC, OGG, MP3),
 any sample rate and channel count, in; 16 kHz mono float32 out. Only the `offset`/`duration` slice
-is read: soundfile seeks, and on object storage fsspec turns that into range requests. Containers
-libsndfile does not recognise (M4A/AAC, MP4, WebM/Opus, WMA, AMR...) are decoded by FFmpeg's
+is read: soundfile seeks, and on object storage fsspec turns that into range requests. What libsndfile
+does not read (M4A/AAC, MP4, WebM/Opus, WMA, AMR; G.722/G.726 WAVs, ALAC) is decoded by FFmpeg's
 libraries through PyAV (`pipeline.io.containers`) into the same 16 kHz mono signal.
 """
 

@@ -1,5 +1,6 @@
-"""Containers libsndfile does not recognise (M4A/AAC, MP4, WebM/Opus, WMA, AMR...), decoded by FFmpeg's
-libraries through PyAV for `pipeline.io.audio`: the first audio stream, resampled by libswresample and
+"""Audio libsndfile does not read, decoded by FFmpeg's libraries through PyAV for `pipeline.io.audio`:
+containers it does not recognise (M4A/AAC, MP4, WebM/Opus, WMA, AMR...) and codecs inside formats it
+knows (G.722/G.726 WAVs, ALAC in CAF). Of each, the first audio stream, resampled by libswresample and
 downmixed by the channels' mean into the same 16 kHz mono float32 as every other format. Where FFmpeg
 gives no audio, the functions return why (a string), so that the caller's error names both decoders."""
 
@@ -66,7 +67,7 @@ def _with_container(f, use):
 def container_info(f) -> AudioInfo | str:
     def info(container, stream, seconds: float | None) -> AudioInfo:
         if seconds is None:  # a stream that says nothing of its length: decoded to count it
-            samples = len(_decode_opened(container, stream, 0.0, None))
+            samples = len(_decode_opened(container, stream, seconds, 0.0, None))
             return AudioInfo(SAMPLE_RATE, stream.channels, samples)
         return AudioInfo(stream.rate, stream.channels, int(round(seconds * stream.rate)))
 
@@ -74,13 +75,13 @@ def container_info(f) -> AudioInfo | str:
 
 
 def decode_container(f, name: str, offset: float, duration: float | None) -> np.ndarray | str:
-    """The `offset`/`duration` slice of a container libsndfile does not read, 16 kHz mono float32 (the
+    """The `offset`/`duration` slice of a file libsndfile does not read, 16 kHz mono float32 (the
     channels' mean, as `to_mono`); or why FFmpeg gives no audio from it."""
 
     def decode(container, stream, seconds: float | None) -> np.ndarray | str:
         if seconds is not None and offset > seconds:
             raise AudioDecodeError(f"offset {offset:.3f}s is past the end of {name} ({seconds:.3f}s)")
-        samples = _decode_opened(container, stream, offset, duration)
+        samples = _decode_opened(container, stream, seconds, offset, duration)
         if len(samples) or seconds == 0:
             return samples
         if offset > 0:  # a duration estimated from the bit rate (raw AAC) can run past the last sample
@@ -90,11 +91,10 @@ def decode_container(f, name: str, offset: float, duration: float | None) -> np.
     return _with_container(f, decode)
 
 
-def _decode_opened(container, stream, offset: float, duration: float | None) -> np.ndarray:
+def _decode_opened(container, stream, seconds: float | None, offset: float, duration: float | None) -> np.ndarray:
     import av
 
     wanted = None if duration is None else int(round(duration * SAMPLE_RATE))
-    seconds = _container_seconds(container, stream)
     expected = wanted if wanted is not None else int(((seconds or 60.0) - offset) * SAMPLE_RATE) + SAMPLE_RATE
     out = _Samples(expected)
     # the file's time 0 is its stream's first sample (an Opus or AAC stream may start a few ms in)
