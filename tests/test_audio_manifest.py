@@ -194,7 +194,8 @@ def test_what_the_manifest_command_refuses(audio_corpus, tmp_path, capfd):
     refusals = {
         ("--rttm", str(references)): "two RTTM files are named 'trn01'",
         ("--rttm", str(tmp_path / "gone")): f"not found: {tmp_path / 'gone'}",
-        ("--uem", str(references)): f"no UEM file in {references}",
+        ("--uem", str(references)): f"no UEM (.uem) in {references}",
+        ("--rttm", str(corpus / "day1" / "trn01.wav")): f"{corpus / 'day1' / 'trn01.wav'} is not RTTM (.rttm)",
         ("--num-speakers", "0"): "--num-speakers 0: give a count of at least 1",
     }
     for extra, reason in refusals.items():

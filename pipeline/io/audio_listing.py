@@ -129,8 +129,8 @@ def audio_manifest_rows(
     audio_files = list_files(
         audio, is_audio_name, f"audio ({', '.join(AUDIO_SUFFIXES[:4])}, ...)", options, passed_over
     )
-    rttm = by_stem(list_files(rttms, lambda p: p.lower().endswith(".rttm"), "RTTM file", options), "RTTM", "--rttm")
-    uem = by_stem(list_files(uems, lambda p: p.lower().endswith(".uem"), "UEM file", options), "UEM", "--uem")
+    rttm = by_stem(list_files(rttms, lambda p: p.lower().endswith(".rttm"), "RTTM (.rttm)", options), "RTTM", "--rttm")
+    uem = by_stem(list_files(uems, lambda p: p.lower().endswith(".uem"), "UEM (.uem)", options), "UEM", "--uem")
     stems = [stem(path) for path in audio_files]
     shared = [name for name, count in Counter(stems).items() if count > 1 and (name in rttm or name in uem)]
     if shared:
