@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from conftest import REPO, ami_rows, with_absolute_paths, write_jsonl
+from conftest import AMI, REPO, ami_rows, with_absolute_paths, write_jsonl
 
 
 def cli_env(**extra: str) -> dict:
@@ -234,6 +234,80 @@ def test_a_terminal_gets_a_tqdm_bar_that_counts_committed_recordings(tmp_path):
         shown += os.read(controller, 4096)
     text = shown.decode()
     assert "recordings:  33%" in text and "2/3" in text and "0.50 h audio, 0 errors" in text, text
+
+
+def test_before_a_commit_the_line_counts_the_audio_the_model_actors_have_been_through(local_ray, tmp_path, monkeypatch):
+    """Hours of audio in one batch are committed at its end. Before that, the model actors' tallies in
+    Ray's key-value store give the line its audio and, once every row is in their hands, an ETA from
+    the audio left; the run forgets them when it ends."""
+    import io
+
+    from pipeline.console import CONSOLE
+    from pipeline.corpus.outputs import OutputLayout
+    from pipeline.corpus.progress import CommitProgress, ForwardTally, forward_tallies
+
+    monkeypatch.setattr(CONSOLE, "progress_interval", 0.0)
+    stream = io.StringIO()  # not a terminal: plain lines
+
+    def printed_line_with(words: str) -> str:
+        deadline = time.monotonic() + 60
+        while not any(words in line for line in stream.getvalue().splitlines()):
+            assert time.monotonic() < deadline, stream.getvalue()
+            time.sleep(0.05)
+        return next(line for line in stream.getvalue().splitlines() if words in line)
+
+    with CommitProgress(OutputLayout(str(tmp_path)), total=3, forward_rows=2, poll=0.05, stream=stream) as progress:
+        actor = ForwardTally(progress.tally_key)
+        actor.handed(1, 3600.0)
+        actor.forwarding(3600.0, 0.25)
+        actor.publish()
+        assert "ETA ?" in printed_line_with("0/3 recordings (0%), 0.25 h audio, 0 errors")  # one row not handed yet
+        other = ForwardTally(progress.tally_key)  # a second actor of the pool
+        other.handed(1, 3600.0)
+        other.publish()
+        actor.forwarding(3600.0, 0.5)
+        actor.publish()
+        line = printed_line_with("0/3 recordings (0%), 0.50 h audio, 0 errors")
+        assert "ETA ?" not in line, line  # 1.5 h left, at the rate the tallies moved
+    assert forward_tallies(progress.tally_key) == {"rows": 0.0, "seconds": 0.0, "forwarded": 0.0}
+
+
+def test_the_model_actor_tallies_what_it_forwards_and_the_default_model_reports_each_chunk_group(local_ray):
+    """`stages.DiarizeForward` (the model actor's class, here in the test's process) publishes the
+    rows and audio it went through; the default model reports the share of a batch done after each
+    chunk group, so a long batch moves the line before it returns."""
+    import numpy as np
+
+    from pipeline import load_model
+    from pipeline.corpus.progress import forget_tallies, forward_tallies
+    from pipeline.corpus.stages import DiarizeForward
+    from pipeline.io.audio import decode_audio
+    from pipeline.models.contract import Recording, RecordingBatch, forward_progress
+
+    audio = decode_audio(str(AMI / "trn03.wav"))  # 30 s: 6 chunks of 10 s every 5 s, in groups of 4
+    model = load_model("default", device="cpu", chunk_batch=4)
+    shares: list[float] = []
+    with forward_progress(shares.append):
+        model._diarize_forward(RecordingBatch.collate([Recording("trn03", audio, 0.0, 0)]))
+    assert len(model.chunk_starts(len(audio))) == 6 and shares == [4 / 6, 1.0]
+
+    key = "forwarded/test-actor/"
+    actor = DiarizeForward("ge2e", use_gpu=False, threads=2, tally_key=key)
+    batch = {
+        "uniq_id": np.array(["a", "b"]),
+        "audio": np.array([audio, audio[: 16000 * 20]], dtype=object),
+        "audio_seconds": np.array([len(audio) / 16000, 20.0]),
+        "offset": np.zeros(2),
+        "num_speakers": np.zeros(2, dtype=np.int64),
+        "status": np.array(["ok", "ok"]),
+        "error": np.array(["", ""], dtype=object),
+    }
+    try:
+        assert set(actor(batch)["status"]) == {"ok"}
+        tally = forward_tallies(key)
+        assert tally["rows"] == 2 and tally["seconds"] == tally["forwarded"] == pytest.approx(len(audio) / 16000 + 20)
+    finally:
+        forget_tallies(key)
 
 
 @pytest.mark.parametrize(

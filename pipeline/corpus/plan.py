@@ -129,13 +129,14 @@ def run_corpus(
                 counts = row_counts(todo)
             parts_before = layout.part_tokens("recordings")
             sink = CorpusSink(layout, run.model, lease.fence())
-            with CommitProgress(layout, total=input_rows, already_done=input_rows - counts[OK] - counts[ERROR]):
+            done_before = input_rows - counts[OK] - counts[ERROR]
+            with CommitProgress(layout, input_rows, done_before, forward_rows=counts[OK]) as progress:
                 if counts[ERROR]:
                     errors = todo.filter(expr=col("status") == ERROR)
                     # streamed: the first part is committed once its rows are filtered, not after all of them
                     errors.repartition(target_num_rows_per_block=ERROR_ROWS_PER_PART, strict=True).write_datasink(sink)
                 if counts[OK]:
-                    diarize_rows(todo, sink, counts, run, config, (min_actors, max_actors))
+                    diarize_rows(todo, sink, counts, run, config, (min_actors, max_actors), progress.tally_key)
 
             if lease.lost_to is not None:
                 raise OutputInUse(
@@ -210,9 +211,16 @@ def first_rows(parsed, limit: int | None):
 
 
 def diarize_rows(
-    todo, sink: CorpusSink, counts: dict, run: RunOptions, config: DiarizeConfig, pool: tuple[int, int]
+    todo,
+    sink: CorpusSink,
+    counts: dict,
+    run: RunOptions,
+    config: DiarizeConfig,
+    pool: tuple[int, int],
+    tally_key: str | None = None,
 ) -> None:
-    """The ok rows: decode (CPU tasks) -> forward (model actor pool) -> post-processing (CPU tasks) -> sink."""
+    """The ok rows: decode (CPU tasks) -> forward (model actor pool) -> post-processing (CPU tasks) -> sink.
+    The model actors tally the audio they go through under `tally_key` (`progress.ForwardTally`)."""
     from pipeline.corpus.workers import DiarizeForward, decode_recording, postprocess_batch  # torch-free
 
     min_actors, max_actors = pool
@@ -232,6 +240,7 @@ def diarize_rows(
             "threads": run.actor_threads,
             "pool_size": max_actors,
             "model_kwargs": run.factory_kwargs,
+            "tally_key": tally_key,
         },
         batch_size=run.batch_size,
         batch_format="numpy",

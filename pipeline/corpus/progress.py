@@ -5,13 +5,20 @@ parts that have appeared are exactly the recordings done. A driver thread lists 
 `poll` seconds and reads only the new parts (a few KB each), which works the same for a local
 folder and for `s3://` and needs nothing from the Ray plan. Shown as a tqdm bar on a terminal, a
 widget in Jupyter (`tqdm.auto`), or a plain line every `CONSOLE.progress_interval` seconds when the
-output is a log (CI, `ray job logs`)."""
+output is a log (CI, `ray job logs`).
+
+A block is committed after its whole batch is through the model, so a run of a few hour-long
+recordings would show nothing for minutes. The model actors therefore tally the audio they have been
+through (`ForwardTally`, fed by `report_forward_progress` within a forward) in Ray's key-value store,
+under a key of the run's; the line's audio, rate and ETA count it before the commit does."""
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import time
+import uuid
 from typing import TextIO
 
 from fsspec.implementations.local import LocalFileSystem
@@ -25,8 +32,77 @@ def in_notebook() -> bool:
     return bool(shell) and type(shell).__name__ == "ZMQInteractiveShell"
 
 
+KV_NAMESPACE = "corpus-diarization"
+TALLY_EVERY_SECONDS = 1.0  # one small write to Ray's GCS a second per model actor, at most
+
+
+class ForwardTally:
+    """On a model actor: the rows it was handed and the audio it has been through, published under
+    `key` + a name of its own in Ray's key-value store (at most every `TALLY_EVERY_SECONDS`, and after each
+    batch). A run without a key, or a Ray without a store, publishes nothing."""
+
+    def __init__(self, key: str | None):
+        self.key = None if key is None else f"{key}{uuid.uuid4().hex}"  # a restarted actor: a tally of its own
+        self.rows = 0
+        self.seconds = self.forwarded = self.in_progress = 0.0
+        self._last_publish = 0.0
+
+    def handed(self, rows: int, seconds: float) -> None:
+        self.rows += rows
+        self.seconds += seconds
+
+    def forwarding(self, seconds: float, done: float) -> None:
+        """`done` (0-1) of a forward of `seconds` of audio."""
+        self.in_progress = seconds * done
+        if time.monotonic() - self._last_publish >= TALLY_EVERY_SECONDS:
+            self.publish()
+
+    def forwarded_seconds(self, seconds: float) -> None:
+        self.forwarded += seconds
+        self.in_progress = 0.0
+
+    def publish(self) -> None:
+        if self.key is None:
+            return
+        from ray.experimental import internal_kv
+
+        if not internal_kv._internal_kv_initialized():
+            return
+        value = {"rows": self.rows, "seconds": self.seconds, "forwarded": self.forwarded + self.in_progress}
+        try:
+            internal_kv._internal_kv_put(self.key, json.dumps(value), namespace=KV_NAMESPACE)
+        except Exception:  # noqa: BLE001 - progress must never fail a batch
+            return
+        self._last_publish = time.monotonic()
+
+
+def forward_tallies(key: str) -> dict[str, float]:
+    """The model actors' tallies under `key`, summed: rows handed, their audio seconds, seconds forwarded."""
+    from ray.experimental import internal_kv
+
+    total = {"rows": 0.0, "seconds": 0.0, "forwarded": 0.0}
+    if not internal_kv._internal_kv_initialized():
+        return total
+    for name in internal_kv._internal_kv_list(key, namespace=KV_NAMESPACE):
+        value = internal_kv._internal_kv_get(name, namespace=KV_NAMESPACE)
+        if value:
+            for field, amount in json.loads(value).items():
+                total[field] += amount
+    return total
+
+
+def forget_tallies(key: str) -> None:
+    from ray.experimental import internal_kv
+
+    if internal_kv._internal_kv_initialized():
+        for name in internal_kv._internal_kv_list(key, namespace=KV_NAMESPACE):
+            internal_kv._internal_kv_del(name, namespace=KV_NAMESPACE)
+
+
 class CommitProgress:
-    """Watches `layout`'s commits while the plan runs: `with CommitProgress(layout, total, done):`."""
+    """Watches `layout`'s commits while the plan runs: `with CommitProgress(layout, total, done) as
+    progress:`; the model actors tally under `progress.tally_key` (`ForwardTally`), and the
+    `forward_rows` rows they are to be handed let the ETA count audio once all are handed."""
 
     def __init__(
         self,
@@ -35,10 +111,15 @@ class CommitProgress:
         already_done: int = 0,
         poll: float | None = None,
         stream: TextIO | None = None,
+        forward_rows: int = 0,
     ):
         self.layout = layout
         self.total = total
         self.already_done = already_done
+        self.forward_rows = forward_rows
+        self.tally_key = f"forwarded/{uuid.uuid4().hex}/"
+        self.tally = {"rows": 0.0, "seconds": 0.0, "forwarded": 0.0}
+        self._first_tally: tuple[float, float] | None = None  # (when, seconds forwarded) at the first one seen
         self.poll = poll if poll is not None else (1.0 if isinstance(layout.fs, LocalFileSystem) else 5.0)
         self.stream = stream or CONSOLE.out
         self.seen_tokens = layout.part_tokens("recordings")
@@ -52,21 +133,40 @@ class CommitProgress:
 
     # ---------------------------------------------------------------- what is shown
 
+    def audio_done(self) -> float:
+        """Seconds of audio done this run: committed, or through the model if that is more."""
+        return max(self.audio_seconds, self.tally["forwarded"])
+
     def rate(self) -> tuple[float, float]:
         """Recordings per second and audio seconds per wall second, this run."""
         elapsed = max(time.monotonic() - self.started, 1e-9)
-        return self.done / elapsed, self.audio_seconds / elapsed
+        return self.done / elapsed, self.audio_done() / elapsed
 
     def eta(self) -> float | None:
-        per_second, _ = self.rate()
+        """From the audio left once every row is in the model actors' hands (their audio is then
+        known), else from the recordings committed."""
         remaining = self.total - self.already_done - self.done
+        per_second, _ = self.rate()
+        forward_rate = self.forward_rate()
+        if remaining and self.forward_rows and self.tally["rows"] >= self.forward_rows and forward_rate:
+            return max(self.tally["seconds"] - self.tally["forwarded"], 0.0) / forward_rate
         return remaining / per_second if per_second > 0 else None
+
+    def forward_rate(self) -> float | None:
+        """Audio seconds through the model per wall second since the first tally (Ray's and the
+        model's start left out), None until it has moved."""
+        if self._first_tally is None:
+            return None
+        when, forwarded = self._first_tally
+        elapsed = time.monotonic() - when
+        moved = self.tally["forwarded"] - forwarded
+        return moved / elapsed if moved > 0 and elapsed > 0 else None
 
     def stats(self) -> str:
         _, audio_rate = self.rate()
         eta = self.eta()
         return (
-            f"{self.audio_seconds / 3600:.2f} h audio, {counted(self.errors, 'error')}, "
+            f"{self.audio_done() / 3600:.2f} h audio, {counted(self.errors, 'error')}, "
             f"{audio_rate:.1f} audio s/s, ETA {format_duration(eta) if eta is not None else '?'}"
         )
 
@@ -110,14 +210,20 @@ class CommitProgress:
             self._thread.join()
 
     def __exit__(self, *exc_info) -> None:
-        if CONSOLE.quiet:
-            return
-        self._finish_watching()
-        self.update()
-        if self._bar is not None:
-            self._bar.close()
-        else:
-            print(self.line(), file=self.stream, flush=True)
+        try:
+            if CONSOLE.quiet:
+                return
+            self._finish_watching()
+            self.update()
+            if self._bar is not None:
+                self._bar.close()
+            else:
+                print(self.line(), file=self.stream, flush=True)
+        finally:
+            try:
+                forget_tallies(self.tally_key)
+            except Exception:  # noqa: BLE001 - a Ray already gone (Ctrl-C) keeps nothing to forget
+                pass
 
     def _watch(self) -> None:
         while not self._stop.wait(self.poll):
@@ -130,9 +236,17 @@ class CommitProgress:
                 self._last_line = time.monotonic()
 
     def update(self) -> None:
-        """Reads the recordings parts committed since the last look."""
+        """Reads the model actors' tallies and the recordings parts committed since the last look."""
+        try:
+            self.tally = forward_tallies(self.tally_key)
+        except Exception:  # noqa: BLE001 - a tally is a hint; the commits below are the count
+            pass
+        if self._first_tally is None and self.tally["forwarded"] > 0:
+            self._first_tally = (time.monotonic(), self.tally["forwarded"])
         new = self.layout.part_tokens("recordings") - self.seen_tokens
         if not new:
+            if self._bar is not None:
+                self._bar.set_postfix_str(self.stats())
             return
         import pyarrow.parquet as pq
 

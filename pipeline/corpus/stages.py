@@ -22,11 +22,12 @@ import torch
 
 from pipeline.api import exclusive_result
 from pipeline.config import DiarizeConfig
+from pipeline.corpus.progress import ForwardTally
 from pipeline.corpus.status import DEFERRED, ERROR, OK
 from pipeline.errors import ModelKeepsFailing, UsageError
 from pipeline.io.audio import SAMPLE_RATE, decode_audio
 from pipeline.io.storage import options_for
-from pipeline.models.contract import ModelTraits, Recording, RecordingBatch
+from pipeline.models.contract import ModelTraits, Recording, RecordingBatch, forward_progress
 from pipeline.models.registry import load_model
 from pipeline.speakers import pack_centroids
 
@@ -90,6 +91,7 @@ class DiarizeForward:
         threads: int | None = None,
         pool_size: int = 1,
         model_kwargs: dict[str, Any] | None = None,
+        tally_key: str | None = None,
     ):
         if use_gpu and not torch.cuda.is_available():
             import ray
@@ -111,9 +113,11 @@ class DiarizeForward:
         self.failed_batches = 0
         self.failed_recordings = 0
         self.last_failure = ""
+        self.tally = ForwardTally(tally_key)  # what the progress line counts before a commit
 
     def __call__(self, batch: Batch) -> Batch:
         count = len(batch["uniq_id"])
+        self.tally.handed(count, float(np.nansum(batch["audio_seconds"])) if "audio_seconds" in batch else 0.0)
         status, error = batch["status"].copy().astype(object), batch["error"].astype(object)
         outputs = np.array([b""] * count, dtype=object)
         seconds = np.zeros(count, dtype=np.float64)
@@ -127,6 +131,7 @@ class DiarizeForward:
                 status[i] = DEFERRED
         elif ready:
             self.failed_batches = self.failed_recordings = 0
+        self.tally.publish()
         rest = {key: value for key, value in batch.items() if key != "audio"}
         return {
             **rest,
@@ -201,9 +206,12 @@ class DiarizeForward:
             )
             for i in rows
         ]
+        audio_seconds = sum(len(recording.audio) for recording in recordings) / SAMPLE_RATE
         started = time.perf_counter()
-        results = list(self.model._diarize_forward(RecordingBatch.collate(recordings).to(self.device)))
+        with forward_progress(lambda done: self.tally.forwarding(audio_seconds, done)):
+            results = list(self.model._diarize_forward(RecordingBatch.collate(recordings).to(self.device)))
         elapsed = time.perf_counter() - started
+        self.tally.forwarded_seconds(audio_seconds)
         if len(results) != len(rows):
             raise RuntimeError(
                 f"_diarize_forward returned {len(results)} items for a batch of {len(rows)} recordings "

@@ -28,13 +28,19 @@ output processing in CPU tasks, on another copy of the model built by the same f
   `exclusive_output` (True when its output processing gives one-speaker-at-a-time turns itself for
   `diarcfg.exclusive`, as a pyannote pipeline does; else the pipeline derives them from the turns and
   activity).
+- A forward that works through a long batch in steps may call `report_forward_progress(done)` with
+  the share of the batch's audio it has been through (0-1): a corpus run shows it on its progress
+  line before the batch is committed (hours of audio in one batch would otherwise show nothing). A
+  model that does not call it is counted when its forward returns.
 """
 
 from __future__ import annotations
 
 import warnings
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -130,6 +136,27 @@ class ModelTraits:
     def of(cls, model: Any) -> "ModelTraits":
         """The traits a model (or its class, or a factory) declares; None for what it does not."""
         return cls(**{f.name: getattr(model, f.name, None) for f in fields(cls)})
+
+
+_FORWARD_PROGRESS: ContextVar[Optional[Callable[[float], None]]] = ContextVar("forward_progress", default=None)
+
+
+def report_forward_progress(done: float) -> None:
+    """Inside `_diarize_forward`: the share (0-1) of the batch's audio gone through so far. Outside a
+    corpus run's model actor, nothing listens and this does nothing."""
+    listener = _FORWARD_PROGRESS.get()
+    if listener is not None:
+        listener(min(max(float(done), 0.0), 1.0))
+
+
+@contextmanager
+def forward_progress(listener: Callable[[float], None]) -> Iterator[None]:
+    """`report_forward_progress` calls inside the block go to `listener` (the model actor's tally)."""
+    token = _FORWARD_PROGRESS.set(listener)
+    try:
+        yield
+    finally:
+        _FORWARD_PROGRESS.reset(token)
 
 
 def move_to_device(batch: Any, device: torch.device | str | None) -> Any:

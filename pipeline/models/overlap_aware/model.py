@@ -45,7 +45,7 @@ from pipeline.api import SpkDiarizationMixin
 from pipeline.config import DiarizeConfig, PostProcessingParams, speaker_count_bounds
 from pipeline.errors import BadParameterError
 from pipeline.io.audio import SAMPLE_RATE
-from pipeline.models.contract import ForwardItem, RecordingBatch, RecordingResult
+from pipeline.models.contract import ForwardItem, RecordingBatch, RecordingResult, report_forward_progress
 from pipeline.models.memory import release_freed_memory
 from pipeline.models.overlap_aware import MODEL_NAME
 from pipeline.models.overlap_aware.campplus import (
@@ -314,6 +314,7 @@ class OverlapAwareDiarizer(nn.Module, SpkDiarizationMixin):
             segmentation[group] = activity.to(torch.uint8).cpu().numpy()
             speech[group] = (speech_probability * 255).round().to(torch.uint8).cpu().numpy()
             release_freed_memory()  # the group's freed tensors, not kept in the heap (`memory`)
+            report_forward_progress(min(first + chunk_batch, total) / total)
         bounds = np.cumsum([0] + [len(s) for s in starts])
         return [
             OverlapAwareForward(
