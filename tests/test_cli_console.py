@@ -229,11 +229,21 @@ def test_a_terminal_gets_a_tqdm_bar_that_counts_committed_recordings(tmp_path):
         layout.write_part("recordings", "block", recordings_table([row], "default"))
         time.sleep(0.5)
     stream.flush()
-    shown = b""
-    while select.select([controller], [], [], 0.2)[0]:
-        shown += os.read(controller, 4096)
-    text = shown.decode()
+
+    def shown() -> str:
+        text = b""
+        while select.select([controller], [], [], 0.2)[0]:
+            text += os.read(controller, 4096)
+        return text.decode()
+
+    text = shown()
     assert "recordings:  33%" in text and "2/3" in text and "0.50 h audio, 0 errors" in text, text
+    # a terminal not sized yet (`script`, `docker exec -t`): a bar would be empty, so plain lines
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 0, 0, 0, 0))
+    with CommitProgress(layout, total=3, already_done=2, poll=0.1, stream=stream):
+        pass
+    stream.flush()
+    assert "progress: 2/3 recordings (67%)" in shown()
 
 
 def test_before_a_commit_the_line_counts_the_audio_the_model_actors_have_been_through(local_ray, tmp_path, monkeypatch):

@@ -15,6 +15,7 @@ under a key of the run's; the line's audio, rate and ETA count it before the com
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -30,6 +31,13 @@ from pipeline.corpus.outputs import OutputLayout
 def in_notebook() -> bool:
     shell = sys.modules.get("IPython") and getattr(sys.modules["IPython"], "get_ipython", lambda: None)()
     return bool(shell) and type(shell).__name__ == "ZMQInteractiveShell"
+
+
+def terminal_columns(stream: TextIO) -> int:
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (OSError, ValueError, AttributeError):
+        return 0
 
 
 KV_NAMESPACE = "corpus-diarization"
@@ -188,7 +196,8 @@ class CommitProgress:
         return self
 
     def _start(self) -> None:
-        if in_notebook() or self.stream.isatty():
+        # a terminal of no width (`script` or `docker exec -t` before it is sized) draws an empty bar
+        if in_notebook() or (self.stream.isatty() and terminal_columns(self.stream) > 0):
             from tqdm.auto import tqdm
 
             self._bar = tqdm(
