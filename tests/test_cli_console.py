@@ -282,10 +282,11 @@ def test_before_a_commit_the_line_counts_the_audio_the_model_actors_have_been_th
     assert forward_tallies(progress.tally_key) == {"rows": 0.0, "seconds": 0.0, "forwarded": 0.0}
 
 
-def test_the_model_actor_tallies_what_it_forwards_and_the_default_model_reports_each_chunk_group(local_ray):
+def test_the_model_actor_tallies_what_it_forwards_and_the_built_in_models_report_their_share_as_they_go(local_ray):
     """`stages.DiarizeForward` (the model actor's class, here in the test's process) publishes the
-    rows and audio it went through; the default model reports the share of a batch done after each
-    chunk group, so a long batch moves the line before it returns."""
+    rows and audio it went through; the built-in models report the share of a batch done as they go
+    (the default model after each chunk group, ge2e before each stretch it embeds), so a long batch
+    moves the line before it returns."""
     import numpy as np
 
     from pipeline import load_model
@@ -300,6 +301,12 @@ def test_the_model_actor_tallies_what_it_forwards_and_the_default_model_reports_
     with forward_progress(shares.append):
         model._diarize_forward(RecordingBatch.collate([Recording("trn03", audio, 0.0, 0)]))
     assert len(model.chunk_starts(len(audio))) == 6 and shares == [4 / 6, 1.0]
+    shares.clear()
+    with forward_progress(shares.append):  # ge2e: the share of the timeline embedded, a 10 s stretch at a time
+        load_model("ge2e", device="cpu", embedding_chunk_seconds=10)._diarize_forward(
+            RecordingBatch.collate([Recording("trn03", audio, 0.0, 0)])
+        )
+    assert len(shares) == 3 and shares == sorted(shares) and shares[0] == 0 and shares[-1] < 1
 
     key = "forwarded/test-actor/"
     actor = DiarizeForward("ge2e", use_gpu=False, threads=2, tally_key=key)

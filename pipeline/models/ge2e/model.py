@@ -21,7 +21,7 @@ from torch import nn
 
 from pipeline.api import SpkDiarizationMixin
 from pipeline.config import DiarizeConfig, PostProcessingParams, speaker_count_bounds
-from pipeline.models.contract import ForwardItem, RecordingBatch, RecordingResult
+from pipeline.models.contract import ForwardItem, RecordingBatch, RecordingResult, report_forward_progress
 from pipeline.models.ge2e import MODEL_NAME
 from pipeline.models.ge2e.config import ClusteringConfig, GE2EConfig, check_options
 from pipeline.models.ge2e.encoder import (
@@ -136,7 +136,10 @@ class GE2EDiarizer(nn.Module, SpkDiarizationMixin):
         embeddings = audio.new_zeros(len(starts), SpeakerEncoder.embedding_size)
         chunk_frames = max(1, int(self.config.embedding_chunk_seconds / FRAME_SECONDS))
         window_samples = WINDOW_VAD_FRAMES * FRAME_SAMPLES
-        for first_frame in range(0, int(starts.max()) + 1 if len(starts) else 0, chunk_frames):
+        last_frame = int(starts.max()) + 1 if len(starts) else 0
+        for first_frame in range(0, last_frame, chunk_frames):
+            # the share of the timeline embedded (most of a forward's time; the VAD before it is not counted)
+            report_forward_progress(first_frame / last_frame)
             selected = ((starts >= first_frame) & (starts < first_frame + chunk_frames)).nonzero(as_tuple=True)[0]
             if len(selected) == 0:
                 continue
