@@ -24,9 +24,16 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
 # test module imports torch, and inherited by the worker's Ray and the CLIs it starts; a model
 # actor still chooses its own threads (`--actor-threads`), as in a user's run. An OMP_NUM_THREADS
 # given to `make test` wins (`OMP_NUM_THREADS=2 make test` is the comparison's other side).
+#
+# The model actors keep two threads, so two of them (one per worker) still share two cores; an
+# OpenMP thread then spins at each barrier for a sibling that is descheduled. Waiting passively
+# (libgomp reads it when torch loads: the workers' Rays and CLIs inherit it): two 2-thread forwards
+# side by side took 4.7 s instead of 7.1-7.6 (default) and 2.2 instead of 5.6-32 (ge2e)
+# (`python -m benchmarks.openmp_contention`; docs/journal/2026-12-08-progress-before-the-commit.md).
 if "PYTEST_XDIST_WORKER" in os.environ:  # not in xdist's controller, whose environment the workers inherit
     share = (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, share)))
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 TEST_THREADS = int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)  # torch's default: every core
 
 REPO = Path(__file__).resolve().parents[1]
