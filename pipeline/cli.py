@@ -427,7 +427,8 @@ def print_summary(summary: dict, layout) -> None:
         f"({summary['skipped_by_resume']} already done, {summary['processed_this_run']} processed this run"
         + (f", {counted(retried, 'error row')} of them retried" if (retried := summary.get("retried_errors")) else "")
         + ")\n"
-        f"{summary['audio_hours'] * 3600:.1f} s of audio in {summary['wall_seconds']:.1f} s "
+        # this run's audio and time: a resume's earlier audio was labelled in other runs' time
+        f"{summary['audio_hours_this_run'] * 3600:.1f} s of audio in {summary['wall_seconds']:.1f} s "
         f"({summary['audio_seconds_per_wall_second']:.1f} audio s per wall s)\n"
         f"outputs: {layout.uri}  (rttm/, segments/, speakers/, recordings/, manifest.jsonl, summary.json)"
     )

@@ -85,7 +85,7 @@ def test_ray_sorts_the_output_manifest_of_a_large_run_into_the_same_bytes(finish
 def test_summary_json_has_counts_config_and_versions(finished_run):
     _, output, _ = finished_run
     summary = json.loads((output / "summary.json").read_text(encoding="utf-8"))
-    assert summary["audio_hours"] == pytest.approx(3 * 30 / 3600, rel=1e-3)
+    assert summary["audio_hours"] == summary["audio_hours_this_run"] == pytest.approx(3 * 30 / 3600, rel=1e-3)
     assert summary["audio_seconds_per_wall_second"] > 0
     assert summary["config"]["model"] == "default" and "ray" in summary["versions"]
 
@@ -106,6 +106,11 @@ def test_resume_of_a_finished_run_adds_nothing(finished_run):
     summary = pipeline.run_corpus([str(manifest)], str(output), batch_size=2, resume=True)
     assert (summary["processed_this_run"], summary["skipped_by_resume"], summary["recorded_rows"]) == (0, 3, 3)
     assert footer_readers() - before == 1
+    # the output's audio, but none of it this run's (the console's "0.0 s of audio in ...")
+    assert summary["audio_hours"] > 0 and (
+        summary["audio_hours_this_run"],
+        summary["audio_seconds_per_wall_second"],
+    ) == (0, 0)
 
 
 def test_the_footer_reader_pool_follows_the_parts_unless_the_user_sized_it(monkeypatch):

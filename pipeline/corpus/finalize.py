@@ -161,6 +161,7 @@ def run_summary(
         "errors": totals["rows"] - totals["ok"],
         "errors_by_reason": dict(reasons.most_common()),
         "audio_hours": totals["audio"] / 3600,
+        "audio_hours_this_run": totals["audio_this_run"] / 3600,
         "speech_hours": totals["speech"] / 3600,
         "wall_seconds": wall_seconds,
         "audio_seconds_per_wall_second": totals["audio_this_run"] / wall_seconds if wall_seconds else 0.0,
