@@ -277,7 +277,7 @@ def test_before_a_commit_the_line_counts_the_audio_the_model_actors_have_been_th
         other.publish()
         actor.forwarding(3600.0, 0.5)
         actor.publish()
-        line = printed_line_with("0/3 recordings (0%), 0.50 h audio, 0 errors")
+        line = printed_line_with("0/3 recordings (0%), 0.50 of 2.00 h audio, 0 errors")
         assert "ETA ?" not in line, line  # 1.5 h left, at the rate the tallies moved
     assert forward_tallies(progress.tally_key) == {"rows": 0.0, "seconds": 0.0, "forwarded": 0.0}
 

@@ -157,9 +157,13 @@ class CommitProgress:
         remaining = self.total - self.already_done - self.done
         per_second, _ = self.rate()
         forward_rate = self.forward_rate()
-        if remaining and self.forward_rows and self.tally["rows"] >= self.forward_rows and forward_rate:
+        if remaining and self.all_handed() and forward_rate:
             return max(self.tally["seconds"] - self.tally["forwarded"], 0.0) / forward_rate
         return remaining / per_second if per_second > 0 else None
+
+    def all_handed(self) -> bool:
+        """Every row to label is in the model actors' hands, so this run's audio is known."""
+        return bool(self.forward_rows) and self.tally["rows"] >= self.forward_rows
 
     def forward_rate(self) -> float | None:
         """Audio seconds through the model per wall second since the first tally (Ray's and the
@@ -174,8 +178,12 @@ class CommitProgress:
     def stats(self) -> str:
         _, audio_rate = self.rate()
         eta = self.eta()
+        done = self.audio_done()
+        audio = f"{done / 3600:.2f} h audio"
+        if self.all_handed() and self.already_done + self.done < self.total:  # "0/3 recordings" reads less stuck
+            audio = f"{done / 3600:.2f} of {max(self.tally['seconds'], done) / 3600:.2f} h audio"
         return (
-            f"{self.audio_done() / 3600:.2f} h audio, {counted(self.errors, 'error')}, "
+            f"{audio}, {counted(self.errors, 'error')}, "
             f"{audio_rate:.1f} audio s/s, ETA {format_duration(eta) if eta is not None else '?'}"
         )
 
