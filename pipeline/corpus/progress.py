@@ -65,7 +65,8 @@ class ForwardTally:
         if time.monotonic() - self._last_publish >= TALLY_EVERY_SECONDS:
             self.publish()
 
-    def forwarded_seconds(self, seconds: float) -> None:
+    def forward_finished(self, seconds: float) -> None:
+        """A forward of `seconds` of audio returned."""
         self.forwarded += seconds
         self.in_progress = 0.0
 

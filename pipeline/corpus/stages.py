@@ -211,7 +211,7 @@ class DiarizeForward:
         with forward_progress(lambda done: self.tally.forwarding(audio_seconds, done)):
             results = list(self.model._diarize_forward(RecordingBatch.collate(recordings).to(self.device)))
         elapsed = time.perf_counter() - started
-        self.tally.forwarded_seconds(audio_seconds)
+        self.tally.forward_finished(audio_seconds)
         if len(results) != len(rows):
             raise RuntimeError(
                 f"_diarize_forward returned {len(results)} items for a batch of {len(rows)} recordings "
