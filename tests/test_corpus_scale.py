@@ -254,7 +254,7 @@ def test_an_empty_manifest_and_an_unreachable_speaker_count_are_said_in_the_summ
     )
     summary = run([manifest], tmp_path / "run")
     (note,) = summary["notes"]
-    assert note.startswith("1 ok rows found fewer speakers than their num_speakers") and ": 1000 asked, " in note
+    assert note.startswith("1 ok row found fewer speakers than its num_speakers") and ": 1000 asked, " in note
 
 
 def test_a_line_edited_before_resume_is_refused_and_a_line_inserted_above_is_not(local_ray, tmp_path):

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import ray
 from ray.data.expressions import col
 
+from pipeline.console import counted
 from pipeline.corpus.inputs import manifest_row
 from pipeline.corpus.outputs import OutputLayout
 from pipeline.corpus.status import OK
@@ -150,7 +151,8 @@ def run_summary(
         notes.append("the manifests hold no rows: nothing to label")
     if fewer_speakers:
         notes.append(
-            f"{fewer_speakers} ok rows found fewer speakers than their num_speakers "
+            f"{counted(fewer_speakers, 'ok row')} found fewer speakers than "
+            f"{'its' if fewer_speakers == 1 else 'their'} num_speakers "
             f"(the audio held no more voices the model could tell apart), e.g. {'; '.join(examples)}"
         )
     return {
