@@ -3,7 +3,8 @@
 
 Loaded by `module:factory` (`plugin_models:energy_diarizer`, this folder being on the path of the
 driver and, through Ray's driver sys.path, of its workers) or as an entry-point plug-in. Options
-make it misbehave on purpose for the fault tests: `fail="always"` (a model bug), `fail_on="<id
+make it misbehave on purpose for the fault tests: `fail="always"` (a model bug), `fail="one_item_short"`
+(a forward that breaks the contract: one item fewer than the batch's recordings), `fail_on="<id
 substring>"` (one bad recording), `oom_above=N` (CUDA out of memory for batches of more than N
 recordings), `batch_log=PATH` (appends the size of every forward batch)."""
 
@@ -53,7 +54,7 @@ class EnergyDiarizer(SpkDiarizationMixin):
             frames = samples[: len(samples) // frame * frame].reshape(-1, frame)
             energy_db = 10 * np.log10((frames.astype(np.float64) ** 2).mean(axis=1) + 1e-12)
             items.append({"uniq_id": uid, "offset": float(offset), "energy_db": energy_db.astype(np.float32)})
-        return items
+        return items[:-1] if self.fail == "one_item_short" else items
 
     def _diarize_output_processing(self, outputs, uniq_ids, diarcfg):
         segments = []

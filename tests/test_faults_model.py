@@ -125,3 +125,32 @@ def test_out_of_memory_at_every_batch_size_stops_the_run(local_ray, tmp_path):
         pipeline.run_corpus(
             str(manifest), str(tmp_path / "output"), model=PLUGIN_MODEL, batch_size=4, model_kwargs={"oom_above": 0}
         )
+
+
+def test_a_forward_that_breaks_the_contract_is_each_recording_s_error_in_words():
+    """`_diarize_forward` gives one item per recording: a model that gives one fewer fails each of the
+    batch's recordings (tried alone, it still gives none), saying what the contract asks; the whole
+    batch failing alike is a broken model's (deferred: recorded at the end, or the run stops). The
+    model actor's class, run in the test's process."""
+    import numpy as np
+
+    from pipeline.corpus.stages import DiarizeForward
+    from pipeline.io.audio import decode_audio
+
+    actor = DiarizeForward(PLUGIN_MODEL, use_gpu=False, threads=1, model_kwargs={"fail": "one_item_short"})
+    audio = decode_audio(with_absolute_paths(ami_rows("trn01")[0])["audio_filepath"], 0.0, 5.0)
+    batch = {
+        "uniq_id": np.array(["a", "b"]),
+        "audio": np.array([audio, audio], dtype=object),
+        "audio_seconds": np.array([5.0, 5.0]),
+        "offset": np.zeros(2),
+        "num_speakers": np.zeros(2, dtype=np.int64),
+        "status": np.array(["ok", "ok"]),
+        "error": np.array(["", ""], dtype=object),
+    }
+    out = actor(batch)
+    assert list(out["status"]) == ["deferred", "deferred"]
+    assert set(out["error"]) == {
+        "model forward failed: RuntimeError: _diarize_forward returned 0 items for a batch of 1 recording "
+        "(one per recording is the contract)"
+    }

@@ -22,6 +22,7 @@ import torch
 
 from pipeline.api import exclusive_result
 from pipeline.config import DiarizeConfig
+from pipeline.console import counted
 from pipeline.corpus.progress import ForwardTally
 from pipeline.corpus.status import DEFERRED, ERROR, OK
 from pipeline.errors import ModelKeepsFailing, UsageError
@@ -214,7 +215,8 @@ class DiarizeForward:
         self.tally.forward_finished(audio_seconds)
         if len(results) != len(rows):
             raise RuntimeError(
-                f"_diarize_forward returned {len(results)} items for a batch of {len(rows)} recordings "
+                f"_diarize_forward returned {counted(len(results), 'item')} for a batch of "
+                f"{counted(len(rows), 'recording')} "
                 "(one per recording is the contract)"
             )
         lengths = np.array([len(recording.audio) for recording in recordings], dtype=np.float64)
