@@ -22,7 +22,7 @@ def per_call_ms(call, repeats: int = 200) -> float:
     return (time.perf_counter() - started) / repeats * 1000
 
 
-def tallies() -> None:
+def measure_tallies() -> None:
     import ray
 
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
@@ -68,4 +68,4 @@ with tempfile.TemporaryDirectory() as folder:
         f"poll with nothing new {list_only * 1000:.1f} ms"
     )
 if "--tallies" in sys.argv:
-    tallies()
+    measure_tallies()

@@ -152,10 +152,14 @@ class CommitProgress:
         elapsed = max(time.monotonic() - self.started, 1e-9)
         return self.done / elapsed, self.audio_done() / elapsed
 
+    def remaining(self) -> int:
+        """Recordings of the run not yet committed."""
+        return self.total - self.already_done - self.done
+
     def eta(self) -> float | None:
         """From the audio left once every row is in the model actors' hands (their audio is then
         known), else from the recordings committed."""
-        remaining = self.total - self.already_done - self.done
+        remaining = self.remaining()
         per_second, _ = self.rate()
         forward_rate = self.forward_rate()
         if remaining and self.all_handed() and forward_rate:
@@ -181,7 +185,7 @@ class CommitProgress:
         eta = self.eta()
         done = self.audio_done()
         audio = f"{done / 3600:.2f} h audio"
-        if self.all_handed() and self.already_done + self.done < self.total:  # "0/3 recordings" reads less stuck
+        if self.all_handed() and self.remaining() > 0:  # "0/3 recordings" then reads less stuck
             audio = f"{done / 3600:.2f} of {max(self.tally['seconds'], done) / 3600:.2f} h audio"
         return (
             f"{audio}, {counted(self.errors, 'error')}, "

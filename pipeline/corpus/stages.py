@@ -118,7 +118,7 @@ class DiarizeForward:
 
     def __call__(self, batch: Batch) -> Batch:
         count = len(batch["uniq_id"])
-        self.tally.handed(count, float(np.nansum(batch["audio_seconds"])) if "audio_seconds" in batch else 0.0)
+        self.tally.handed(count, float(np.sum(batch["audio_seconds"])))  # the decode stage's, 0 for error rows
         status, error = batch["status"].copy().astype(object), batch["error"].astype(object)
         outputs = np.array([b""] * count, dtype=object)
         seconds = np.zeros(count, dtype=np.float64)
@@ -207,7 +207,8 @@ class DiarizeForward:
             )
             for i in rows
         ]
-        audio_seconds = sum(len(recording.audio) for recording in recordings) / SAMPLE_RATE
+        lengths = np.array([len(recording.audio) for recording in recordings], dtype=np.float64)
+        audio_seconds = lengths.sum() / SAMPLE_RATE
         started = time.perf_counter()
         with forward_progress(lambda done: self.tally.forwarding(audio_seconds, done)):
             results = list(self.model._diarize_forward(RecordingBatch.collate(recordings).to(self.device)))
@@ -219,7 +220,6 @@ class DiarizeForward:
                 f"{counted(len(rows), 'recording')} "
                 "(one per recording is the contract)"
             )
-        lengths = np.array([len(recording.audio) for recording in recordings], dtype=np.float64)
         shares = lengths / lengths.sum() if lengths.sum() else np.full(len(rows), 1 / len(rows))
         for i, result, share in zip(rows, results, shares):
             outputs[i] = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
